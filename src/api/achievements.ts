@@ -1,0 +1,36 @@
+import type { FastifyInstance } from "fastify";
+import { ID_TOKEN } from "../events/mod.ts";
+import { progressOf } from "../rules/mod.ts";
+import { userKey } from "../state/mod.ts";
+import type { ApiContext } from "./context.ts";
+
+/**
+ * `GET /v1/tenants/:tenant/users/:user/achievements`: what the user has
+ * unlocked (with `unlocked_at` and `rule_version`) and how far along the
+ * rest are. Hidden achievements appear only once unlocked.
+ */
+export function achievementRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get<{ Params: { tenant: string; user: string } }>("/v1/tenants/:tenant/users/:user/achievements", async (req, reply) => {
+    const { tenant, user } = req.params;
+    for (const [name, v] of [["tenant", tenant], ["user", user]] as const) {
+      if (!ID_TOKEN.test(v)) return reply.code(400).send({ error: "bad_request", message: `${name} id ${JSON.stringify(v)} is not a valid id (A-Z a-z 0-9 _ -)` });
+    }
+    const { state } = await ctx.state.read(userKey(tenant, user));
+    const set = ctx.rules().forTenant(tenant);
+    const unlocked = Object.entries(state.eval.unlocked).map(([, u]) => {
+      const rule = set.byId.get(u.rule_id)?.rule;
+      return {
+        achievement_id: u.rule_id,
+        tier: u.tier,
+        rule_id: u.rule_id,
+        rule_version: u.rule_version,
+        unlock_id: u.unlock_id,
+        unlocked_at: u.unlocked_at,
+        occurrence: u.occurrence,
+        ...(rule?.title ? { title: rule.title } : {}),
+      };
+    });
+    unlocked.sort((a, b) => a.unlocked_at.localeCompare(b.unlocked_at) || a.achievement_id.localeCompare(b.achievement_id));
+    return { tenant_id: tenant, user_id: user, unlocked, in_progress: progressOf(state.eval, set) };
+  });
+}

@@ -1,0 +1,22 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { Config } from "../config/mod.ts";
+import type { DeadLetters, Stats } from "../pipeline/mod.ts";
+import type { RuleBook } from "../rules/mod.ts";
+import type { StateStore } from "../state/mod.ts";
+
+/** What the HTTP API needs from the process. */
+export type ApiContext = {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  /** Reads user state (bypassing the worker's cache: another process may own the partition). */
+  state: StateStore;
+  rules: () => RuleBook;
+  dlq: DeadLetters;
+  stats: Stats;
+  config: Config;
+};
+
+/** The body of every 4xx/5xx answer. */
+export type ErrorBody = { error: string; message: string };

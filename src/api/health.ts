@@ -1,0 +1,25 @@
+import type { FastifyInstance } from "fastify";
+import { consumerName, Streams } from "../nats/mod.ts";
+import type { ApiContext } from "./context.ts";
+
+/** `/healthz` (alive), `/readyz` (NATS, streams, consumers), `/v1/stats`. */
+export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async (_req, reply) => {
+    const problems: string[] = [];
+    if (ctx.nc.isClosed()) problems.push("NATS connection closed");
+    else {
+      for (const s of Object.values(Streams)) {
+        await ctx.jsm.streams.info(s).catch((err: unknown) => problems.push(`stream ${s}: ${(err as Error).message}`));
+      }
+      if (ctx.config.worker.enabled) {
+        for (let k = 0; k < ctx.config.partitions; k++) {
+          await ctx.jsm.consumers.info(Streams.Events, consumerName(k)).catch((err: unknown) => problems.push(`consumer ${consumerName(k)}: ${(err as Error).message}`));
+        }
+      }
+    }
+    if (problems.length) return reply.code(503).send({ status: "not ready", problems });
+    return { status: "ready" };
+  });
+  app.get("/v1/stats", async () => ctx.stats.snapshot());
+}

@@ -1,0 +1,30 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Logger } from "../util/log.ts";
+import { achievementRoutes } from "./achievements.ts";
+import type { ApiContext } from "./context.ts";
+import { eventRoutes } from "./events.ts";
+import { healthRoutes } from "./health.ts";
+import { openApiDocument } from "./openapi.ts";
+
+/** Builds the HTTP API (not listening yet). */
+export function buildApi(ctx: ApiContext, log: Logger): FastifyInstance {
+  const app = Fastify({
+    // Request logs are noise at this rate; errors are logged by the handler.
+    loggerInstance: log.child({ component: "api" }, { level: "warn" }) as FastifyBaseLogger,
+    // A full batch of maximal events, plus JSON framing.
+    bodyLimit: ctx.config.http.maxBatch * ctx.config.events.maxBytes + 65_536,
+  });
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (status >= 500) log.error({ err }, "request failed");
+    const error = status === 413 ? "body_too_large" : status === 415 ? "unsupported_media_type" : status >= 500 ? "internal" : "bad_request";
+    return reply.code(status).send({ error, message: err.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: "not_found", message: `no route ${req.method} ${req.url}` }));
+  const doc = openApiDocument(ctx.config.http.maxBatch);
+  app.get("/openapi.json", async () => doc);
+  eventRoutes(app, ctx);
+  achievementRoutes(app, ctx);
+  healthRoutes(app, ctx);
+  return app;
+}

@@ -1,0 +1,97 @@
+import { existsSync, readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { ConfigSchema, type Config, type ConfigInput } from "./schema.ts";
+
+/** A configuration that cannot be used; the message names every bad field. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Environment variables and the config field each one sets. */
+export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "number" | "boolean" }> = {
+  NATS_URL: { path: ["nats", "url"], type: "string" },
+  ACH_NATS_PORT: { path: ["nats", "embedded", "port"], type: "number" },
+  ACH_REPLICAS: { path: ["nats", "replicas"], type: "number" },
+  ACH_DATA_DIR: { path: ["dataDir"], type: "string" },
+  ACH_PARTITIONS: { path: ["partitions"], type: "number" },
+  ACH_RULES: { path: ["rules"], type: "string" },
+  PORT: { path: ["http", "port"], type: "number" },
+  ACH_HTTP_HOST: { path: ["http", "host"], type: "string" },
+  ACH_HTTP_ENABLED: { path: ["http", "enabled"], type: "boolean" },
+  ACH_WORKER_ENABLED: { path: ["worker", "enabled"], type: "boolean" },
+  ACH_ACK_WAIT: { path: ["worker", "ackWait"], type: "string" },
+  LOG_LEVEL: { path: ["log", "level"], type: "string" },
+};
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let o = obj;
+  for (const p of path.slice(0, -1)) {
+    if (typeof o[p] !== "object" || o[p] === null) o[p] = {};
+    o = o[p] as Record<string, unknown>;
+  }
+  o[path[path.length - 1]!] = value;
+}
+
+function fromEnv(env: NodeJS.ProcessEnv, into: Record<string, unknown>, sources: Map<string, string>): string[] {
+  const errors: string[] = [];
+  for (const [name, { path, type }] of Object.entries(ENV_FIELDS)) {
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    let value: unknown = raw;
+    if (type === "number") {
+      value = Number(raw);
+      if (!Number.isFinite(value)) errors.push(`${path.join(".")} (from ${name}): not a number: ${JSON.stringify(raw)}`);
+    } else if (type === "boolean") {
+      if (!["true", "false", "1", "0"].includes(raw)) errors.push(`${path.join(".")} (from ${name}): use true or false, not ${JSON.stringify(raw)}`);
+      value = raw === "true" || raw === "1";
+    }
+    setPath(into, path, value);
+    sources.set(path.join("."), name);
+  }
+  return errors;
+}
+
+/**
+ * Loads the configuration: the YAML file (`ACH_CONFIG`, default
+ * `config/achd.yaml`, optional), then environment variables, then `overrides`
+ * (used by tests and subcommands). Throws {@link ConfigError} naming each
+ * wrong field and where its value came from.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigInput = {}): Config {
+  const file = env.ACH_CONFIG ?? "config/achd.yaml";
+  let base: Record<string, unknown> = {};
+  if (existsSync(file)) {
+    try {
+      base = (parseYaml(readFileSync(file, "utf8")) as Record<string, unknown> | null) ?? {};
+    } catch (err) {
+      throw new ConfigError(`config file ${file}: cannot parse: ${(err as Error).message}`);
+    }
+  } else if (env.ACH_CONFIG) {
+    throw new ConfigError(`config file ${file} (from ACH_CONFIG) does not exist`);
+  }
+  const sources = new Map<string, string>();
+  const errors = fromEnv(env, base, sources);
+  merge(base, overrides as Record<string, unknown>);
+  if (errors.length) throw new ConfigError(`invalid configuration:\n  ${errors.join("\n  ")}`);
+  const parsed = ConfigSchema.safeParse(base);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const path = i.path.join(".") || "(root)";
+      const from = sources.get(path) ? ` (from ${sources.get(path)})` : existsSync(file) ? ` (in ${file})` : "";
+      return `${path}${from}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+  }
+  return parsed.data;
+}
+
+function merge(into: Record<string, unknown>, from: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(from)) {
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      if (typeof into[k] !== "object" || into[k] === null) into[k] = {};
+      merge(into[k] as Record<string, unknown>, v as Record<string, unknown>);
+    } else if (v !== undefined) {
+      into[k] = v;
+    }
+  }
+}

@@ -1,0 +1,100 @@
+import { z } from "zod";
+import { Duration } from "./duration.ts";
+
+/**
+ * The engine's configuration: one schema, every field with its default.
+ * Loaded from `config/achd.yaml` (or `ACH_CONFIG`) and environment variables;
+ * see {@link loadConfig} and the README's configuration table.
+ */
+export const ConfigSchema = z
+  .object({
+    nats: z
+      .object({
+        /** Server URL(s), comma-separated. Unset: start the embedded nats-server. */
+        url: z.string().min(1).optional(),
+        /** The embedded server (only when `url` is unset). */
+        embedded: z
+          .object({
+            host: z.string().default("127.0.0.1"),
+            port: z.number().int().min(-1).max(65535).default(4222),
+            /** Base server config; the engine adds the partition mapping. */
+            configFile: z.string().default("config/nats-server.conf"),
+          })
+          .strict()
+          .prefault({}),
+        /** Replicas of streams and buckets (1 on one server, 3 on a cluster). */
+        replicas: z.number().int().min(1).max(5).default(1),
+        /** Give up start-up when the server is not reachable within this time. */
+        connectTimeout: Duration.default(10_000),
+      })
+      .strict()
+      .prefault({}),
+    /** Where the embedded server keeps its data. */
+    dataDir: z.string().default("./data"),
+    /** Number of partitions; fixed when the events stream is created. */
+    partitions: z.number().int().min(1).max(1024).default(8),
+    /** A rules file or a folder of them. */
+    rules: z.string().default("config/rules"),
+    http: z
+      .object({
+        enabled: z.boolean().default(true),
+        host: z.string().default("127.0.0.1"),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** Most events accepted by one `POST /v1/events`. */
+        maxBatch: z.number().int().min(1).max(10_000).default(500),
+      })
+      .strict()
+      .prefault({}),
+    events: z
+      .object({
+        /** Largest accepted event body, in bytes. */
+        maxBytes: z.number().int().min(256).max(1_048_576).default(65_536),
+        /** How long the events stream keeps events (0 = forever). */
+        maxAge: Duration.default(7 * 86_400_000),
+        /** JetStream's publish dedup window on `Nats-Msg-Id`. */
+        duplicateWindow: Duration.default(120_000),
+      })
+      .strict()
+      .prefault({}),
+    unlocks: z
+      .object({
+        /** Dedup window of unlock events; covers republishing after a crash. */
+        duplicateWindow: Duration.default(86_400_000),
+      })
+      .strict()
+      .prefault({}),
+    worker: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Most messages a partition pulls at once; batches form from what has arrived. */
+        batchSize: z.number().int().min(1).max(10_000).default(500),
+        /** Consumer ack wait: an unacknowledged message is redelivered after this. */
+        ackWait: Duration.default(30_000),
+        /** Per-partition cap on delivered but unacknowledged messages. */
+        maxAckPending: z.number().int().min(1).default(20_000),
+        /** Users whose state is cached in memory (LRU); bounds the worker's memory. */
+        cacheUsers: z.number().int().min(0).default(100_000),
+        /** Recent event ids kept per user for dedup beyond the stream's window. */
+        recentIds: z.number().int().min(0).max(1000).default(64),
+        /** Longest pause between retries of a transient failure. */
+        maxBackoff: Duration.default(5_000),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.events.maxAge !== 0 && c.events.duplicateWindow > c.events.maxAge) {
+      ctx.addIssue({ code: "custom", path: ["events", "duplicateWindow"], message: "must not exceed events.maxAge" });
+    }
+    if (c.worker.ackWait < 1000) ctx.addIssue({ code: "custom", path: ["worker", "ackWait"], message: "must be at least 1s" });
+  });
+
+/** The validated configuration (durations in milliseconds). */
+export type Config = z.output<typeof ConfigSchema>;
+/** The configuration as written in the file. */
+export type ConfigInput = z.input<typeof ConfigSchema>;

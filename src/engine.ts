@@ -1,0 +1,115 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { FastifyInstance } from "fastify";
+import { buildApi } from "./api/mod.ts";
+import type { Config } from "./config/mod.ts";
+import { checkPartitionMapping, ensureTopology, startNatsServer, type EmbeddedServer } from "./nats/mod.ts";
+import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
+import { loadRules, type RuleBook } from "./rules/mod.ts";
+import { StateStore } from "./state/mod.ts";
+import type { Logger } from "./util/log.ts";
+
+/** A running engine: workers, API, and (without `nats.url`) its own nats-server. */
+export type Engine = {
+  config: Config;
+  natsUrl: string;
+  /** `http://host:port` of the API, when enabled. */
+  httpUrl?: string;
+  nc: NatsConnection;
+  stats: Stats;
+  workers: PartitionWorker[];
+  /** Drains and stops everything: API, workers (finishing in-flight batches), NATS, the embedded server. */
+  stop(): Promise<void>;
+};
+
+async function connectWithin(servers: string[], timeoutMs: number, log: Logger): Promise<NatsConnection> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connect({ servers, name: "achd", maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 2000 });
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`cannot reach NATS at ${servers.join(", ")}: ${(err as Error).message}`, { cause: err });
+      if (attempt === 1) log.warn({ servers, err: (err as Error).message }, "NATS not reachable yet; retrying");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/**
+ * Starts the engine as configured. Rules are loaded first, so an invalid
+ * rule set stops start-up before anything else runs.
+ */
+export async function startEngine(config: Config, log: Logger): Promise<Engine> {
+  const rules: RuleBook = loadRules(config.rules);
+  log.info({ rules: rules.all().length, path: config.rules }, "rules loaded");
+
+  let server: EmbeddedServer | undefined;
+  let natsUrl = config.nats.url;
+  if (!natsUrl) {
+    const e = config.nats.embedded;
+    server = await startNatsServer({ host: e.host, port: e.port, dataDir: config.dataDir, baseConfig: e.configFile, partitions: config.partitions });
+    natsUrl = server.url;
+    log.info({ url: natsUrl, dataDir: config.dataDir }, "embedded nats-server started");
+  }
+  const stopServer = async () => server?.stop();
+  let nc: NatsConnection;
+  try {
+    nc = await connectWithin(natsUrl.split(",").map((s) => s.trim()), config.nats.connectTimeout, log);
+  } catch (err) {
+    await stopServer();
+    throw err;
+  }
+  try {
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    const buckets = await ensureTopology(nc, jsm, config);
+    await checkPartitionMapping(nc, jsm, config);
+    log.info({ server: nc.info?.version, partitions: config.partitions }, "streams, consumers and buckets ready");
+
+    const stats = new Stats();
+    const dlq = new DeadLetters(js);
+    const deps = {
+      js,
+      jsm,
+      store: new StateStore(buckets.state, config.worker.cacheUsers),
+      rules: () => rules,
+      unlocks: new UnlockSink(js, buckets.unlocks),
+      dlq,
+      stats,
+      log,
+      config,
+    };
+    const workers: PartitionWorker[] = [];
+    if (config.worker.enabled) {
+      for (let k = 0; k < config.partitions; k++) workers.push(new PartitionWorker(deps, k));
+      await Promise.all(workers.map((w) => w.start()));
+      log.info({ partitions: workers.length }, "workers started");
+    }
+
+    let api: FastifyInstance | undefined;
+    let httpUrl: string | undefined;
+    if (config.http.enabled) {
+      api = buildApi({ nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, dlq, stats, config }, log);
+      await api.listen({ host: config.http.host, port: config.http.port });
+      const addr = api.server.address();
+      httpUrl = typeof addr === "object" && addr ? `http://${config.http.host}:${addr.port}` : undefined;
+      log.info({ url: httpUrl }, "HTTP API listening");
+    }
+
+    let stopping: Promise<void> | undefined;
+    const stop = () =>
+      (stopping ??= (async () => {
+        log.info("stopping");
+        await api?.close().catch((err: unknown) => log.warn({ err }, "API close failed"));
+        await Promise.all(workers.map((w) => w.stop()));
+        await nc.drain().catch(() => undefined);
+        await stopServer();
+        log.info({ stats: stats.snapshot() }, "stopped");
+      })());
+    return { config, natsUrl, ...(httpUrl ? { httpUrl } : {}), nc, stats, workers, stop };
+  } catch (err) {
+    await nc.close().catch(() => undefined);
+    await stopServer();
+    throw err;
+  }
+}

@@ -1,0 +1,4 @@
+/** The event contract: schema, subjects, partitioning, decoding. */
+export * from "./schema.ts";
+export * from "./subjects.ts";
+export * from "./decode.ts";

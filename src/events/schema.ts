@@ -1,0 +1,49 @@
+import { z } from "zod";
+
+/**
+ * Tenant and user ids become subject tokens and KV key segments, so they are
+ * restricted to a set that is safe in both: ASCII letters, digits, `_` and
+ * `-`, starting with a letter or digit (ids starting with `_` are reserved for
+ * the engine). Producers with other ids encode them (base64url without
+ * padding fits this set).
+ */
+export const ID_TOKEN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+
+/** `event_id` travels as the `Nats-Msg-Id` header: printable, no spaces. */
+export const EVENT_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+
+/** Dot-separated tokens; each dot becomes a subject token boundary. */
+export const EVENT_TYPE = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}$/;
+
+const token = (what: string) =>
+  z
+    .string({ error: `${what} must be a string` })
+    .regex(ID_TOKEN, `${what} must be 1-128 characters of A-Z a-z 0-9 _ - and start with a letter or digit`);
+
+/**
+ * The event contract (design.md §3). The stored message keeps the producer's
+ * bytes; this schema is only the reader's view of them.
+ */
+export const EventSchema = z.object({
+  event_id: z
+    .string({ error: "event_id must be a string" })
+    .regex(EVENT_ID, "event_id must be 1-128 characters of A-Z a-z 0-9 _ . : - and start with a letter or digit"),
+  event_type: z
+    .string({ error: "event_type must be a string" })
+    .max(255)
+    .regex(EVENT_TYPE, "event_type must be dot-separated tokens of A-Z a-z 0-9 _ -"),
+  tenant_id: token("tenant_id"),
+  user_id: token("user_id"),
+  occurred_at: z.iso.datetime({ offset: true, error: "occurred_at must be an RFC 3339 timestamp, e.g. 2026-04-13T10:12:45Z" }),
+  source: z.string().max(128).optional(),
+  payload: z.record(z.string(), z.unknown()).default({}),
+  /** User attributes for segmentation (plan, role, region, timezone …). */
+  attributes: z.record(z.string(), z.unknown()).optional(),
+  /** Business identity for fingerprint dedup across sources. */
+  business_key: z.string().max(256).optional(),
+});
+
+/** An event as producers write it. */
+export type EventInput = z.input<typeof EventSchema>;
+/** An event after validation. */
+export type Event = z.output<typeof EventSchema>;

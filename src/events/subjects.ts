@@ -1,0 +1,64 @@
+/**
+ * Subject names of the external contract (design.md §3) and the partition
+ * function the server mapping uses, so that clients and tests can compute
+ * the same partition the server does.
+ */
+
+export const EVENTS_PREFIX = "ach.events";
+export const PARTITIONED_PREFIX = "ach.p";
+export const UNLOCKED_PREFIX = "ach.unlocked";
+export const DLQ_PREFIX = "ach.dlq";
+
+/** `ach.events.<tenant>.<user>.<event.type…>` — where producers publish. */
+export function eventSubject(tenant: string, user: string, eventType: string): string {
+  return `${EVENTS_PREFIX}.${tenant}.${user}.${eventType}`;
+}
+
+/** `ach.unlocked.<tenant>.<user>` — where unlock events are published. */
+export function unlockedSubject(tenant: string, user: string): string {
+  return `${UNLOCKED_PREFIX}.${tenant}.${user}`;
+}
+
+/** `ach.dlq.<tenant>.<user>`; unknown or unsafe parts become `_`. */
+export function dlqSubject(tenant?: string, user?: string): string {
+  const safe = (t?: string) => (t && /^[A-Za-z0-9_-]+$/.test(t) ? t : "_");
+  return `${DLQ_PREFIX}.${safe(tenant)}.${safe(user)}`;
+}
+
+/** The filter subject of partition `k`'s consumer. */
+export function partitionFilter(k: number): string {
+  return `${PARTITIONED_PREFIX}.${k}.>`;
+}
+
+/** The server-side mapping source and destination for P partitions. */
+export function partitionMapping(partitions: number): { src: string; dest: string } {
+  return {
+    src: `${EVENTS_PREFIX}.*.*.>`,
+    dest: `${PARTITIONED_PREFIX}.{{partition(${partitions},1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}.>`,
+  };
+}
+
+/**
+ * FNV-1a 32-bit over the tenant and user tokens joined without a separator,
+ * modulo P: the same function as the server's `{{partition(P,1,2)}}`.
+ */
+export function partitionOf(tenant: string, user: string, partitions: number): number {
+  let h = 0x811c9dc5;
+  for (const b of Buffer.from(tenant + user, "utf8")) {
+    h ^= b;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % partitions;
+}
+
+/** Parts of a partitioned subject `ach.p.<k>.<tenant>.<user>.<type…>`. */
+export type PartitionedSubject = { partition: number; tenant: string; user: string; eventType: string };
+
+/** Parses a partitioned subject; `undefined` when it has not that shape. */
+export function parsePartitionedSubject(subject: string): PartitionedSubject | undefined {
+  const t = subject.split(".");
+  if (t.length < 6 || t[0] !== "ach" || t[1] !== "p") return undefined;
+  const partition = Number(t[2]);
+  if (!Number.isInteger(partition) || partition < 0) return undefined;
+  return { partition, tenant: t[3]!, user: t[4]!, eventType: t.slice(5).join(".") };
+}

@@ -1,0 +1,5 @@
+/** NATS plumbing: server binary, the embedded server, streams, buckets and consumers. */
+export * from "./names.ts";
+export * from "./server-binary.ts";
+export * from "./embedded.ts";
+export * from "./topology.ts";

@@ -1,0 +1,23 @@
+/** Names of the engine's streams, buckets and consumers. */
+export const Streams = {
+  Events: "ACH_EVENTS",
+  Dlq: "ACH_DLQ",
+  Unlocks: "ACH_UNLOCKS",
+} as const;
+
+export const Buckets = {
+  /** Per-user rule state, written with compare-and-set. */
+  State: "ach_state",
+  /** One record per unlock, create-only. */
+  Unlocks: "ach_unlocks",
+} as const;
+
+/** Durable consumer of partition `k`. */
+export function consumerName(k: number): string {
+  return `p-${k}`;
+}
+
+/** Header that marks the engine's own mapping probes (dropped by workers). */
+export const PROBE_HEADER = "Ach-Probe";
+/** Tenant token of probes; producers cannot use it (ids never start with `_`). */
+export const PROBE_TENANT = "_ach";

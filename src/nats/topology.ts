@@ -1,0 +1,161 @@
+import { headers, nanos, nuid, type NatsConnection } from "@nats-io/transport-node";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { Config } from "../config/mod.ts";
+import { DLQ_PREFIX, partitionFilter, partitionMapping, partitionOf, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
+import { Buckets, consumerName, PROBE_HEADER, PROBE_TENANT, Streams } from "./names.ts";
+import { atLeast, parseVersion } from "./server-binary.ts";
+
+/** The server cannot be used as configured; the message says what to change. */
+export class TopologyError extends Error {
+  override name = "TopologyError";
+}
+
+/** Handles on the buckets the engine uses. */
+export type BucketHandles = { state: KV; unlocks: KV };
+
+const PARTITIONS_RE = /partitions=(\d+)/;
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound);
+}
+
+async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(cfg.name);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.streams.add(cfg);
+  }
+}
+
+/** The events stream's configuration for a server version. */
+export function eventsStreamConfig(config: Config, version: [number, number, number]): Partial<StreamConfig> & { name: string } {
+  const P = config.partitions;
+  const base = {
+    name: Streams.Events,
+    description: `achd events (partitions=${P})`,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    num_replicas: config.nats.replicas,
+    max_age: nanos(config.events.maxAge),
+    duplicate_window: nanos(config.events.duplicateWindow),
+    max_msg_size: -1,
+  };
+  if (atLeast(version, 2, 10)) {
+    const m = partitionMapping(P);
+    return { ...base, subjects: [`${EVENTS_PREFIX}.>`], subject_transform: { src: m.src, dest: m.dest } };
+  }
+  return { ...base, subjects: [`${PARTITIONED_PREFIX}.*.>`] };
+}
+
+/** Configuration of partition `k`'s durable pull consumer. */
+export function partitionConsumerConfig(config: Config, k: number, startSeq?: number): Partial<ConsumerConfig> {
+  return {
+    durable_name: consumerName(k),
+    filter_subject: partitionFilter(k),
+    // The worker acks the highest sequence below which everything is applied.
+    ack_policy: AckPolicy.All,
+    ack_wait: nanos(config.worker.ackWait),
+    max_ack_pending: config.worker.maxAckPending,
+    max_deliver: -1,
+    num_replicas: config.nats.replicas,
+    ...(startSeq && startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: DeliverPolicy.All }),
+  };
+}
+
+/**
+ * Creates, idempotently, everything the engine needs: the events, DLQ and
+ * unlocks streams, the state and unlock buckets, and one consumer per
+ * partition. Refuses a stream created with another partition count.
+ */
+export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, config: Config): Promise<BucketHandles> {
+  const version = parseVersion(nc.info?.version ?? "0.0.0");
+  const events = eventsStreamConfig(config, version);
+  await ensureStream(jsm, events);
+  const info = await jsm.streams.info(Streams.Events);
+  const had = Number(PARTITIONS_RE.exec(info.config.description ?? "")?.[1] ?? config.partitions);
+  if (had !== config.partitions) {
+    throw new TopologyError(
+      `stream ${Streams.Events} was created with ${had} partitions but partitions is ${config.partitions}; ` +
+        `the partition count is fixed when the stream is created (set partitions: ${had}, or move to a new stream)`,
+    );
+  }
+  await ensureStream(jsm, {
+    name: Streams.Dlq,
+    description: "achd dead letters",
+    subjects: [`${DLQ_PREFIX}.>`],
+    storage: StorageType.File,
+    num_replicas: config.nats.replicas,
+    duplicate_window: nanos(120_000),
+  });
+  await ensureStream(jsm, {
+    name: Streams.Unlocks,
+    description: "achd unlock events",
+    subjects: [`${UNLOCKED_PREFIX}.>`],
+    storage: StorageType.File,
+    num_replicas: config.nats.replicas,
+    duplicate_window: nanos(config.unlocks.duplicateWindow),
+  });
+  const kvm = new Kvm(nc);
+  const state = await kvm.create(Buckets.State, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
+  const unlocks = await kvm.create(Buckets.Unlocks, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
+  for (let k = 0; k < config.partitions; k++) {
+    try {
+      await jsm.consumers.info(Streams.Events, consumerName(k));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
+    }
+  }
+  return { state, unlocks };
+}
+
+/**
+ * On servers before 2.10 the partition mapping lives in the server config.
+ * Publishes probes on `ach.events._ach.<id>.probe` and checks that each comes
+ * back on the partition the engine computes; says what to add if not.
+ */
+export async function checkPartitionMapping(nc: NatsConnection, jsm: JetStreamManager, config: Config): Promise<void> {
+  const version = parseVersion(nc.info?.version ?? "0.0.0");
+  if (atLeast(version, 2, 10)) return;
+  const P = config.partitions;
+  const ids = Array.from({ length: 8 }, () => nuid.next());
+  const want = new Map(ids.map((id) => [id, partitionOf(PROBE_TENANT, id, P)]));
+  const got = new Map<string, number>();
+  const sub = nc.subscribe(`${PARTITIONED_PREFIX}.*.${PROBE_TENANT}.>`);
+  const done = (async () => {
+    for await (const m of sub) {
+      const t = m.subject.split(".");
+      got.set(t[4]!, Number(t[2]));
+      if (got.size === ids.length) break;
+    }
+  })();
+  const h = headers();
+  h.set(PROBE_HEADER, "1");
+  for (const id of ids) nc.publish(`${EVENTS_PREFIX}.${PROBE_TENANT}.${id}.probe`, new Uint8Array(0), { headers: h });
+  await nc.flush();
+  await Promise.race([done, new Promise((r) => setTimeout(r, 2000))]);
+  sub.unsubscribe();
+  await jsm.streams.purge(Streams.Events, { filter: `${PARTITIONED_PREFIX}.*.${PROBE_TENANT}.>` }).catch(() => undefined);
+  const wrong = ids.filter((id) => got.get(id) !== want.get(id));
+  if (wrong.length === 0) return;
+  const m = partitionMapping(P);
+  const why = got.size === 0 ? "events published on ach.events.> are not mapped to partitions" : "the server maps events to another partition count";
+  throw new TopologyError(
+    `nats-server ${version.join(".")} needs the partition mapping in its config (${why}). Add this to the server config and reload it (nats-server --signal reload):\n\n` +
+      `mappings {\n  "${m.src}": "${m.dest}"\n}\n\n(with ${P} = the engine's partitions setting)`,
+  );
+}

@@ -1,0 +1,67 @@
+import { headers, type MsgHdrs } from "@nats-io/transport-node";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { dlqSubject, type Rejection } from "../events/mod.ts";
+
+/** Headers the DLQ adds to the original bytes. */
+export const DlqHeaders = {
+  Reason: "Ach-Reason",
+  Error: "Ach-Error",
+  Subject: "Ach-Subject",
+  DeliveryCount: "Ach-Delivery-Count",
+  StreamSeq: "Ach-Stream-Seq",
+  MsgId: "Ach-Msg-Id",
+  FailedAt: "Ach-Failed-At",
+  Origin: "Ach-Origin",
+} as const;
+
+/** A message to dead-letter: its bytes, where it came from and why it failed. */
+export type DeadLetter = {
+  data: Uint8Array;
+  /** The producer-facing subject (`ach.events.…`) it was or would be published on. */
+  subject: string;
+  tenant?: string;
+  user?: string;
+  headers?: MsgHdrs;
+  rejection: Rejection;
+  deliveryCount?: number;
+  streamSeq?: number;
+  origin: "worker" | "http";
+};
+
+function oneLine(s: string, max = 2000): string {
+  const t = s.replace(/[\r\n]+/g, " ");
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+}
+
+/**
+ * Publishes dead letters on `ach.dlq.<tenant>.<user>`: the original bytes as
+ * the body, the original headers, and the reason, subject, delivery count
+ * and stream sequence as `Ach-*` headers, so that `achd dlq redrive` can
+ * publish the event again exactly as the producer sent it.
+ */
+export class DeadLetters {
+  constructor(private readonly js: JetStreamClient) {}
+
+  async send(d: DeadLetter, now: Date = new Date()): Promise<number> {
+    const h = headers();
+    if (d.headers) {
+      for (const [k, vs] of d.headers) {
+        if (k.startsWith("Nats-") || k.startsWith("Ach-")) continue;
+        for (const v of vs) h.append(k, v);
+      }
+    }
+    const msgId = d.headers?.get("Nats-Msg-Id");
+    if (msgId) h.set(DlqHeaders.MsgId, msgId);
+    h.set(DlqHeaders.Reason, d.rejection.code);
+    h.set(DlqHeaders.Error, oneLine(d.rejection.message) || d.rejection.code);
+    h.set(DlqHeaders.Subject, d.subject);
+    h.set(DlqHeaders.FailedAt, now.toISOString());
+    h.set(DlqHeaders.Origin, d.origin);
+    if (d.deliveryCount !== undefined) h.set(DlqHeaders.DeliveryCount, String(d.deliveryCount));
+    if (d.streamSeq !== undefined) h.set(DlqHeaders.StreamSeq, String(d.streamSeq));
+    // A message dead-lettered twice (crash before its ack) is stored once.
+    const opts = d.streamSeq !== undefined ? { headers: h, msgID: `dlq-${d.streamSeq}` } : { headers: h };
+    const ack = await this.js.publish(dlqSubject(d.tenant, d.user), d.data, opts);
+    return ack.seq;
+  }
+}

@@ -1,0 +1,74 @@
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { unlockedSubject } from "../events/mod.ts";
+import type { Unlock } from "../rules/mod.ts";
+import { isCasFailure } from "../state/mod.ts";
+
+/** The unlock event published on `ach.unlocked.<tenant>.<user>` (design.md §3). */
+export type UnlockEvent = {
+  unlock_id: string;
+  tenant_id: string;
+  user_id: string;
+  achievement_id: string;
+  tier: string | null;
+  rule_id: string;
+  rule_version: number;
+  occurrence: number;
+  unlocked_at: string;
+  processed_at: string;
+  trigger_event_ids: string[];
+  title?: string;
+  reward?: Record<string, unknown>;
+};
+
+/** KV key of an unlock record: `<tenant>.<user>.<achievement>.<tier|_>.<occurrence>`. */
+export function unlockRecordKey(u: Unlock): string {
+  return `${u.tenant_id}.${u.user_id}.${u.achievement_id}.${u.tier ?? "_"}.${u.occurrence}`;
+}
+
+/** Builds the published body of an unlock. */
+export function unlockEvent(u: Unlock, processedAt: Date): UnlockEvent {
+  return {
+    unlock_id: u.unlock_id,
+    tenant_id: u.tenant_id,
+    user_id: u.user_id,
+    achievement_id: u.achievement_id,
+    tier: u.tier,
+    rule_id: u.rule_id,
+    rule_version: u.rule_version,
+    occurrence: u.occurrence,
+    unlocked_at: u.unlocked_at,
+    processed_at: processedAt.toISOString(),
+    trigger_event_ids: u.trigger_event_ids,
+    ...(u.title ? { title: u.title } : {}),
+    ...(u.reward ? { reward: u.reward } : {}),
+  };
+}
+
+const enc = new TextEncoder();
+
+/**
+ * Records and publishes unlocks. Both steps are idempotent: the record is
+ * create-only (an existing record means an earlier attempt got that far),
+ * and the event carries `Nats-Msg-Id = unlock_id`, so a republish after a
+ * crash is dropped by the unlocks stream's duplicate window.
+ */
+export class UnlockSink {
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly records: KV,
+  ) {}
+
+  /** Returns true when the event was new to the unlocks stream. */
+  async deliver(u: Unlock, now: Date = new Date()): Promise<boolean> {
+    const ev = unlockEvent(u, now);
+    const body = enc.encode(JSON.stringify(ev));
+    const [, ack] = await Promise.all([
+      this.records.create(unlockRecordKey(u), body).catch((err: unknown) => {
+        if (!isCasFailure(err)) throw err;
+      }),
+      this.js.publish(unlockedSubject(u.tenant_id, u.user_id), body, { msgID: u.unlock_id }),
+    ]);
+    return !ack.duplicate;
+  }
+}

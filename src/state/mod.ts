@@ -1,0 +1,3 @@
+/** Per-user state: its layout and its compare-and-set store. */
+export * from "./user-state.ts";
+export * from "./store.ts";

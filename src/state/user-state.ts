@@ -1,0 +1,39 @@
+import { emptyEvalState, type EvalState, type Unlock } from "../rules/mod.ts";
+
+/**
+ * Everything the engine keeps per (tenant, user), stored as one KV value and
+ * written with compare-and-set.
+ *
+ * - `seq`: stream sequence of the last event applied; a redelivery at or
+ *   below it has been applied already (events of one user arrive in stream
+ *   order through one partition; the worker rewinds on any delivery gap).
+ * - `ids`: the most recent applied event ids (bounded), so that a producer's
+ *   retry that comes after JetStream's duplicate window still counts once.
+ * - `eval`: the evaluator's state (progress and unlocks).
+ * - `outbox`: unlocks decided and committed here but not yet confirmed as
+ *   recorded and published; flushed before anything else on every load.
+ */
+export type UserState = { v: 1; seq: number; ids: string[]; eval: EvalState; outbox: Unlock[] };
+
+/** The state of a user never seen before. */
+export function emptyUserState(): UserState {
+  return { v: 1, seq: 0, ids: [], eval: emptyEvalState(), outbox: [] };
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function encodeState(s: UserState): Uint8Array {
+  return enc.encode(JSON.stringify(s));
+}
+
+export function decodeState(b: Uint8Array): UserState {
+  const s = JSON.parse(dec.decode(b)) as UserState;
+  if (s.v !== 1) throw new Error(`unknown user state version ${String(s.v)}`);
+  return s;
+}
+
+/** KV key of a user's state. Tenant and user ids are subject-safe tokens. */
+export function userKey(tenant: string, user: string): string {
+  return `${tenant}.${user}`;
+}
