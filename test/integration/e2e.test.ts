@@ -1,0 +1,175 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Engine } from "../../src/engine.ts";
+import { eventSubject } from "../../src/events/mod.ts";
+import { Streams } from "../../src/nats/mod.ts";
+import type { UnlockEvent } from "../../src/pipeline/mod.ts";
+import { loadRules } from "../../src/rules/mod.ts";
+import { eventually, fixture, startTestEngine } from "../helpers/engine.ts";
+import { startTestNats, type TestNats } from "../helpers/nats.ts";
+import { ev, oracle, publishAll, publishRaw, storedUnlocks } from "../helpers/stream.ts";
+
+type Achievements = {
+  unlocked: { achievement_id: string; rule_version: number; unlocked_at: string; unlock_id: string }[];
+  in_progress: { achievement_id: string; current: number; target: number }[];
+};
+
+describe("end to end on one server", () => {
+  let nats: TestNats;
+  let engine: Engine;
+  const unlocks: UnlockEvent[] = [];
+
+  const api = async <T>(path: string, init?: RequestInit): Promise<{ status: number; body: T }> => {
+    const res = await fetch(`${engine.httpUrl}${path}`, init);
+    return { status: res.status, body: (await res.json()) as T };
+  };
+  const achievements = async (tenant: string, user: string) => (await api<Achievements>(`/v1/tenants/${tenant}/users/${user}/achievements`)).body;
+  const unlocksOf = (tenant: string, user: string) => unlocks.filter((u) => u.tenant_id === tenant && u.user_id === user);
+
+  beforeAll(async () => {
+    nats = await startTestNats(4);
+    engine = await startTestEngine(nats.url);
+    const sub = nats.nc.subscribe("ach.unlocked.>");
+    void (async () => {
+      for await (const m of sub) unlocks.push(m.json<UnlockEvent>());
+    })();
+  });
+  afterAll(async () => {
+    await engine?.stop();
+    await nats?.cleanup();
+  });
+
+  it("unlocks a count achievement from events published over NATS, and publishes the unlock event", async () => {
+    const events = [1, 2, 3, 4, 5].map(() => ev("globex", "nats-user", "lesson.completed", { duration_seconds: 30 }));
+    await publishAll(nats.js, events);
+    const five = await eventually(() => unlocksOf("globex", "nats-user").find((u) => u.achievement_id === "five-lessons"), 20_000, "five-lessons unlock");
+    expect(five).toMatchObject({
+      tenant_id: "globex",
+      user_id: "nats-user",
+      rule_id: "five-lessons",
+      rule_version: 1,
+      tier: null,
+      unlocked_at: events[4]!.occurred_at,
+      trigger_event_ids: events.map((e) => e.event_id),
+      reward: { points: 50 },
+    });
+    expect(five.unlock_id).toMatch(/^ul_[0-9a-f]{32}$/);
+    expect(Date.parse(five.processed_at)).toBeGreaterThan(0);
+    const first = unlocksOf("globex", "nats-user").find((u) => u.achievement_id === "first-lesson");
+    expect(first?.unlocked_at).toBe(events[0]!.occurred_at);
+    expect(first?.trigger_event_ids).toEqual([events[0]!.event_id]);
+  });
+
+  it("ingests over HTTP, reports per-event outcomes, and the API shows unlocks and progress", async () => {
+    const events = [ev("acme", "http-user", "lesson.completed", { duration_seconds: 700 }), ev("acme", "http-user", "lesson.completed", { duration_seconds: 10 })];
+    const post = await api<{ results: { status: string; event_id: string }[]; accepted: number }>("/v1/events", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ events }),
+    });
+    expect(post.status).toBe(200);
+    expect(post.body.results.map((r) => r.status)).toEqual(["accepted", "accepted"]);
+    const a = await eventually(async () => {
+      const got = await achievements("acme", "http-user");
+      return got.unlocked.length > 0 && got.in_progress.find((p) => p.achievement_id === "long-lessons")?.current === 1 ? got : undefined;
+    });
+    expect(a.unlocked).toEqual([expect.objectContaining({ achievement_id: "first-lesson", rule_version: 1, unlocked_at: events[0]!.occurred_at })]);
+    // acme's own five-lessons (v3) counts only lessons of at least 60 s: one so far.
+    expect(a.in_progress).toContainEqual(expect.objectContaining({ achievement_id: "five-lessons", current: 1, target: 5 }));
+    expect(a.in_progress).toContainEqual(expect.objectContaining({ achievement_id: "inviter", current: 0, target: 2 }));
+    // The hidden rule is not listed before it is unlocked.
+    expect(a.in_progress.map((p) => p.achievement_id)).not.toContain("shopper");
+
+    // The same event again is reported as a duplicate.
+    const again = await api<{ results: { status: string }[] }>("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(events[0]) });
+    expect(again.body.results[0]!.status).toBe("duplicate");
+  });
+
+  it("answers malformed requests with 4xx and a clear body, and rejects bad events by name", async () => {
+    const notJson = await fetch(`${engine.httpUrl}/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" });
+    expect(notJson.status).toBe(400);
+    expect(await notJson.json()).toMatchObject({ error: "bad_request" });
+    const empty = await api<{ error: string }>("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: "[]" });
+    expect(empty.status).toBe(400);
+    const bad = await api<{ status: string; reason: string; issues: { path: string }[] }>("/v1/events", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...ev("acme", "x", "lesson.completed"), user_id: "has space", occurred_at: "yesterday" }),
+    });
+    expect(bad.status).toBe(422);
+    expect(bad.body.reason).toBe("invalid_event");
+    expect(bad.body.issues.map((i) => i.path).sort()).toEqual(["occurred_at", "user_id"]);
+    const badUser = await api<{ error: string; message: string }>("/v1/tenants/acme/users/a.b/achievements");
+    expect(badUser.status).toBe(400);
+  });
+
+  it("counts an event_id published three times once, also when a retry comes without Nats-Msg-Id", async () => {
+    const e = ev("globex", "dup-user", "lesson.completed");
+    await publishAll(nats.js, [e, e, e]);
+    // A retry after JetStream's duplicate window looks like a new message: the engine's own record stops it.
+    await publishAll(nats.js, [e], { msgId: false });
+    const marker = ev("globex", "dup-user", "purchase.placed");
+    await publishAll(nats.js, [marker]);
+    await eventually(async () => ((await achievements("globex", "dup-user")).unlocked.length === 1 ? true : undefined));
+    await eventually(() => (engine.stats.duplicates >= 1 ? true : undefined));
+    const a = await achievements("globex", "dup-user");
+    expect(a.in_progress.find((p) => p.achievement_id === "five-lessons")?.current).toBe(1);
+  });
+
+  it("sends invalid events to the DLQ with their reasons while valid events keep flowing", async () => {
+    const good1 = ev("globex", "dlq-user", "lesson.completed");
+    const good2 = ev("globex", "dlq-user", "lesson.completed");
+    const mismatch = ev("globex", "someone-else", "lesson.completed");
+    await publishAll(nats.js, [good1]);
+    await publishRaw(nats.js, eventSubject("globex", "dlq-user", "lesson.completed"), "{not json", "bad-json-1");
+    await publishRaw(nats.js, eventSubject("globex", "dlq-user", "lesson.completed"), JSON.stringify({ event_id: "missing-1", event_type: "lesson.completed" }), "missing-1");
+    await publishRaw(nats.js, eventSubject("globex", "dlq-user", "lesson.completed"), JSON.stringify(mismatch), mismatch.event_id);
+    const huge = ev("globex", "dlq-user", "lesson.completed", { blob: "x".repeat(70_000) });
+    await publishRaw(nats.js, eventSubject("globex", "dlq-user", "lesson.completed"), JSON.stringify(huge), huge.event_id);
+    await publishAll(nats.js, [good2]);
+
+    const a = await eventually(async () => {
+      const got = await achievements("globex", "dlq-user");
+      return got.in_progress.find((p) => p.achievement_id === "five-lessons")?.current === 2 ? got : undefined;
+    });
+    expect(a.unlocked.map((u) => u.achievement_id)).toEqual(["first-lesson"]);
+
+    const c = await nats.js.consumers.get(Streams.Dlq, { filter_subjects: "ach.dlq.globex.>" });
+    const letters: { reason: string; error: string; subject: string; count: string; body: string }[] = [];
+    const msgs = await c.fetch({ max_messages: 4, expires: 5000 });
+    for await (const m of msgs) {
+      letters.push({
+        reason: m.headers!.get("Ach-Reason"),
+        error: m.headers!.get("Ach-Error"),
+        subject: m.headers!.get("Ach-Subject"),
+        count: m.headers!.get("Ach-Delivery-Count"),
+        body: m.string(),
+      });
+      if (letters.length === 4) break;
+    }
+    expect(letters.map((l) => l.reason)).toEqual(["bad_json", "invalid_event", "subject_mismatch", "too_large"]);
+    expect(letters[0]).toMatchObject({ subject: "ach.events.globex.dlq-user.lesson.completed", count: "1", body: "{not json" });
+    expect(letters[1]!.error).toMatch(/tenant_id/);
+    expect(letters[2]!.error).toMatch(/user_id: is someone-else but the subject says dlq-user/);
+    expect(letters[3]!.error).toMatch(/limit is 65536/);
+    expect(engine.stats.rejected).toBeGreaterThanOrEqual(4);
+  });
+
+  it("matches the oracle for a mixed stream, and every unlock_id is stored once", async () => {
+    const { generate } = await import("../helpers/stream.ts");
+    const events = generate(7, 400, 15);
+    await publishAll(nats.js, events);
+    const book = loadRules(fixture("rules"));
+    const want = oracle(events, book);
+    for (const [key, state] of want) {
+      const [tenant, user] = key.split(".") as [string, string];
+      const got = await eventually(async () => {
+        const a = await achievements(tenant, user);
+        return a.unlocked.length === Object.keys(state.eval.unlocked).length ? a : undefined;
+      });
+      expect(got.unlocked.map((u) => u.unlock_id).sort()).toEqual(Object.values(state.eval.unlocked).map((u) => u.unlock_id).sort());
+    }
+    const stored = await storedUnlocks(nats.nc, nats.js);
+    const ids = stored.map((u) => u.unlock_id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
