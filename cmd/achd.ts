@@ -7,8 +7,13 @@
  *   achd rules validate [path] check a rules file or folder
  *   achd partition <tenant> <user>   the partition a user's events go to
  *   achd nats-config           the server config lines a 2.9 server needs
+ *   achd dlq list|show|redrive dead-letter tools
  */
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { connect } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { listDeadLetters, redriveDeadLetter, showDeadLetter } from "../src/pipeline/mod.ts";
 import { ConfigError, loadConfig, type ConfigInput } from "../src/config/mod.ts";
 import { startEngine } from "../src/engine.ts";
 import { partitionMapping, partitionOf } from "../src/events/mod.ts";
@@ -22,6 +27,9 @@ const USAGE = `usage: achd <command>
   rules validate [path]      validate rules (default: the configured rules path)
   partition <tenant> <user>  print the partition of a user
   nats-config                print the mapping a nats-server 2.9 config needs
+  dlq list [--tenant T] [--limit N] [--from SEQ]   list dead letters (JSON lines)
+  dlq show <seq>             one dead letter with its body and headers
+  dlq redrive <seq>… [--body FILE]   publish dead letters again and remove them
 Configuration: config/achd.yaml (or ACH_CONFIG) and environment variables; see README.md.`;
 
 async function run(overrides: ConfigInput): Promise<void> {
@@ -81,6 +89,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(`mappings {\n  "${m.src}": "${m.dest}"\n}`);
       return 0;
     }
+    case "dlq":
+      return dlq(rest);
     case "help":
     case "--help":
     case "-h":
@@ -89,6 +99,49 @@ async function main(argv: string[]): Promise<number> {
   }
   console.error(USAGE);
   return 2;
+}
+
+async function dlq(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { tenant: { type: "string" }, limit: { type: "string" }, from: { type: "string" }, body: { type: "string" } },
+  });
+  const config = loadConfig();
+  const url = config.nats.url ?? `nats://${config.nats.embedded.host}:${config.nats.embedded.port}`;
+  const nc = await connect({ servers: url.split(","), name: "achd-dlq" });
+  try {
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    if (sub === "list") {
+      const list = await listDeadLetters(js, {
+        ...(values.tenant ? { tenant: values.tenant } : {}),
+        ...(values.limit ? { limit: Number(values.limit) } : {}),
+        ...(values.from ? { from: Number(values.from) } : {}),
+      });
+      for (const d of list) console.log(JSON.stringify(d));
+      return 0;
+    }
+    const seqs = positionals.map(Number);
+    if (seqs.length === 0 || seqs.some((n) => !Number.isInteger(n) || n < 1)) {
+      console.error(`achd dlq ${sub ?? ""}: give one or more dead-letter sequence numbers (see achd dlq list)`);
+      return 2;
+    }
+    if (sub === "show") {
+      for (const seq of seqs) console.log(JSON.stringify(await showDeadLetter(jsm, seq), null, 2));
+      return 0;
+    }
+    if (sub === "redrive") {
+      const body = values.body ? readFileSync(values.body) : undefined;
+      for (const seq of seqs) console.log(JSON.stringify(await redriveDeadLetter(js, jsm, seq, body)));
+      return 0;
+    }
+    console.error(USAGE);
+    return 2;
+  } finally {
+    await nc.close();
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -54,6 +54,27 @@ export function openApiDocument(maxBatch: number): Record<string, unknown> {
           },
         },
       },
+      "/v1/dlq": {
+        get: {
+          summary: "Dead letters, oldest first",
+          parameters: [
+            { name: "tenant", in: "query", schema: { type: "string" } },
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 1000, default: 100 } },
+            { name: "from", in: "query", schema: { type: "integer", minimum: 1 }, description: "first DLQ sequence" },
+          ],
+          responses: { "200": { description: "{ dead_letters: [...] } with seq, subject, reason, error, origin, failed_at, delivery_count, event_id" } },
+        },
+      },
+      "/v1/dlq/{seq}": {
+        get: { summary: "One dead letter with its body and headers", parameters: [{ name: "seq", in: "path", required: true, schema: { type: "integer" } }], responses: { "200": { description: "the dead letter" }, "404": { description: "no such dead letter", ...json(error) } } },
+      },
+      "/v1/dlq/{seq}/redrive": {
+        post: {
+          summary: "Publish a dead letter again on its original subject and remove it from the DLQ",
+          parameters: [{ name: "seq", in: "path", required: true, schema: { type: "integer" } }],
+          responses: { "200": { description: "{ seq, subject, stream_seq, duplicate }" }, "404": { description: "no such dead letter", ...json(error) } },
+        },
+      },
       "/v1/stats": { get: { summary: "Counters of this process's workers", responses: { "200": { description: "Counters" } } } },
       "/healthz": { get: { summary: "The process is alive", responses: { "200": { description: "ok" } } } },
       "/readyz": { get: { summary: "NATS connected, streams and consumers present", responses: { "200": { description: "ready" }, "503": { description: "not ready" } } } },

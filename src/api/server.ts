@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "../util/log.ts";
 import { achievementRoutes } from "./achievements.ts";
+import { dlqRoutes } from "./dlq.ts";
 import type { ApiContext } from "./context.ts";
 import { eventRoutes } from "./events.ts";
 import { healthRoutes } from "./health.ts";
@@ -26,5 +27,6 @@ export function buildApi(ctx: ApiContext, log: Logger): FastifyInstance {
   eventRoutes(app, ctx);
   achievementRoutes(app, ctx);
   healthRoutes(app, ctx);
+  dlqRoutes(app, ctx);
   return app;
 }

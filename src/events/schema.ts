@@ -15,10 +15,10 @@ export const EVENT_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 /** Dot-separated tokens; each dot becomes a subject token boundary. */
 export const EVENT_TYPE = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}$/;
 
-const token = (what: string) =>
+const token = () =>
   z
-    .string({ error: `${what} must be a string` })
-    .regex(ID_TOKEN, `${what} must be 1-128 characters of A-Z a-z 0-9 _ - and start with a letter or digit`);
+    .string({ error: "must be a string" })
+    .regex(ID_TOKEN, "must be 1-128 characters of A-Z a-z 0-9 _ - and start with a letter or digit");
 
 /**
  * The event contract (design.md §3). The stored message keeps the producer's
@@ -26,15 +26,15 @@ const token = (what: string) =>
  */
 export const EventSchema = z.object({
   event_id: z
-    .string({ error: "event_id must be a string" })
-    .regex(EVENT_ID, "event_id must be 1-128 characters of A-Z a-z 0-9 _ . : - and start with a letter or digit"),
+    .string({ error: "must be a string" })
+    .regex(EVENT_ID, "must be 1-128 characters of A-Z a-z 0-9 _ . : - and start with a letter or digit"),
   event_type: z
-    .string({ error: "event_type must be a string" })
+    .string({ error: "must be a string" })
     .max(255)
-    .regex(EVENT_TYPE, "event_type must be dot-separated tokens of A-Z a-z 0-9 _ -"),
-  tenant_id: token("tenant_id"),
-  user_id: token("user_id"),
-  occurred_at: z.iso.datetime({ offset: true, error: "occurred_at must be an RFC 3339 timestamp, e.g. 2026-04-13T10:12:45Z" }),
+    .regex(EVENT_TYPE, "must be dot-separated tokens of A-Z a-z 0-9 _ -"),
+  tenant_id: token(),
+  user_id: token(),
+  occurred_at: z.iso.datetime({ offset: true, error: "must be an RFC 3339 timestamp with a zone, e.g. 2026-04-13T10:12:45Z" }),
   source: z.string().max(128).optional(),
   payload: z.record(z.string(), z.unknown()).default({}),
   /** User attributes for segmentation (plan, role, region, timezone …). */

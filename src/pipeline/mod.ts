@@ -5,3 +5,4 @@ export * from "./unlocks.ts";
 export * from "./retry.ts";
 export * from "./apply.ts";
 export * from "./partition.ts";
+export * from "./dlq-admin.ts";

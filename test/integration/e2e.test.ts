@@ -172,4 +172,42 @@ describe("end to end on one server", () => {
     const ids = stored.map((u) => u.unlock_id);
     expect(new Set(ids).size).toBe(ids.length);
   });
+
+  it("lists, shows and redrives dead letters; a redriven event goes through the pipeline again", async () => {
+    const user = "redrive-user";
+    const good = ev("globex", user, "lesson.completed");
+    // A valid body under a wrong Nats-Msg-Id: dead-lettered by the worker.
+    await publishRaw(nats.js, eventSubject("globex", user, "lesson.completed"), JSON.stringify(good), "not-the-event-id");
+    // Bad JSON: dead-lettered; redriven with a corrected body.
+    const fixed = ev("globex", user, "lesson.completed");
+    await publishRaw(nats.js, eventSubject("globex", user, "lesson.completed"), "{oops", fixed.event_id);
+    type Letter = { seq: number; reason: string; event_id?: string; subject: string };
+    const list = await eventually(async () => {
+      const r = await api<{ dead_letters: Letter[] }>(`/v1/dlq?tenant=globex&limit=1000`);
+      const mine = r.body.dead_letters.filter((d) => d.subject.includes(user));
+      return mine.length === 2 ? mine : undefined;
+    });
+    expect(list.map((d) => d.reason)).toEqual(["msg_id_mismatch", "bad_json"]);
+    const shown = await api<{ body: string; headers: Record<string, string[]> }>(`/v1/dlq/${list[0]!.seq}`);
+    expect(JSON.parse(shown.body.body)).toEqual(good);
+    expect(shown.body.headers["Ach-Msg-Id"]).toEqual(["not-the-event-id"]);
+
+    const redriven = await api<{ subject: string; duplicate: boolean }>(`/v1/dlq/${list[0]!.seq}/redrive`, { method: "POST" });
+    expect(redriven.status).toBe(200);
+    expect(redriven.body).toMatchObject({ subject: `ach.events.globex.${user}.lesson.completed`, duplicate: false });
+    const { redriveDeadLetter } = await import("../../src/pipeline/mod.ts");
+    await redriveDeadLetter(nats.js, nats.jsm, list[1]!.seq, new TextEncoder().encode(JSON.stringify(fixed)));
+
+    const a = await eventually(async () => {
+      const got = await achievements("globex", user);
+      return got.in_progress.find((p) => p.achievement_id === "five-lessons")?.current === 2 ? got : undefined;
+    });
+    expect(a.unlocked.map((u) => u.achievement_id)).toEqual(["first-lesson"]);
+    // Both left the DLQ; asking again for one is a 404.
+    expect((await api(`/v1/dlq/${list[0]!.seq}`)).status).toBe(404);
+    // Redriving the same event a second time (e.g. from a copy) counts once.
+    await publishAll(nats.js, [good], { msgId: false });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await achievements("globex", user)).in_progress.find((p) => p.achievement_id === "five-lessons")?.current).toBe(2);
+  });
 });

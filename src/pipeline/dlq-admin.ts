@@ -1,0 +1,133 @@
+import { headers, type MsgHdrs } from "@nats-io/transport-node";
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { DLQ_PREFIX, EVENT_TYPE, eventSubject, EVENTS_PREFIX, ID_TOKEN } from "../events/mod.ts";
+import { Streams } from "../nats/mod.ts";
+import { DlqHeaders } from "./dlq.ts";
+
+/** One dead letter, as listed by `achd dlq list` and `GET /v1/dlq`. */
+export type DeadLetterSummary = {
+  seq: number;
+  subject: string;
+  reason: string;
+  error: string;
+  origin: string;
+  failed_at: string;
+  delivery_count?: number;
+  stream_seq?: number;
+  event_id?: string;
+  bytes: number;
+};
+
+/** A dead letter with its body and every header. */
+export type DeadLetterDetail = DeadLetterSummary & { headers: Record<string, string[]>; body: string };
+
+/** The dead letter does not exist (never did, or was redriven and removed). */
+export class DeadLetterNotFoundError extends Error {
+  override name = "DeadLetterNotFoundError";
+}
+
+function summary(seq: number, h: MsgHdrs | undefined, data: Uint8Array): DeadLetterSummary {
+  const get = (k: string) => h?.get(k) || undefined;
+  const count = get(DlqHeaders.DeliveryCount);
+  const sseq = get(DlqHeaders.StreamSeq);
+  let eventId = get(DlqHeaders.MsgId);
+  if (!eventId) {
+    try {
+      const id = (JSON.parse(new TextDecoder().decode(data)) as { event_id?: unknown }).event_id;
+      if (typeof id === "string") eventId = id;
+    } catch {
+      // Not JSON: that may be why it is here.
+    }
+  }
+  return {
+    seq,
+    subject: get(DlqHeaders.Subject) ?? "",
+    reason: get(DlqHeaders.Reason) ?? "",
+    error: get(DlqHeaders.Error) ?? "",
+    origin: get(DlqHeaders.Origin) ?? "",
+    failed_at: get(DlqHeaders.FailedAt) ?? "",
+    ...(count ? { delivery_count: Number(count) } : {}),
+    ...(sseq ? { stream_seq: Number(sseq) } : {}),
+    ...(eventId ? { event_id: eventId } : {}),
+    bytes: data.length,
+  };
+}
+
+/** Lists dead letters, oldest first, optionally for one tenant, from sequence `from`. */
+export async function listDeadLetters(js: JetStreamClient, opts: { tenant?: string; limit?: number; from?: number } = {}): Promise<DeadLetterSummary[]> {
+  const limit = opts.limit ?? 100;
+  const c = await js.consumers.get(Streams.Dlq, {
+    filter_subjects: opts.tenant ? `${DLQ_PREFIX}.${opts.tenant}.>` : `${DLQ_PREFIX}.>`,
+    ...(opts.from ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from } : {}),
+  });
+  const pending = (await c.info()).num_pending;
+  const want = Math.min(limit, pending);
+  const out: DeadLetterSummary[] = [];
+  if (want === 0) return out;
+  const msgs = await c.fetch({ max_messages: want, expires: 5000 });
+  for await (const m of msgs) {
+    out.push(summary(m.seq, m.headers, m.data));
+    if (out.length >= want) break;
+  }
+  await c.delete().catch(() => undefined);
+  return out;
+}
+
+async function stored(jsm: JetStreamManager, seq: number): Promise<StoredMsg> {
+  const m = await jsm.streams.getMessage(Streams.Dlq, { seq }).catch(() => null);
+  if (!m) throw new DeadLetterNotFoundError(`no dead letter with sequence ${seq} in ${Streams.Dlq}`);
+  return m;
+}
+
+/** One dead letter with its body and headers. */
+export async function showDeadLetter(jsm: JetStreamManager, seq: number): Promise<DeadLetterDetail> {
+  const m = await stored(jsm, seq);
+  const hs: Record<string, string[]> = {};
+  for (const [k, v] of m.header ?? []) hs[k] = v;
+  return { ...summary(seq, m.header, m.data), headers: hs, body: new TextDecoder().decode(m.data) };
+}
+
+/** The event subject a (corrected) body belongs on, when its ids are valid. */
+function subjectOf(body: Uint8Array): string | undefined {
+  try {
+    const e = JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
+    const { tenant_id: t, user_id: u, event_type: ty } = e;
+    if (typeof t === "string" && typeof u === "string" && typeof ty === "string" && ID_TOKEN.test(t) && ID_TOKEN.test(u) && EVENT_TYPE.test(ty)) {
+      return eventSubject(t, u, ty);
+    }
+  } catch {
+    // Not JSON: no subject.
+  }
+  return undefined;
+}
+
+/** The outcome of a redrive. */
+export type Redriven = { seq: number; subject: string; stream_seq: number; duplicate: boolean };
+
+/**
+ * Publishes a dead letter again on its original `ach.events.…` subject (or
+ * `body` instead of the stored bytes, to fix a payload), with its original
+ * headers, then removes it from the DLQ. It goes through the whole pipeline
+ * again, validation and the engine's own dedup included. No `Nats-Msg-Id` is
+ * set: the original id is still in the events stream's duplicate window for
+ * a while and would make the server drop the redrive.
+ */
+export async function redriveDeadLetter(js: JetStreamClient, jsm: JetStreamManager, seq: number, body?: Uint8Array): Promise<Redriven> {
+  const m = await stored(jsm, seq);
+  let subject = m.header?.get(DlqHeaders.Subject) ?? "";
+  if (!subject.startsWith(`${EVENTS_PREFIX}.`) && body) subject = subjectOf(body) ?? subject;
+  if (!subject.startsWith(`${EVENTS_PREFIX}.`)) {
+    throw new DeadLetterNotFoundError(
+      `dead letter ${seq} has no event subject to go back to (${subject || "none"}): its tenant or user id was not valid; redrive it with a corrected body`,
+    );
+  }
+  const h = headers();
+  for (const [k, vs] of m.header ?? []) {
+    if (k.startsWith("Ach-") || k.startsWith("Nats-")) continue;
+    for (const v of vs) h.append(k, v);
+  }
+  h.set("Ach-Redriven-From", String(seq));
+  const ack = await js.publish(subject, body ?? m.data, { headers: h });
+  await jsm.streams.deleteMessage(Streams.Dlq, seq, false);
+  return { seq, subject, stream_seq: ack.seq, duplicate: ack.duplicate };
+}
