@@ -217,15 +217,24 @@ export class PartitionWorker {
 
   /**
    * One user's part of a batch. Atomic step: read state (cache or KV) →
-   * flush a leftover outbox → apply → compare-and-set → deliver new unlocks
-   * → clear the outbox with a second compare-and-set. A crash anywhere
-   * leaves either the old state (events redelivered and applied again) or
-   * the new state with its outbox (unlocks delivered on redelivery).
+   * deliver a leftover outbox (entries without a record) → apply →
+   * compare-and-set (new unlocks in the outbox) → publish and record them.
+   * A crash anywhere leaves either the old state (the events are redelivered
+   * and applied again) or the new state with its outbox (delivered when the
+   * redelivered events load it). Delivered entries stay in the stored outbox
+   * until the user's next write; the cache knows they are done.
    */
   async #applyUser(u: UserBatch): Promise<void> {
     const { store, stats, config, unlocks, dlq } = this.#d;
     const key = userKey(u.tenant, u.user);
     let { state, revision } = await store.load(key);
+    if (state.outbox.length > 0) {
+      const now = new Date();
+      const fresh = await Promise.all(state.outbox.map((x) => unlocks.recover(x, now)));
+      stats.unlocks += fresh.filter(Boolean).length;
+      state = { ...state, outbox: [] };
+      store.remember(key, { state, revision });
+    }
     const set = this.#d.rules().forTenant(u.tenant);
     const r = applyEvents(state, u.items, set, config.worker.recentIds);
     for (const f of r.failed) {
@@ -237,8 +246,8 @@ export class PartitionWorker {
     if (state.outbox.length > 0) {
       const now = new Date();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.deliver(x, now)));
-      ({ state, revision } = await store.save(key, { ...state, outbox: [] }, revision));
       stats.unlocks += fresh.filter(Boolean).length;
+      store.remember(key, { state: { ...state, outbox: [] }, revision });
     }
     stats.applied += r.applied;
     stats.duplicates += r.duplicates;

@@ -48,10 +48,14 @@ export function unlockEvent(u: Unlock, processedAt: Date): UnlockEvent {
 const enc = new TextEncoder();
 
 /**
- * Records and publishes unlocks. Both steps are idempotent: the record is
- * create-only (an existing record means an earlier attempt got that far),
- * and the event carries `Nats-Msg-Id = unlock_id`, so a republish after a
- * crash is dropped by the unlocks stream's duplicate window.
+ * Publishes and records unlocks.
+ *
+ * Order matters: the event is published first (with `Nats-Msg-Id =
+ * unlock_id`, so a republish inside the unlocks stream's duplicate window is
+ * dropped), then the create-only record is written. A record therefore
+ * proves that its event was published, which is what {@link recover} relies
+ * on: after a crash, an outbox entry with a record is done, one without is
+ * published again.
  */
 export class UnlockSink {
   constructor(
@@ -59,16 +63,20 @@ export class UnlockSink {
     private readonly records: KV,
   ) {}
 
-  /** Returns true when the event was new to the unlocks stream. */
+  /** Publishes and records one unlock; true when the event was new to the stream. */
   async deliver(u: Unlock, now: Date = new Date()): Promise<boolean> {
-    const ev = unlockEvent(u, now);
-    const body = enc.encode(JSON.stringify(ev));
-    const [, ack] = await Promise.all([
-      this.records.create(unlockRecordKey(u), body).catch((err: unknown) => {
-        if (!isCasFailure(err)) throw err;
-      }),
-      this.js.publish(unlockedSubject(u.tenant_id, u.user_id), body, { msgID: u.unlock_id }),
-    ]);
+    const body = enc.encode(JSON.stringify(unlockEvent(u, now)));
+    const ack = await this.js.publish(unlockedSubject(u.tenant_id, u.user_id), body, { msgID: u.unlock_id });
+    await this.records.create(unlockRecordKey(u), body).catch((err: unknown) => {
+      if (!isCasFailure(err)) throw err;
+    });
     return !ack.duplicate;
+  }
+
+  /** Delivers an outbox entry found in stored state unless its record shows it was delivered. */
+  async recover(u: Unlock, now: Date = new Date()): Promise<boolean> {
+    const e = await this.records.get(unlockRecordKey(u));
+    if (e && e.operation === "PUT") return false;
+    return this.deliver(u, now);
   }
 }

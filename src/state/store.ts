@@ -71,6 +71,15 @@ export class StateStore {
     }
   }
 
+  /**
+   * Replaces the cached copy of `key` without writing (same revision): used
+   * when the stored value carries work the worker has since finished, such
+   * as delivered outbox entries.
+   */
+  remember(key: string, v: Versioned): void {
+    this.#cache?.set(key, v);
+  }
+
   /** Drops cached entries (all, or those whose key starts with `prefix`). */
   forget(prefix?: string): void {
     if (!this.#cache) return;

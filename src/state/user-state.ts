@@ -10,8 +10,9 @@ import { emptyEvalState, type EvalState, type Unlock } from "../rules/mod.ts";
  * - `ids`: the most recent applied event ids (bounded), so that a producer's
  *   retry that comes after JetStream's duplicate window still counts once.
  * - `eval`: the evaluator's state (progress and unlocks).
- * - `outbox`: unlocks decided and committed here but not yet confirmed as
- *   recorded and published; flushed before anything else on every load.
+ * - `outbox`: unlocks committed with this state. Delivered right after the
+ *   write; an entry may stay here after delivery until the user's next
+ *   write, and its unlock record tells whether it was delivered.
  */
 export type UserState = { v: 1; seq: number; ids: string[]; eval: EvalState; outbox: Unlock[] };
 
