@@ -40,7 +40,7 @@ function fromEnv(env: NodeJS.ProcessEnv, into: Record<string, unknown>, sources:
     let value: unknown = raw;
     if (type === "number") {
       value = Number(raw);
-      if (!Number.isFinite(value)) errors.push(`${path.join(".")} (from ${name}): not a number: ${JSON.stringify(raw)}`);
+      if (!/^-?\d+$/.test(raw.trim())) errors.push(`${path.join(".")} (from ${name}): not a whole number: ${JSON.stringify(raw)}`);
     } else if (type === "boolean") {
       if (!["true", "false", "1", "0"].includes(raw)) errors.push(`${path.join(".")} (from ${name}): use true or false, not ${JSON.stringify(raw)}`);
       value = raw === "true" || raw === "1";
@@ -58,20 +58,25 @@ function fromEnv(env: NodeJS.ProcessEnv, into: Record<string, unknown>, sources:
  * wrong field and where its value came from.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigInput = {}): Config {
-  const file = env.ACH_CONFIG ?? "config/achd.yaml";
+  const file = env.ACH_CONFIG || "config/achd.yaml";
   let base: Record<string, unknown> = {};
   if (existsSync(file)) {
+    let parsed: unknown;
     try {
-      base = (parseYaml(readFileSync(file, "utf8")) as Record<string, unknown> | null) ?? {};
+      parsed = parseYaml(readFileSync(file, "utf8"));
     } catch (err) {
       throw new ConfigError(`config file ${file}: cannot parse: ${(err as Error).message}`);
     }
+    if (parsed !== null && (typeof parsed !== "object" || Array.isArray(parsed))) {
+      throw new ConfigError(`config file ${file}: expected a mapping of settings (e.g. "partitions: 8"), not ${Array.isArray(parsed) ? "a list" : typeof parsed}`);
+    }
+    base = (parsed as Record<string, unknown> | null) ?? {};
   } else if (env.ACH_CONFIG) {
     throw new ConfigError(`config file ${file} (from ACH_CONFIG) does not exist`);
   }
   const sources = new Map<string, string>();
   const errors = fromEnv(env, base, sources);
-  merge(base, overrides as Record<string, unknown>);
+  merge(base, overrides as Record<string, unknown>, [], sources);
   if (errors.length) throw new ConfigError(`invalid configuration:\n  ${errors.join("\n  ")}`);
   const parsed = ConfigSchema.safeParse(base);
   if (!parsed.success) {
@@ -85,13 +90,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
   return parsed.data;
 }
 
-function merge(into: Record<string, unknown>, from: Record<string, unknown>): void {
+/** Merges `from` into `into`; a value set here no longer comes from the environment. */
+function merge(into: Record<string, unknown>, from: Record<string, unknown>, at: string[], sources: Map<string, string>): void {
   for (const [k, v] of Object.entries(from)) {
     if (v && typeof v === "object" && !Array.isArray(v)) {
       if (typeof into[k] !== "object" || into[k] === null) into[k] = {};
-      merge(into[k] as Record<string, unknown>, v as Record<string, unknown>);
+      merge(into[k] as Record<string, unknown>, v as Record<string, unknown>, [...at, k], sources);
     } else if (v !== undefined) {
       into[k] = v;
+      sources.delete([...at, k].join("."));
     }
   }
 }

@@ -57,8 +57,8 @@ export type PartitionedSubject = { partition: number; tenant: string; user: stri
 /** Parses a partitioned subject; `undefined` when it has not that shape. */
 export function parsePartitionedSubject(subject: string): PartitionedSubject | undefined {
   const t = subject.split(".");
-  if (t.length < 6 || t[0] !== "ach" || t[1] !== "p") return undefined;
+  if (t.length < 6 || t[0] !== "ach" || t[1] !== "p" || !/^\d+$/.test(t[2]!)) return undefined;
+  if (t.slice(3).some((tok) => tok === "")) return undefined;
   const partition = Number(t[2]);
-  if (!Number.isInteger(partition) || partition < 0) return undefined;
   return { partition, tenant: t[3]!, user: t[4]!, eventType: t.slice(5).join(".") };
 }

@@ -53,7 +53,8 @@ function lookup(ev: ValidEvent): (path: string) => unknown {
     const parts = path.split(".");
     let v: unknown = ev.event as unknown;
     for (const p of parts) {
-      if (typeof v !== "object" || v === null) return undefined;
+      // Own properties only: `payload.constructor` must not find Object's.
+      if (typeof v !== "object" || v === null || !Object.hasOwn(v, p)) return undefined;
       v = (v as Record<string, unknown>)[p];
     }
     return v;

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { RuleFileSchema, type Rule } from "./schema.ts";
@@ -56,6 +56,7 @@ export function checkRuleFile(file: string, content: unknown, problems: RuleProb
  * Throws {@link RulesError} listing every problem (file, rule id, path, reason).
  */
 export function loadRules(path: string): RuleBook {
+  if (!existsSync(path)) throw new RulesError([{ file: path, path: "", reason: "no such file or folder (set rules in the config, or ACH_RULES)" }]);
   const problems: RuleProblem[] = [];
   const defaults: Rule[] = [];
   const tenants = new Map<string, Rule[]>();

@@ -28,7 +28,7 @@ const common = {
 
 const eventTypes = z
   .union([z.string().regex(EVENT_TYPE, "not a valid event type"), z.array(z.string().regex(EVENT_TYPE, "not a valid event type")).min(1)])
-  .transform((v) => (Array.isArray(v) ? v : [v]));
+  .transform((v) => [...new Set(Array.isArray(v) ? v : [v])]);
 
 /** count: N qualifying events of one of the given types. */
 export const CountRuleSchema = z

@@ -242,3 +242,24 @@ describe("loadConfig environment", () => {
     expect(e.message).toContain("ACH_HTTP_ENABLED");
   });
 });
+
+describe("loadConfig regressions", () => {
+  it("refuses a file that is not a mapping, even with environment overrides", () => {
+    expect(configError(() => load("hello", { PORT: "1" })).message).toMatch(/expected a mapping/);
+  });
+
+  it("refuses numbers that are not plain integers", () => {
+    expect(configError(() => load("", { PORT: " " })).message).toMatch(/PORT/);
+    expect(configError(() => load("", { ACH_PARTITIONS: "0x10" })).message).toMatch(/ACH_PARTITIONS.*not a whole number/);
+  });
+
+  it("blames overrides, not the environment, for a value the overrides set", () => {
+    const msg = configError(() => load("", { ACH_PARTITIONS: "3" }, { partitions: 0 })).message;
+    expect(msg).toMatch(/partitions/);
+    expect(msg).not.toMatch(/ACH_PARTITIONS/);
+  });
+
+  it("treats an empty ACH_CONFIG as unset", () => {
+    expect(loadConfig({ ACH_CONFIG: "" }).partitions).toBe(8);
+  });
+});

@@ -281,3 +281,12 @@ describe("decodeMessage", () => {
     }
   });
 });
+
+describe("parsePartitionedSubject is strict", () => {
+  it("refuses empty or non-decimal partition tokens and empty tokens", () => {
+    expect(parsePartitionedSubject("ach.p..acme.u1.x")).toBeUndefined();
+    expect(parsePartitionedSubject("ach.p.0x3.acme.u1.x")).toBeUndefined();
+    expect(parsePartitionedSubject("ach.p.3.acme.u1.")).toBeUndefined();
+    expect(parsePartitionedSubject("ach.p.3.acme.u1.x")).toEqual({ partition: 3, tenant: "acme", user: "u1", eventType: "x" });
+  });
+});

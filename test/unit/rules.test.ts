@@ -858,3 +858,21 @@ describe("count rules are order- and duplicate-insensitive", () => {
     );
   });
 });
+
+describe("regressions", () => {
+  it("counts an event once when a rule lists its type twice", () => {
+    const { state, unlocks } = run(emptyEvalState(), [ev("e1", "a.b")], [rule({ id: "twice", event: ["a.b", "a.b"], target: 2 })]);
+    expect(state.rules.twice).toEqual({ n: 1, ids: ["e1"] });
+    expect(unlocks).toEqual([]);
+  });
+
+  it("does not find inherited properties through a field path", () => {
+    const set = [rule({ id: "ctor", event: "a.b", where: { "payload.constructor": { exists: true } }, target: 1 })];
+    expect(run(emptyEvalState(), [ev("e1", "a.b")], set).unlocks).toEqual([]);
+    expect(run(emptyEvalState(), [ev("e2", "a.b", { payload: { constructor: "x" } })], set).unlocks).toHaveLength(1);
+  });
+
+  it("reports a missing rules path as a RulesError", () => {
+    expect(() => loadRules(join(tmpdir(), "achd-no-such-rules-dir"))).toThrow(RulesError);
+  });
+});
