@@ -20,7 +20,11 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
   apt-get install -y -qq nats-server >&2
-  # The package enables a systemd unit; the engine runs its own server.
+  # The package enables a systemd unit on port 4222; the engine runs its own
+  # server there, so switch the unit off again where systemd is running.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now nats-server >/dev/null 2>&1 || true
+  fi
   if find_it; then exit 0; fi
 fi
 

@@ -79,9 +79,11 @@ export async function startNatsServer(opts: EmbeddedOptions): Promise<EmbeddedSe
     };
     child.stderr!.on("data", onData);
     child.stdout!.on("data", onData);
-    child.once("exit", (code) =>
-      rej(new Error(`nats-server exited (code ${code}) before it was ready:\n${lines.slice(-10).join("\n")}\n(config ${conf})`)),
-    );
+    child.once("exit", (code) => {
+      const busy = lines.some((l) => /address already in use/i.test(l));
+      const hint = busy ? `\nport ${opts.port} is taken: set ACH_NATS_PORT to a free port, or NATS_URL to use the server that holds it` : "";
+      rej(new Error(`nats-server exited (code ${code}) before it was ready:\n${lines.slice(-10).join("\n")}\n(config ${conf})${hint}`));
+    });
   });
   const stop = async (timeoutMs = 10_000) => {
     if (exited) return;
