@@ -8,6 +8,7 @@
  *   achd partition <tenant> <user>   the partition a user's events go to
  *   achd nats-config           the server config lines a 2.9 server needs
  *   achd dlq list|show|redrive dead-letter tools
+ *   achd simulate --rules <path> --events <file.jsonl> [--progress]
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -18,6 +19,7 @@ import { ConfigError, loadConfig, type ConfigInput } from "../src/config/mod.ts"
 import { startEngine } from "../src/engine.ts";
 import { partitionMapping, partitionOf } from "../src/events/mod.ts";
 import { loadRules, RulesError } from "../src/rules/mod.ts";
+import { simulate, unlockLine, userProgress } from "../src/sim/mod.ts";
 import { createLogger } from "../src/util/log.ts";
 
 const USAGE = `usage: achd <command>
@@ -27,6 +29,8 @@ const USAGE = `usage: achd <command>
   rules validate [path]      validate rules (default: the configured rules path)
   partition <tenant> <user>  print the partition of a user
   nats-config                print the mapping a nats-server 2.9 config needs
+  simulate --rules PATH --events FILE.jsonl [--progress] [--at TIME]
+                             run rules over events offline; print unlocks (and progress) as JSON lines
   dlq list [--tenant T] [--limit N] [--from SEQ]   list dead letters (JSON lines)
   dlq show <seq>             one dead letter with its body and headers
   dlq redrive <seq>… [--body FILE]   publish dead letters again and remove them
@@ -91,6 +95,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "dlq":
       return dlq(rest);
+    case "simulate":
+      return simulateCmd(rest);
     case "help":
     case "--help":
     case "-h":
@@ -99,6 +105,41 @@ async function main(argv: string[]): Promise<number> {
   }
   console.error(USAGE);
   return 2;
+}
+
+function simulateCmd(args: string[]): number {
+  const { values } = parseArgs({
+    args,
+    options: { rules: { type: "string" }, events: { type: "string" }, progress: { type: "boolean" }, at: { type: "string" } },
+  });
+  if (!values.events) {
+    console.error("achd simulate: --events FILE.jsonl is required (one event per line); --rules defaults to the configured rules");
+    return 2;
+  }
+  const book = loadRules(values.rules ?? loadConfig().rules);
+  const lines = readFileSync(values.events, "utf8").split("\n");
+  const events: unknown[] = [];
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    try {
+      events.push(JSON.parse(line));
+    } catch (err) {
+      console.error(JSON.stringify({ line: i + 1, rejected: "bad_json", message: (err as Error).message }));
+    }
+  });
+  const sim = simulate(events, book);
+  for (const r of sim.rejected) console.error(JSON.stringify({ index: r.index, rejected: r.rejection.code, message: r.rejection.message }));
+  for (const u of sim.unlocks) console.log(JSON.stringify(unlockLine(u)));
+  if (values.progress) {
+    const last = Math.max(0, ...events.map((e) => Date.parse((e as { occurred_at?: string }).occurred_at ?? "")).filter(Number.isFinite));
+    const now = values.at ? Date.parse(values.at) : last;
+    if (!Number.isFinite(now)) {
+      console.error(`achd simulate: --at ${values.at} is not a timestamp`);
+      return 2;
+    }
+    for (const p of userProgress(sim, book, now)) console.log(JSON.stringify({ progress: p }));
+  }
+  return 0;
 }
 
 async function dlq(args: string[]): Promise<number> {

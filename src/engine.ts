@@ -5,7 +5,8 @@ import { buildApi } from "./api/mod.ts";
 import type { Config } from "./config/mod.ts";
 import { checkPartitionMapping, ensureTopology, startNatsServer, type EmbeddedServer } from "./nats/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
-import { loadRules, type RuleBook } from "./rules/mod.ts";
+import { RuleRegistry } from "./registry/mod.ts";
+import { bookFromFileRules, crossProblems, readRuleFiles, RulesError, type RuleBook } from "./rules/mod.ts";
 import { StateStore } from "./state/mod.ts";
 import type { Logger } from "./util/log.ts";
 
@@ -40,8 +41,10 @@ async function connectWithin(servers: string[], timeoutMs: number, log: Logger):
  * rule set stops start-up before anything else runs.
  */
 export async function startEngine(config: Config, log: Logger): Promise<Engine> {
-  const rules: RuleBook = loadRules(config.rules);
-  log.info({ rules: rules.all().length, path: config.rules }, "rules loaded");
+  // Rule files are checked before anything starts, so a bad file stops start-up at once.
+  const fileRules = readRuleFiles(config.rules);
+  const problems = crossProblems(bookFromFileRules(fileRules), fileRules);
+  if (problems.length) throw new RulesError(problems);
 
   let server: EmbeddedServer | undefined;
   let natsUrl = config.nats.url;
@@ -66,6 +69,23 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     await checkPartitionMapping(nc, jsm, config);
     log.info({ server: nc.info?.version, partitions: config.partitions }, "streams, consumers and buckets ready");
 
+    const registry = new RuleRegistry(buckets.rules);
+    const synced = await registry.syncFiles(fileRules, Date.now());
+    let rules: RuleBook = await registry.book();
+    log.info({ versions: rules.all().length, created: synced.created, retired: synced.retired, path: config.rules }, "rules loaded");
+    // Versions added through the API (by any process) reach every worker through the bucket.
+    let reloading = Promise.resolve();
+    const stopWatch = await registry.watch(() => {
+      reloading = reloading.then(async () => {
+        try {
+          rules = await registry.book();
+          log.info({ versions: rules.all().length }, "rules reloaded");
+        } catch (err) {
+          log.error({ err }, "rules reload failed; keeping the previous rules");
+        }
+      });
+    });
+
     const stats = new Stats();
     const dlq = new DeadLetters(js);
     const deps = {
@@ -89,7 +109,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     let api: FastifyInstance | undefined;
     let httpUrl: string | undefined;
     if (config.http.enabled) {
-      api = buildApi({ nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, dlq, stats, config }, log);
+      api = buildApi({ nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config }, log);
       await api.listen({ host: config.http.host, port: config.http.port });
       const addr = api.server.address();
       httpUrl = typeof addr === "object" && addr ? `http://${config.http.host}:${addr.port}` : undefined;
@@ -102,6 +122,8 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         log.info("stopping");
         await api?.close().catch((err: unknown) => log.warn({ err }, "API close failed"));
         await Promise.all(workers.map((w) => w.stop()));
+        stopWatch();
+        await reloading;
         await nc.drain().catch(() => undefined);
         await stopServer();
         log.info({ stats: stats.snapshot() }, "stopped");

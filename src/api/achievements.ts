@@ -16,7 +16,8 @@ export function achievementRoutes(app: FastifyInstance, ctx: ApiContext): void {
       if (!ID_TOKEN.test(v)) return reply.code(400).send({ error: "bad_request", message: `${name} id ${JSON.stringify(v)} is not a valid id (A-Z a-z 0-9 _ -)` });
     }
     const { state } = await ctx.state.read(userKey(tenant, user));
-    const set = ctx.rules().forTenant(tenant);
+    const now = Date.now();
+    const set = ctx.rules().forTenant(tenant).at(now);
     const unlocked = Object.entries(state.eval.unlocked).map(([, u]) => {
       const rule = set.byId.get(u.rule_id)?.rule;
       return {
@@ -31,6 +32,6 @@ export function achievementRoutes(app: FastifyInstance, ctx: ApiContext): void {
       };
     });
     unlocked.sort((a, b) => a.unlocked_at.localeCompare(b.unlocked_at) || a.achievement_id.localeCompare(b.achievement_id));
-    return { tenant_id: tenant, user_id: user, unlocked, in_progress: progressOf(state.eval, set) };
+    return { tenant_id: tenant, user_id: user, unlocked, in_progress: progressOf(state.eval, set, now) };
   });
 }

@@ -2,6 +2,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Config } from "../config/mod.ts";
 import type { DeadLetters, Stats } from "../pipeline/mod.ts";
+import type { RuleRegistry } from "../registry/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
 import type { StateStore } from "../state/mod.ts";
 
@@ -13,6 +14,8 @@ export type ApiContext = {
   /** Reads user state (bypassing the worker's cache: another process may own the partition). */
   state: StateStore;
   rules: () => RuleBook;
+  /** Versioned rule storage, for the rules endpoints. */
+  registry: RuleRegistry;
   dlq: DeadLetters;
   stats: Stats;
   config: Config;

@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "../util/log.ts";
 import { achievementRoutes } from "./achievements.ts";
 import { dlqRoutes } from "./dlq.ts";
+import { ruleRoutes } from "./rules.ts";
 import type { ApiContext } from "./context.ts";
 import { eventRoutes } from "./events.ts";
 import { healthRoutes } from "./health.ts";
@@ -28,5 +29,6 @@ export function buildApi(ctx: ApiContext, log: Logger): FastifyInstance {
   achievementRoutes(app, ctx);
   healthRoutes(app, ctx);
   dlqRoutes(app, ctx);
+  ruleRoutes(app, ctx);
   return app;
 }

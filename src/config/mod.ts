@@ -1,4 +1,4 @@
 /** Engine configuration: one zod schema, loaded from file and environment. */
 export * from "./schema.ts";
 export * from "./load.ts";
-export * from "./duration.ts";
+export * from "../util/duration.ts";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Duration } from "./duration.ts";
+import { Duration } from "../util/duration.ts";
 
 /**
  * The engine's configuration: one schema, every field with its default.

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isValidTimeZone } from "../util/time.ts";
 
 /**
  * Tenant and user ids become subject tokens and KV key segments, so they are
@@ -37,8 +38,15 @@ export const EventSchema = z.object({
   occurred_at: z.iso.datetime({ offset: true, error: "must be an RFC 3339 timestamp with a zone, e.g. 2026-04-13T10:12:45Z" }),
   source: z.string().max(128).optional(),
   payload: z.record(z.string(), z.unknown()).default({}),
-  /** User attributes for segmentation (plan, role, region, timezone …). */
-  attributes: z.record(z.string(), z.unknown()).optional(),
+  /** User attributes for segmentation (plan, role, region …); `timezone` (IANA) places the event in the user's day. */
+  attributes: z
+    .record(z.string(), z.unknown())
+    .superRefine((a, ctx) => {
+      if (a.timezone !== undefined && (typeof a.timezone !== "string" || !isValidTimeZone(a.timezone))) {
+        ctx.addIssue({ code: "custom", path: ["timezone"], message: "must be an IANA time zone name, e.g. Europe/Berlin" });
+      }
+    })
+    .optional(),
   /** Business identity for fingerprint dedup across sources. */
   business_key: z.string().max(256).optional(),
 });

@@ -10,6 +10,8 @@ export const Buckets = {
   State: "ach_state",
   /** One record per unlock, create-only. */
   Unlocks: "ach_unlocks",
+  /** Rule versions, one create-only key per version: `<scope>.<rule id>.<version>`. */
+  Rules: "ach_rules",
 } as const;
 
 /** Durable consumer of partition `k`. */

@@ -23,7 +23,7 @@ export class TopologyError extends Error {
 }
 
 /** Handles on the buckets the engine uses. */
-export type BucketHandles = { state: KV; unlocks: KV };
+export type BucketHandles = { state: KV; unlocks: KV; rules: KV };
 
 const PARTITIONS_RE = /partitions=(\d+)/;
 
@@ -112,6 +112,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   const kvm = new Kvm(nc);
   const state = await kvm.create(Buckets.State, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
   const unlocks = await kvm.create(Buckets.Unlocks, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
+  const rules = await kvm.create(Buckets.Rules, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
   for (let k = 0; k < config.partitions; k++) {
     try {
       await jsm.consumers.info(Streams.Events, consumerName(k));
@@ -120,7 +121,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
       await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
     }
   }
-  return { state, unlocks };
+  return { state, unlocks, rules };
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { ValidEvent } from "../events/mod.ts";
-import { evaluate, type RuleSet, type Unlock } from "../rules/mod.ts";
+import { evaluate, type RuleSource, type Unlock } from "../rules/mod.ts";
 import type { UserState } from "../state/mod.ts";
 
 /** One event of a user's batch, with its stream sequence. */
@@ -27,13 +27,13 @@ function pushBounded(ids: string[], id: string, max: number): string[] {
 /**
  * Applies a user's events (in stream order) to the user's state.
  *
- * Inputs: the stored state, the events, the tenant's rule set.
+ * Inputs: the stored state, the events, the tenant's rules over time.
  * Outputs: the new state (with new unlocks appended to its outbox).
  * Guarantees: an event at or below `state.seq`, or whose id is among the
  * recent ids, is not applied again; an event that changes no rule state is
  * not recorded, since applying it again changes nothing either. Pure.
  */
-export function applyEvents(state: UserState, items: readonly SeqEvent[], set: RuleSet, recentIds: number): Applied {
+export function applyEvents(state: UserState, items: readonly SeqEvent[], rules: RuleSource, recentIds: number): Applied {
   let s = state;
   const out: Applied = { state, dirty: false, applied: 0, duplicates: 0, unchanged: 0, failed: [], unlocks: [] };
   for (const item of items) {
@@ -44,7 +44,7 @@ export function applyEvents(state: UserState, items: readonly SeqEvent[], set: R
     }
     let r;
     try {
-      r = evaluate(s.eval, item.ev, set);
+      r = evaluate(s.eval, item.ev, rules);
     } catch (err) {
       out.failed.push({ item, error: err instanceof Error ? err : new Error(String(err)) });
       continue;

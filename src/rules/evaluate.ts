@@ -1,32 +1,34 @@
 import { createHash } from "node:crypto";
 import type { ValidEvent } from "../events/mod.ts";
-import type { CompiledRule, RuleSet } from "./ruleset.ts";
+import { isValidTimeZone, periodIndex, periodLabel } from "../util/time.ts";
+import type { CompiledRule, EvalEvent } from "./compile.ts";
+import { kindOf, type KindContext, type UnlockRef } from "./kinds/mod.ts";
+import type { RuleSet, RuleSource } from "./ruleset.ts";
 
-/** At most this many event ids are kept as an unlock's provenance. */
-export const TRIGGER_LIMIT = 16;
+export { TRIGGER_LIMIT, type UnlockRef } from "./kinds/mod.ts";
 
-/** Progress of one count rule: qualifying events seen and the latest ids. */
-export type CountState = { n: number; ids: string[] };
-
-/** What the evaluator remembers of one unlock. */
-export type UnlockRef = {
-  unlock_id: string;
-  rule_id: string;
-  rule_version: number;
-  tier: string | null;
-  occurrence: number;
-  unlocked_at: string;
-  trigger_event_ids: string[];
-};
-
-/** The evaluator's per-user state: progress per rule, unlocks per achievement key. */
-export type EvalState = { rules: Record<string, CountState>; unlocked: Record<string, UnlockRef> };
+/**
+ * The evaluator's per-user state: each rule's state (by rule id, or
+ * `id#<period>` for repeatable rules) and each unlock (by achievement key).
+ */
+export type EvalState = { rules: Record<string, { k: string }>; unlocked: Record<string, UnlockRef> };
 
 /** An unlock decided by the evaluator (everything but processing time). */
-export type Unlock = UnlockRef & { tenant_id: string; user_id: string; achievement_id: string; title?: string; reward?: Record<string, unknown> };
+export type Unlock = UnlockRef & {
+  tenant_id: string;
+  user_id: string;
+  achievement_id: string;
+  /** For repeatable rules: the period, e.g. `2026-04-13` or `2026-W16`. */
+  period?: string;
+  title?: string;
+  reward?: Record<string, unknown>;
+};
 
 /** The result of applying one event. */
 export type Evaluation = { state: EvalState; unlocks: Unlock[]; changed: boolean };
+
+/** Repeatable rules keep this many periods of state and of unlock records. */
+const KEEP_OCCURRENCES = 8;
 
 /** A fresh, empty evaluator state. */
 export function emptyEvalState(): EvalState {
@@ -43,16 +45,17 @@ export function unlockId(tenant: string, user: string, achievement: string, tier
   return `ul_${h.digest("hex").slice(0, 32)}`;
 }
 
-/** The key of an unlock inside {@link EvalState.unlocked}. */
-export function achievementKey(achievement: string, tier: string | null): string {
-  return tier ? `${achievement}:${tier}` : achievement;
+/** Key of an unlock in {@link EvalState.unlocked}: `id`, `id:tier`, plus `#<period>` for repeatable rules. */
+export function achievementKey(achievement: string, tier: string | null, occurrence?: number | null): string {
+  const base = tier ? `${achievement}:${tier}` : achievement;
+  return occurrence === undefined || occurrence === null ? base : `${base}#${occurrence}`;
 }
 
-function lookup(ev: ValidEvent): (path: string) => unknown {
+function getter(ev: ValidEvent): (path: string) => unknown {
+  const root = ev.event as unknown as Record<string, unknown>;
   return (path) => {
-    const parts = path.split(".");
-    let v: unknown = ev.event as unknown;
-    for (const p of parts) {
+    let v: unknown = root;
+    for (const p of path.split(".")) {
       // Own properties only: `payload.constructor` must not find Object's.
       if (typeof v !== "object" || v === null || !Object.hasOwn(v, p)) return undefined;
       v = (v as Record<string, unknown>)[p];
@@ -61,69 +64,206 @@ function lookup(ev: ValidEvent): (path: string) => unknown {
   };
 }
 
-function applyCount(c: CompiledRule, prev: CountState | undefined, ev: ValidEvent): CountState {
-  const ids = [...(prev?.ids ?? []), ev.event.event_id];
-  const keep = Math.min(c.rule.target, TRIGGER_LIMIT);
-  return { n: (prev?.n ?? 0) + 1, ids: ids.length > keep ? ids.slice(ids.length - keep) : ids };
+/** The time zone of an event for a rule: the event's `attributes.timezone`, else the rule's. */
+export function zoneOf(c: CompiledRule, e: EvalEvent): string {
+  const tz = e.get("attributes.timezone");
+  return typeof tz === "string" && isValidTimeZone(tz) ? tz : c.rule.timezone;
+}
+
+/** Working copy of a state: copy-on-write maps, so unchanged parts stay shared. */
+class Draft {
+  rules: EvalState["rules"];
+  unlocked: EvalState["unlocked"];
+  #rulesCopied = false;
+  #unlockedCopied = false;
+  readonly unlocks: Unlock[] = [];
+
+  constructor(readonly base: EvalState) {
+    this.rules = base.rules;
+    this.unlocked = base.unlocked;
+  }
+
+  setRule(key: string, s: { k: string }): void {
+    if (!this.#rulesCopied) (this.rules = { ...this.rules }), (this.#rulesCopied = true);
+    this.rules[key] = s;
+  }
+
+  dropRule(key: string): void {
+    if (!(key in this.rules)) return;
+    if (!this.#rulesCopied) (this.rules = { ...this.rules }), (this.#rulesCopied = true);
+    delete this.rules[key];
+  }
+
+  addUnlock(key: string, ref: UnlockRef): void {
+    if (!this.#unlockedCopied) (this.unlocked = { ...this.unlocked }), (this.#unlockedCopied = true);
+    this.unlocked[key] = ref;
+  }
+
+  dropUnlock(key: string): void {
+    if (!(key in this.unlocked)) return;
+    if (!this.#unlockedCopied) (this.unlocked = { ...this.unlocked }), (this.#unlockedCopied = true);
+    delete this.unlocked[key];
+  }
+
+  get changed(): boolean {
+    return this.#rulesCopied || this.#unlockedCopied;
+  }
+}
+
+function stateOf(c: CompiledRule, raw: { k: string } | undefined): { k: string } | undefined {
+  return raw && kindOf(c.rule).tags.includes(raw.k) ? raw : undefined;
+}
+
+/** The period of a repeatable rule for an event; null for other rules. */
+function occurrenceOf(c: CompiledRule, e: EvalEvent): number | null {
+  return c.rule.repeatable ? periodIndex(e.time, zoneOf(c, e), c.rule.repeatable.every) : null;
+}
+
+/** Forgets the state and unlock records of periods of a repeatable rule older than the kept ones. */
+function pruneOccurrences(d: Draft, c: CompiledRule, newest: number): void {
+  const prefix = `${c.id}#`;
+  for (const key of Object.keys(d.rules)) if (key.startsWith(prefix) && Number(key.slice(prefix.length)) <= newest - KEEP_OCCURRENCES) d.dropRule(key);
+  for (const key of Object.keys(d.unlocked)) {
+    const hash = key.lastIndexOf("#");
+    if (hash > 0 && key.split(/[:#]/)[0] === c.id && Number(key.slice(hash + 1)) <= newest - KEEP_OCCURRENCES) d.dropUnlock(key);
+  }
 }
 
 /**
- * Applies one event to a user's state under a rule set.
- *
- * Pure: no clock, no I/O, no randomness; time comes only from the event. The
- * input state is not modified; unchanged parts are shared with the result.
- * Rules whose achievement is already unlocked stop changing, so a user's
- * state stops growing once the work is done.
+ * Unlocks every level of `c` (for occurrence `occ`) that is met and whose
+ * prerequisites are unlocked. `unlocked_at` is when the last condition
+ * became true: the level's own time, or a later prerequisite's.
  */
-export function evaluate(state: EvalState, ev: ValidEvent, set: RuleSet): Evaluation {
-  const candidates = set.byEventType.get(ev.event.event_type);
-  if (!candidates) return { state, unlocks: [], changed: false };
-  const get = lookup(ev);
-  let rules = state.rules;
-  let unlocked = state.unlocked;
-  const unlocks: Unlock[] = [];
-  for (const c of candidates) {
-    const r = c.rule;
-    const key = achievementKey(r.id, null);
-    if (unlocked[key] || !c.matches(get)) continue;
-    const next = applyCount(c, rules[r.id], ev);
-    if (rules === state.rules) rules = { ...rules };
-    rules[r.id] = next;
-    if (next.n >= r.target) {
-      const { tenant_id, user_id } = ev.event;
-      const ref: UnlockRef = {
-        unlock_id: unlockId(tenant_id, user_id, r.id, null, 1),
-        rule_id: r.id,
-        rule_version: r.version,
-        tier: null,
-        occurrence: 1,
-        unlocked_at: new Date(ev.occurredAt).toISOString(),
-        trigger_event_ids: next.ids,
-      };
-      if (unlocked === state.unlocked) unlocked = { ...unlocked };
-      unlocked[key] = ref;
-      unlocks.push({ ...ref, tenant_id, user_id, achievement_id: r.id, ...(r.title ? { title: r.title } : {}), ...(r.reward ? { reward: r.reward } : {}) });
+function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, ev: ValidEvent, tz: string): void {
+  const stateKey = occ === null ? c.id : `${c.id}#${occ}`;
+  const state = stateOf(c, d.rules[stateKey]);
+  const ctx: KindContext = { unlocked: d.unlocked, tz };
+  const kind = kindOf(c.rule);
+  for (const level of c.levels) {
+    const key = achievementKey(c.id, level.tier, occ);
+    if (d.unlocked[key]) continue;
+    const met = kind.met(state, level.target, c, e.time, ctx);
+    if (!met) return; // higher tiers are not met either
+    let at = met.at;
+    for (const p of c.rule.prerequisites) {
+      const u = d.unlocked[p];
+      if (!u) return;
+      at = Math.max(at, Date.parse(u.unlocked_at));
     }
+    if ((c.rule.starts_at !== undefined && at < c.rule.starts_at) || (c.rule.ends_at !== undefined && at >= c.rule.ends_at)) return;
+    const { tenant_id, user_id } = ev.event;
+    const ref: UnlockRef = {
+      unlock_id: unlockId(tenant_id, user_id, c.id, level.tier, occ ?? 1),
+      rule_id: c.id,
+      rule_version: c.version,
+      tier: level.tier,
+      occurrence: occ ?? 1,
+      unlocked_at: new Date(at).toISOString(),
+      trigger_event_ids: met.triggers,
+    };
+    d.addUnlock(key, ref);
+    const r = c.rule;
+    d.unlocks.push({
+      ...ref,
+      tenant_id,
+      user_id,
+      achievement_id: c.id,
+      ...(occ !== null && r.repeatable ? { period: periodLabel(occ, r.repeatable.every) } : {}),
+      ...(r.title ? { title: r.title } : {}),
+      ...(r.reward ? { reward: r.reward } : {}),
+    });
   }
-  const changed = rules !== state.rules || unlocked !== state.unlocked;
-  return { state: changed ? { rules, unlocked } : state, unlocks, changed };
 }
 
-/** Progress of one rule for the API. */
-export type Progress = { achievement_id: string; rule_id: string; rule_version: number; title?: string; current: number; target: number };
+/** True when every level of `c` (for occurrence `occ`) is unlocked: the rule has nothing left to do. */
+function finished(d: Draft, c: CompiledRule, occ: number | null): boolean {
+  return c.levels.every((l) => d.unlocked[achievementKey(c.id, l.tier, occ)] !== undefined);
+}
 
-/** Progress of every rule in `set` that is not yet unlocked (hidden ones omitted). */
-export function progressOf(state: EvalState, set: RuleSet): Progress[] {
+/**
+ * Applies one event to a user's state under the rules in force at the
+ * event's time.
+ *
+ * Pure: no clock, no I/O, no randomness; time comes only from the event.
+ * The input state is not modified; unchanged parts are shared with the
+ * result, and `changed` is false when nothing at all changed (so the caller
+ * need not store anything). A rule whose levels are all unlocked stops
+ * changing. Unlocks cascade: an unlock can complete prerequisites and
+ * composites, which are settled in dependency order within the same event.
+ */
+export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource): Evaluation {
+  const set: RuleSet = rules.at(ev.occurredAt);
+  const e: EvalEvent = { id: ev.event.event_id, type: ev.event.event_type, time: ev.occurredAt, get: getter(ev) };
+  const d = new Draft(state);
+  for (const c of set.byEventType.get(e.type) ?? []) {
+    if (!c.admits(e)) continue;
+    const tz = zoneOf(c, e);
+    const occ = occurrenceOf(c, e);
+    if (finished(d, c, occ)) continue;
+    const stateKey = occ === null ? c.id : `${c.id}#${occ}`;
+    const kind = kindOf(c.rule);
+    const next = kind.apply(stateOf(c, d.rules[stateKey]), e, c, { unlocked: d.unlocked, tz });
+    if (next === undefined) continue;
+    d.setRule(stateKey, next);
+    if (occ !== null) pruneOccurrences(d, c, occ);
+    tryUnlock(d, c, occ, e, ev, tz);
+  }
+  if (d.unlocks.length > 0 && set.dependents.length > 0) {
+    // Settle: unlocks may complete other rules' prerequisites or composite items.
+    for (let before = -1; before !== d.unlocks.length; ) {
+      before = d.unlocks.length;
+      for (const c of set.dependents) {
+        if (c.rule.repeatable || finished(d, c, null) || !c.admits(e)) continue;
+        tryUnlock(d, c, null, e, ev, zoneOf(c, e));
+      }
+    }
+  }
+  if (!d.changed) return { state, unlocks: [], changed: false };
+  return { state: { rules: d.rules, unlocked: d.unlocked }, unlocks: d.unlocks, changed: true };
+}
+
+/** Progress of one achievement for the API. */
+export type Progress = {
+  achievement_id: string;
+  tier: string | null;
+  rule_id: string;
+  rule_version: number;
+  type: string;
+  title?: string;
+  current: number;
+  target: number;
+  best?: number;
+  step?: number;
+  steps?: number;
+  period?: string;
+};
+
+/**
+ * Progress of every rule in `set` towards its next locked level (hidden
+ * rules omitted). `now` picks the period of repeatable rules (the API passes
+ * the wall clock; the evaluator never reads it).
+ */
+export function progressOf(state: EvalState, set: RuleSet, now: number): Progress[] {
   const out: Progress[] = [];
-  for (const { rule } of set.rules) {
-    if (state.unlocked[achievementKey(rule.id, null)] || rule.hidden) continue;
+  for (const c of set.rules) {
+    const r = c.rule;
+    if (r.hidden) continue;
+    const occ = r.repeatable ? periodIndex(now, r.timezone, r.repeatable.every) : null;
+    const level = c.levels.find((l) => !state.unlocked[achievementKey(c.id, l.tier, occ)]);
+    if (!level) continue;
+    const stateKey = occ === null ? c.id : `${c.id}#${occ}`;
+    const fig = kindOf(r).progress(stateOf(c, state.rules[stateKey]), c, { unlocked: state.unlocked, tz: r.timezone });
     out.push({
-      achievement_id: rule.id,
-      rule_id: rule.id,
-      rule_version: rule.version,
-      ...(rule.title ? { title: rule.title } : {}),
-      current: Math.min(state.rules[rule.id]?.n ?? 0, rule.target),
-      target: rule.target,
+      achievement_id: c.id,
+      tier: level.tier,
+      rule_id: c.id,
+      rule_version: c.version,
+      type: r.type,
+      ...(r.title ? { title: r.title } : {}),
+      ...fig,
+      current: Math.min(fig.current, level.target),
+      target: level.target,
+      ...(occ !== null && r.repeatable ? { period: periodLabel(occ, r.repeatable.every) } : {}),
     });
   }
   return out;

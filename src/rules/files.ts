@@ -3,6 +3,7 @@ import { extname, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { RuleFileSchema, type Rule } from "./schema.ts";
 import { RuleBook } from "./ruleset.ts";
+import { checkRuleBook } from "./validate.ts";
 
 /** One problem in a rules file: where (file, rule id, path) and why. */
 export type RuleProblem = { file: string; rule?: string; path: string; reason: string };
@@ -51,15 +52,18 @@ export function checkRuleFile(file: string, content: unknown, problems: RuleProb
   return undefined;
 }
 
+/** The rules read from files, with the file each came from. */
+export type FileRule = { tenant: string; rule: Rule; file: string };
+
 /**
- * Loads and validates every rules file under `path` into a {@link RuleBook}.
- * Throws {@link RulesError} listing every problem (file, rule id, path, reason).
+ * Reads and validates every rules file under `path` (schema only). Returns
+ * the rules with their files; throws {@link RulesError} listing every
+ * problem (file, rule id, path, reason).
  */
-export function loadRules(path: string): RuleBook {
+export function readRuleFiles(path: string): FileRule[] {
   if (!existsSync(path)) throw new RulesError([{ file: path, path: "", reason: "no such file or folder (set rules in the config, or ACH_RULES)" }]);
   const problems: RuleProblem[] = [];
-  const defaults: Rule[] = [];
-  const tenants = new Map<string, Rule[]>();
+  const out: FileRule[] = [];
   const seen = new Map<string, string>();
   for (const file of ruleFiles(path)) {
     let content: unknown;
@@ -73,17 +77,55 @@ export function loadRules(path: string): RuleBook {
     const f = checkRuleFile(file, content, problems);
     if (!f) continue;
     for (const rule of f.rules) {
-      const key = `${f.tenant}/${rule.id}`;
+      const key = `${f.tenant}/${rule.id}/${rule.version ?? "?"}`;
       const first = seen.get(key);
       if (first) {
-        problems.push({ file, rule: rule.id, path: "id", reason: `duplicate rule id for tenant ${f.tenant} (first defined in ${first})` });
+        const what = rule.version === undefined ? "rule id (give each version of a rule an explicit version)" : `version ${rule.version} of this rule`;
+        problems.push({ file, rule: rule.id, path: rule.version === undefined ? "id" : "version", reason: `duplicate ${what} for tenant ${f.tenant} (first defined in ${first})` });
         continue;
       }
       seen.set(key, file);
-      if (f.tenant === "*") defaults.push(rule);
-      else tenants.set(f.tenant, [...(tenants.get(f.tenant) ?? []), rule]);
+      out.push({ tenant: f.tenant, rule, file });
+    }
+  }
+  // A rule listed in several versions must number them all.
+  const ids = new Map<string, FileRule[]>();
+  for (const r of out) ids.set(`${r.tenant}/${r.rule.id}`, [...(ids.get(`${r.tenant}/${r.rule.id}`) ?? []), r]);
+  for (const list of ids.values()) {
+    if (list.length > 1 && list.some((r) => r.rule.version === undefined)) {
+      const r = list.find((x) => x.rule.version === undefined)!;
+      problems.push({ file: r.file, rule: r.rule.id, path: "version", reason: "this rule is listed more than once: give every listed version an explicit version" });
     }
   }
   if (problems.length) throw new RulesError(problems);
-  return new RuleBook(defaults, tenants);
+  return out;
+}
+
+/** A {@link RuleBook} from file rules: versions as written, effective from their effective_from or the start. */
+export function bookFromFileRules(rules: readonly FileRule[]): RuleBook {
+  const shared = rules.filter((r) => r.tenant === "*").map((r) => r.rule);
+  const tenants = new Map<string, Rule[]>();
+  for (const r of rules) if (r.tenant !== "*") tenants.set(r.tenant, [...(tenants.get(r.tenant) ?? []), r.rule]);
+  return RuleBook.fromRules(shared, tenants);
+}
+
+/** Turns cross-rule issues of a book into file problems, naming the file that defines each rule. */
+export function crossProblems(book: RuleBook, rules: readonly FileRule[]): RuleProblem[] {
+  return checkRuleBook(book).map((i) => {
+    const file = rules.find((r) => r.rule.id === i.rule && (r.tenant === i.tenant || r.tenant === "*"))?.file ?? `(tenant ${i.tenant})`;
+    return { file, rule: i.rule, path: i.path, reason: i.reason };
+  });
+}
+
+/**
+ * Loads and validates every rules file under `path` into a {@link RuleBook}:
+ * the schema of each rule and the references between rules, for every
+ * tenant. Throws {@link RulesError} listing every problem.
+ */
+export function loadRules(path: string): RuleBook {
+  const rules = readRuleFiles(path);
+  const book = bookFromFileRules(rules);
+  const problems = crossProblems(book, rules);
+  if (problems.length) throw new RulesError(problems);
+  return book;
 }

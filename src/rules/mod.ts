@@ -4,6 +4,9 @@
  */
 export * from "./schema.ts";
 export * from "./condition.ts";
+export * from "./compile.ts";
 export * from "./ruleset.ts";
+export * from "./validate.ts";
+export * from "./kinds/mod.ts";
 export * from "./evaluate.ts";
 export * from "./files.ts";

@@ -1,0 +1,67 @@
+import { validateEvent, type Rejection } from "../events/mod.ts";
+import { applyEvents } from "../pipeline/apply.ts";
+import { progressOf, type Progress, type RuleBook, type Unlock } from "../rules/mod.ts";
+import { emptyUserState, userKey, type UserState } from "../state/mod.ts";
+
+/** What a simulation produced. */
+export type Simulation = {
+  /** Unlocks in the order they happened. */
+  unlocks: Unlock[];
+  /** Input lines that are not valid events, with the reason. */
+  rejected: { index: number; rejection: Rejection }[];
+  /** Events not applied again (same event_id). */
+  duplicates: number;
+  /** Final state per `tenant.user`. */
+  states: Map<string, UserState>;
+};
+
+/**
+ * Runs events through the same code the workers use (validation, event-id
+ * dedup, the pure evaluator) without NATS: each user's events in the given
+ * order, as if each had been published once in that order.
+ */
+export function simulate(events: readonly unknown[], book: RuleBook, recentIds = 1000): Simulation {
+  const states = new Map<string, UserState>();
+  const out: Simulation = { unlocks: [], rejected: [], duplicates: 0, states };
+  events.forEach((raw, index) => {
+    const v = validateEvent(raw);
+    if (!v.ok) {
+      out.rejected.push({ index, rejection: v.rejection });
+      return;
+    }
+    const e = v.value.event;
+    const key = userKey(e.tenant_id, e.user_id);
+    const r = applyEvents(states.get(key) ?? emptyUserState(), [{ seq: index + 1, ev: v.value }], book.forTenant(e.tenant_id), recentIds);
+    out.duplicates += r.duplicates;
+    out.unlocks.push(...r.unlocks);
+    states.set(key, { ...r.state, outbox: [] });
+  });
+  return out;
+}
+
+/** One user's achievements at `now`: unlocked keys and progress (what the API would show). */
+export function userProgress(sim: Simulation, book: RuleBook, now: number): { tenant_id: string; user_id: string; unlocked: string[]; in_progress: Progress[] }[] {
+  return [...sim.states].map(([key, state]) => {
+    const [tenant_id, user_id] = key.split(".") as [string, string];
+    const set = book.forTenant(tenant_id).at(now);
+    return { tenant_id, user_id, unlocked: Object.keys(state.eval.unlocked).sort(), in_progress: progressOf(state.eval, set, now) };
+  });
+}
+
+/** The fields of an unlock that a simulation can predict (no processing time). */
+export function unlockLine(u: Unlock): Record<string, unknown> {
+  return {
+    unlock_id: u.unlock_id,
+    tenant_id: u.tenant_id,
+    user_id: u.user_id,
+    achievement_id: u.achievement_id,
+    tier: u.tier,
+    rule_id: u.rule_id,
+    rule_version: u.rule_version,
+    occurrence: u.occurrence,
+    ...(u.period ? { period: u.period } : {}),
+    unlocked_at: u.unlocked_at,
+    trigger_event_ids: u.trigger_event_ids,
+  };
+}
+
