@@ -1,0 +1,77 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import type { Engine } from "../../src/engine.ts";
+import { consumerName, Streams } from "../../src/nats/mod.ts";
+import { loadRules, unlockId } from "../../src/rules/mod.ts";
+import { simulate, unlockLine } from "../../src/sim/mod.ts";
+import { eventually, startTestEngine } from "../helpers/engine.ts";
+import { comparable, goldenFixtures } from "../helpers/golden.ts";
+import { startTestNats, type TestNats } from "../helpers/nats.ts";
+import { publishAll, storedUnlocks } from "../helpers/stream.ts";
+import type { EventInput } from "../../src/events/mod.ts";
+
+const fixtures = goldenFixtures();
+const byUser = (list: Record<string, unknown>[]) => {
+  const m = new Map<string, string[]>();
+  for (const u of list) m.set(String(u.user_id), [...(m.get(String(u.user_id)) ?? []), JSON.stringify(comparable(u))]);
+  for (const v of m.values()) v.sort();
+  return Object.fromEntries([...m].sort());
+};
+
+describe("golden fixtures", () => {
+  it("exist, one per feature", () => {
+    expect(fixtures.length).toBeGreaterThanOrEqual(20);
+  });
+
+  describe.each(fixtures.map((f) => [f.name, f] as const))("%s through the simulator", (_name, f) => {
+    it("produces exactly the expected unlocks, in order", () => {
+      const dir = mkdtempSync(join(tmpdir(), "achd-golden-"));
+      try {
+        writeFileSync(join(dir, "rules.yaml"), stringify({ tenant: f.tenant, rules: f.rules }));
+        const sim = simulate(f.events, loadRules(dir));
+        expect(sim.rejected).toEqual([]);
+        expect(sim.unlocks.map((u) => comparable(unlockLine(u) as Record<string, unknown>))).toEqual(f.expected);
+        for (const u of sim.unlocks) expect(u.unlock_id).toBe(unlockId(f.tenant, u.user_id, u.achievement_id, u.tier, u.occurrence));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe("through the real pipeline", () => {
+    let nats: TestNats;
+    let engine: Engine;
+    let rulesDir: string;
+    beforeAll(async () => {
+      rulesDir = mkdtempSync(join(tmpdir(), "achd-golden-rules-"));
+      for (const f of fixtures) writeFileSync(join(rulesDir, `${f.name}.yaml`), stringify({ tenant: f.tenant, rules: f.rules }));
+      nats = await startTestNats(4);
+      engine = await startTestEngine(nats.url, { rules: rulesDir, http: { enabled: false } });
+      // Each fixture's events in file order (one connection keeps publish order).
+      await publishAll(nats.js, fixtures.flatMap((f) => f.events) as EventInput[]);
+      await eventually(async () => {
+        for (let k = 0; k < 4; k++) {
+          const i = await nats.jsm.consumers.info(Streams.Events, consumerName(k));
+          if (i.num_pending + i.num_ack_pending > 0) return undefined;
+        }
+        return true;
+      }, 60_000);
+    });
+    afterAll(async () => {
+      await engine?.stop();
+      await nats?.cleanup();
+      rmSync(rulesDir, { recursive: true, force: true });
+    });
+
+    it("agrees with every fixture's expected unlocks", async () => {
+      const stored = (await storedUnlocks(nats.nc, nats.js)) as unknown as Record<string, unknown>[];
+      for (const f of fixtures) {
+        const got = stored.filter((u) => u.tenant_id === f.tenant);
+        expect(byUser(got), f.name).toEqual(byUser(f.expected));
+      }
+    });
+  });
+});
