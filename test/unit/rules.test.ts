@@ -21,6 +21,7 @@ import {
   type EvalState,
   type Rule,
 } from "../../src/rules/mod.ts";
+import type { CountState } from "../../src/rules/kinds/count.ts";
 import { emptyUserState, type UserState } from "../../src/state/mod.ts";
 
 // ---------------------------------------------------------------- helpers
@@ -51,6 +52,16 @@ function ev(id: string, type: string, o: EvOpts = {}): ValidEvent {
 
 function rule(r: Record<string, unknown>): Rule {
   return RuleSchema.parse({ version: 1, type: "count", ...r });
+}
+
+/** Any time: the rule sets below have a single version per rule. */
+const ANY_TIME = Date.parse("2026-04-13T10:00:00Z");
+
+/** The count of a (window-less) count rule's state, or undefined when it has none. */
+function countOf(s: EvalState, id: string): number | undefined {
+  const st = s.rules[id] as CountState | undefined;
+  if (st !== undefined) expect(st.k).toBe("count");
+  return st?.n;
 }
 
 /** A getter over a flat map of paths, as the predicate expects. */
@@ -264,7 +275,7 @@ describe("evaluate", () => {
       expect(r.unlocks).toEqual([]);
       s = r.state;
     }
-    expect(s.rules.three?.n).toBe(2);
+    expect(countOf(s, "three")).toBe(2);
     const r = evaluate(s, ev("e3", "lesson.completed", { at: times[2] }), set);
     expect(r.changed).toBe(true);
     expect(r.unlocks).toHaveLength(1);
@@ -285,7 +296,7 @@ describe("evaluate", () => {
     });
     expect(u.unlock_id).toMatch(/^ul_[0-9a-f]{32}$/);
     expect(r.state.unlocked.three).toMatchObject({ unlock_id: u.unlock_id, rule_version: 4, unlocked_at: u.unlocked_at });
-    expect(r.state.rules.three?.n).toBe(3);
+    expect(countOf(r.state, "three")).toBe(3);
   });
 
   it("omits title and reward when the rule has none", () => {
@@ -331,7 +342,7 @@ describe("evaluate", () => {
     const small = run(emptyEvalState(), [ev("a", "a.b"), ev("b", "a.b"), ev("c", "a.b")], [rule({ id: "five", event: "a.b", target: 2 })]);
     expect(small.unlocks[0]!.trigger_event_ids).toEqual(["a", "b"]);
     const partial = run(emptyEvalState(), ["a", "b", "c", "d"].map((id) => ev(id, "a.b")), [rule({ id: "ten", event: "a.b", target: 3, where: { "payload.k": 1 } }), rule({ id: "many", event: "a.b", target: 100 })]);
-    expect(partial.state.rules.many).toEqual({ n: 4, ids: ["a", "b", "c", "d"] });
+    expect(partial.state.rules.many).toEqual({ k: "count", n: 4, ids: ["a", "b", "c", "d"] });
   });
 
   it("only counts qualifying events (filter)", () => {
@@ -347,7 +358,7 @@ describe("evaluate", () => {
       rules,
     );
     expect(unlocks.map((u) => u.trigger_event_ids)).toEqual([["e1", "e4"]]);
-    expect(state.rules.long?.n).toBe(2);
+    expect(countOf(state, "long")).toBe(2);
   });
 
   it("looks up nested payload, attributes and source fields of the event", () => {
@@ -387,7 +398,7 @@ describe("evaluate", () => {
     expect(again.changed).toBe(false);
     expect(again.state).toBe(state);
     expect(again.unlocks).toEqual([]);
-    expect(again.state.rules.two?.n).toBe(2);
+    expect(countOf(again.state, "two")).toBe(2);
   });
 
   it("does not mutate the input state and shares unchanged parts", () => {
@@ -418,7 +429,7 @@ describe("evaluate", () => {
     );
     expect(unlocks).toHaveLength(1);
     expect(unlocks[0]!.trigger_event_ids).toEqual(["p1", "r1", "p2"]);
-    expect(state.rules.shopper?.n).toBe(3);
+    expect(countOf(state, "shopper")).toBe(3);
   });
 
   it("evaluates several rules on one event independently", () => {
@@ -429,7 +440,7 @@ describe("evaluate", () => {
     ];
     const r = evaluate(emptyEvalState(), ev("e1", "lesson.completed", { at: T }), compileRuleSet(rules));
     expect(r.unlocks.map((u) => u.achievement_id)).toEqual(["first"]);
-    expect(r.state.rules).toEqual({ first: { n: 1, ids: ["e1"] }, five: { n: 1, ids: ["e1"] } });
+    expect(r.state.rules).toEqual({ first: { k: "count", n: 1, ids: ["e1"] }, five: { k: "count", n: 1, ids: ["e1"] } });
     expect(Object.keys(r.state.unlocked)).toEqual(["first"]);
   });
 });
@@ -447,23 +458,23 @@ describe("progressOf", () => {
 
   it("reports progress of rules not yet unlocked, omitting hidden ones", () => {
     const { state } = run(emptyEvalState(), [ev("e1", "a.b"), ev("e2", "a.b")], rules);
-    expect(progressOf(state, set)).toEqual([
-      { achievement_id: "five", rule_id: "five", rule_version: 3, current: 2, target: 5 },
-      { achievement_id: "never", rule_id: "never", rule_version: 1, current: 0, target: 2 },
+    expect(progressOf(state, set, ANY_TIME)).toEqual([
+      { achievement_id: "five", tier: null, rule_id: "five", rule_version: 3, type: "count", current: 2, target: 5 },
+      { achievement_id: "never", tier: null, rule_id: "never", rule_version: 1, type: "count", current: 0, target: 2 },
     ]);
   });
 
   it("includes the title and starts at zero", () => {
-    expect(progressOf(emptyEvalState(), set)).toEqual([
-      { achievement_id: "first", rule_id: "first", rule_version: 1, title: "First", current: 0, target: 1 },
-      { achievement_id: "five", rule_id: "five", rule_version: 3, current: 0, target: 5 },
-      { achievement_id: "never", rule_id: "never", rule_version: 1, current: 0, target: 2 },
+    expect(progressOf(emptyEvalState(), set, ANY_TIME)).toEqual([
+      { achievement_id: "first", tier: null, rule_id: "first", rule_version: 1, type: "count", title: "First", current: 0, target: 1 },
+      { achievement_id: "five", tier: null, rule_id: "five", rule_version: 3, type: "count", current: 0, target: 5 },
+      { achievement_id: "never", tier: null, rule_id: "never", rule_version: 1, type: "count", current: 0, target: 2 },
     ]);
   });
 
   it("caps current at the target", () => {
-    const state: EvalState = { rules: { five: { n: 12, ids: [] } }, unlocked: {} };
-    expect(progressOf(state, set).find((p) => p.rule_id === "five")?.current).toBe(5);
+    const state: EvalState = { rules: { five: { k: "count", n: 12, ids: [] } as CountState }, unlocked: {} };
+    expect(progressOf(state, set, ANY_TIME).find((p) => p.rule_id === "five")?.current).toBe(5);
   });
 });
 
@@ -475,10 +486,10 @@ describe("RuleBook", () => {
     rule({ id: "five", version: 1, event: "a.b", target: 5 }),
   ];
   const tenants = new Map([["acme", [rule({ id: "five", version: 3, event: "a.b", target: 7 }), rule({ id: "own", event: "c.d", target: 2 })]]]);
-  const book = new RuleBook(defaults, tenants);
+  const book = RuleBook.fromRules(defaults, tenants);
 
   it("lets a tenant rule replace the default with the same id and keeps the other defaults", () => {
-    const acme = book.forTenant("acme");
+    const acme = book.forTenant("acme").at(ANY_TIME);
     expect(acme.rules.map((c) => c.rule.id).sort()).toEqual(["five", "own", "shared"]);
     expect(acme.byId.get("five")?.rule).toMatchObject({ version: 3, target: 7 });
     expect(acme.byEventType.get("a.b")?.map((c) => c.rule.id).sort()).toEqual(["five", "shared"]);
@@ -486,7 +497,7 @@ describe("RuleBook", () => {
   });
 
   it("gives other tenants the defaults only", () => {
-    const other = book.forTenant("globex");
+    const other = book.forTenant("globex").at(ANY_TIME);
     expect(other.rules.map((c) => c.rule.id).sort()).toEqual(["five", "shared"]);
     expect(other.byId.get("five")?.rule.version).toBe(1);
     expect(other.byEventType.has("c.d")).toBe(false);
@@ -494,7 +505,8 @@ describe("RuleBook", () => {
 
   it("caches each tenant's set and lists every rule", () => {
     expect(book.forTenant("acme")).toBe(book.forTenant("acme"));
-    expect(book.all().map((r) => `${r.tenant}/${r.rule.id}@${r.rule.version}`).sort()).toEqual([
+    expect(book.forTenant("acme").at(ANY_TIME)).toBe(book.forTenant("acme").at(ANY_TIME));
+    expect(book.all().map((r) => `${r.tenant}/${r.version.rule.id}@${r.version.version}`).sort()).toEqual([
       "*/five@1",
       "*/shared@1",
       "acme/five@3",
@@ -508,6 +520,7 @@ describe("RuleBook", () => {
 describe("RuleSchema", () => {
   it("normalises event to an array and defaults hidden to false", () => {
     const r = rule({ id: "x", event: "a.b", target: 1 });
+    if (r.type !== "count") throw new Error(`expected a count rule, got ${r.type}`);
     expect(r.event).toEqual(["a.b"]);
     expect(r.hidden).toBe(false);
   });
@@ -516,7 +529,6 @@ describe("RuleSchema", () => {
     const bad = [
       { id: "Upper", event: "a.b", target: 1 },
       { id: "x", version: 0, event: "a.b", target: 1 },
-      { id: "x", event: "a.b", target: 1.5 },
       { id: "x", event: "a..b", target: 1 },
       { id: "x", event: [], target: 1 },
       { id: "x", event: "a.b", target: 1, extra: true },
@@ -579,12 +591,12 @@ rules:
   it("loads a valid file", () => {
     const d = folder({ "rules.yaml": VALID });
     const book = loadRules(join(d, "rules.yaml"));
-    const set = book.forTenant("anyone");
+    const set = book.forTenant("anyone").at(ANY_TIME);
     expect(set.rules.map((c) => c.rule.id)).toEqual(["first-lesson", "shopper"]);
     expect(set.byId.get("shopper")?.rule).toMatchObject({ version: 2, target: 3, hidden: true, event: ["purchase.placed", "purchase.renewed"] });
     // the compiled filter works
-    const web = set.byId.get("shopper")!.matches((p) => (p === "source" ? "web" : undefined));
-    const app = set.byId.get("shopper")!.matches((p) => (p === "source" ? "app" : undefined));
+    const web = set.byId.get("shopper")!.where((p) => (p === "source" ? "web" : undefined));
+    const app = set.byId.get("shopper")!.where((p) => (p === "source" ? "app" : undefined));
     expect([web, app]).toEqual([true, false]);
   });
 
@@ -597,11 +609,12 @@ rules:
       "README.md": "not a rules file: [",
     });
     const book = loadRules(d);
-    expect(book.forTenant("acme").byId.get("first-lesson")?.rule.version).toBe(5);
-    expect(book.forTenant("acme").byId.has("shopper")).toBe(true);
-    expect(book.forTenant("globex").byId.has("g")).toBe(true);
-    expect(book.forTenant("globex").byId.get("first-lesson")?.rule.version).toBe(1);
-    expect(book.forTenant("initech").byId.has("bare")).toBe(true);
+    const at = (tenant: string) => book.forTenant(tenant).at(ANY_TIME);
+    expect(at("acme").byId.get("first-lesson")?.rule.version).toBe(5);
+    expect(at("acme").byId.has("shopper")).toBe(true);
+    expect(at("globex").byId.has("g")).toBe(true);
+    expect(at("globex").byId.get("first-lesson")?.rule.version).toBe(1);
+    expect(at("initech").byId.has("bare")).toBe(true);
     expect(book.all()).toHaveLength(5);
   });
 
@@ -636,14 +649,40 @@ rules:
     expect(p2[0]!.reason).toContain("extra");
   });
 
-  it("reports duplicate ids within a tenant", () => {
-    const d = folder({
-      "r.yaml": `tenant: acme\nrules:\n  - { id: x, version: 1, type: count, event: a.b, target: 1 }\n  - { id: x, version: 2, type: count, event: a.b, target: 1 }\n`,
+  it("reports duplicate ids within a tenant (same version, or unnumbered)", () => {
+    // Listed twice without versions: a duplicate id.
+    const unnumbered = folder({
+      "r.yaml": `tenant: acme\nrules:\n  - { id: x, type: count, event: a.b, target: 1 }\n  - { id: x, type: count, event: a.b, target: 2 }\n`,
     });
-    const problems = problemsOf(d);
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ rule: "x", path: "id" });
-    expect(problems[0]!.reason).toMatch(/duplicate/i);
+    const p1 = problemsOf(unnumbered);
+    expect(p1).toHaveLength(1);
+    expect(p1[0]).toMatchObject({ rule: "x", path: "id" });
+    expect(p1[0]!.reason).toMatch(/duplicate/i);
+
+    // The same version twice: a duplicate version.
+    const same = folder({
+      "r.yaml": `tenant: acme\nrules:\n  - { id: x, version: 1, type: count, event: a.b, target: 1 }\n  - { id: x, version: 1, type: count, event: a.b, target: 2 }\n`,
+    });
+    const p2 = problemsOf(same);
+    expect(p2).toHaveLength(1);
+    expect(p2[0]).toMatchObject({ rule: "x", path: "version" });
+    expect(p2[0]!.reason).toMatch(/duplicate/i);
+
+    // A numbered and an unnumbered listing of one id: every version must be numbered.
+    const mixed = folder({
+      "r.yaml": `tenant: acme\nrules:\n  - { id: x, version: 1, type: count, event: a.b, target: 1 }\n  - { id: x, type: count, event: a.b, target: 2 }\n`,
+    });
+    const p3 = problemsOf(mixed);
+    expect(p3).toHaveLength(1);
+    expect(p3[0]).toMatchObject({ rule: "x", path: "version" });
+
+    // Two numbered versions of one id are versions, not duplicates: the higher one applies.
+    const versions = folder({
+      "r.yaml": `tenant: acme\nrules:\n  - { id: x, version: 1, type: count, event: a.b, target: 1 }\n  - { id: x, version: 2, type: count, event: a.b, target: 3 }\n`,
+    });
+    const book = loadRules(versions);
+    expect(book.forTenant("acme").at(ANY_TIME).byId.get("x")?.rule).toMatchObject({ version: 2, target: 3 });
+    expect(book.forTenant("acme").history()).toHaveLength(2);
   });
 
   it("reports duplicates across files of one tenant but allows the same id in different tenants", () => {
@@ -661,7 +700,7 @@ rules:
       "a.yaml": `rules:\n  - { id: x, version: 1, type: count, event: a.b, target: 1 }\n`,
       "b.yaml": `tenant: acme\nrules:\n  - { id: x, version: 2, type: count, event: a.b, target: 1 }\n`,
     });
-    expect(loadRules(ok).forTenant("acme").byId.get("x")?.rule.version).toBe(2);
+    expect(loadRules(ok).forTenant("acme").at(ANY_TIME).byId.get("x")?.rule.version).toBe(2);
   });
 
   it("lists every problem, across rules and files", () => {
@@ -710,7 +749,7 @@ describe("applyEvents", () => {
     expect(r).toMatchObject({ dirty: true, applied: 2, duplicates: 0, unchanged: 0, failed: [] });
     expect(r.state.seq).toBe(2);
     expect(r.state.ids).toEqual(["e1", "e2"]);
-    expect(r.state.eval.rules.two?.n).toBe(2);
+    expect(countOf(r.state.eval, "two")).toBe(2);
     expect(r.unlocks.map((u) => u.achievement_id)).toEqual(["two"]);
   });
 
@@ -736,11 +775,11 @@ describe("applyEvents", () => {
     const r1 = applyEvents(emptyUserState(), [item(1, "e1")], set, 64);
     const r2 = applyEvents(r1.state, [item(10, "e1")], set, 64);
     expect(r2).toMatchObject({ dirty: false, applied: 0, duplicates: 1 });
-    expect(r2.state.eval.rules.two?.n).toBe(1);
+    expect(countOf(r2.state.eval, "two")).toBe(1);
     // also within one batch
     const r3 = applyEvents(emptyUserState(), [item(1, "e1"), item(2, "e1"), item(3, "e3")], set, 64);
     expect(r3).toMatchObject({ applied: 2, duplicates: 1 });
-    expect(r3.state.eval.rules.two?.n).toBe(2);
+    expect(countOf(r3.state.eval, "two")).toBe(2);
   });
 
   it("counts events that change nothing as unchanged and leaves the state clean", () => {
@@ -767,7 +806,7 @@ describe("applyEvents", () => {
     expect(r.state.seq).toBe(10);
     const none = applyEvents(emptyUserState(), items, many, 0);
     expect(none.state.ids).toEqual([]);
-    expect(none.state.eval.rules.lots?.n).toBe(10);
+    expect(countOf(none.state.eval, "lots")).toBe(10);
   });
 
   it("does not mutate the input state", () => {
@@ -849,7 +888,7 @@ describe("count rules are order- and duplicate-insensitive", () => {
         }
         const permuted = finalState(deliveries, set, batch);
 
-        const counts = (s: UserState) => Object.fromEntries(compiled.map((r) => [r.id, s.eval.rules[r.id]?.n ?? 0]));
+        const counts = (s: UserState) => Object.fromEntries(compiled.map((r) => [r.id, countOf(s.eval, r.id) ?? 0]));
         expect(Object.keys(permuted.eval.unlocked).sort()).toEqual(Object.keys(reference.eval.unlocked).sort());
         expect(permuted.outbox.map((u) => u.achievement_id).sort()).toEqual(Object.keys(reference.eval.unlocked).sort());
         expect(counts(permuted)).toEqual(counts(reference));
@@ -862,7 +901,7 @@ describe("count rules are order- and duplicate-insensitive", () => {
 describe("regressions", () => {
   it("counts an event once when a rule lists its type twice", () => {
     const { state, unlocks } = run(emptyEvalState(), [ev("e1", "a.b")], [rule({ id: "twice", event: ["a.b", "a.b"], target: 2 })]);
-    expect(state.rules.twice).toEqual({ n: 1, ids: ["e1"] });
+    expect(state.rules.twice).toEqual({ k: "count", n: 1, ids: ["e1"] });
     expect(unlocks).toEqual([]);
   });
 
