@@ -15,6 +15,8 @@ export type CompiledRule = {
   rule: Rule;
   id: string;
   version: number;
+  /** Event time from which this version applies (-Infinity: from the start). */
+  effectiveFrom: number;
   /** Event types that change this rule's state. */
   types: string[];
   /** The rule's own `where` (count, threshold, streak). */
@@ -53,7 +55,7 @@ function segmentPredicate(segment: Rule["segment"]): Predicate {
 }
 
 /** Compiles one validated rule version. */
-export function compileRule(rule: Rule, version: number): CompiledRule {
+export function compileRule(rule: Rule, version: number, effectiveFrom = Number.NEGATIVE_INFINITY): CompiledRule {
   const inWindow = (t: number) => (rule.starts_at === undefined || t >= rule.starts_at) && (rule.ends_at === undefined || t < rule.ends_at);
   const segment = segmentPredicate(rule.segment);
   let types: string[] = [];
@@ -90,6 +92,7 @@ export function compileRule(rule: Rule, version: number): CompiledRule {
     rule,
     id: rule.id,
     version,
+    effectiveFrom,
     types,
     where,
     parts,

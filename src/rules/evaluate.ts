@@ -119,6 +119,18 @@ function occurrenceOf(c: CompiledRule, e: EvalEvent): number | null {
   return c.rule.repeatable ? periodIndex(e.time, zoneOf(c, e), c.rule.repeatable.every) : null;
 }
 
+/** The newest period a repeatable rule has state or unlocks for (-Infinity when none). */
+function newestOccurrence(d: Draft, c: CompiledRule): number {
+  let newest = Number.NEGATIVE_INFINITY;
+  const prefix = `${c.id}#`;
+  for (const key of Object.keys(d.rules)) if (key.startsWith(prefix)) newest = Math.max(newest, Number(key.slice(prefix.length)));
+  for (const key of Object.keys(d.unlocked)) {
+    const hash = key.lastIndexOf("#");
+    if (hash > 0 && key.split(/[:#]/)[0] === c.id) newest = Math.max(newest, Number(key.slice(hash + 1)));
+  }
+  return newest;
+}
+
 /** Forgets the state and unlock records of periods of a repeatable rule older than the kept ones. */
 function pruneOccurrences(d: Draft, c: CompiledRule, newest: number): void {
   const prefix = `${c.id}#`;
@@ -150,6 +162,8 @@ function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, 
       if (!u) return;
       at = Math.max(at, Date.parse(u.unlocked_at));
     }
+    // Not before the version that decides it took effect (a composite's items may be older).
+    at = Math.max(at, c.effectiveFrom);
     if ((c.rule.starts_at !== undefined && at < c.rule.starts_at) || (c.rule.ends_at !== undefined && at >= c.rule.ends_at)) return;
     const { tenant_id, user_id } = ev.event;
     const ref: UnlockRef = {
@@ -199,6 +213,8 @@ export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource): E
     if (!c.admits(e)) continue;
     const tz = zoneOf(c, e);
     const occ = occurrenceOf(c, e);
+    // A period older than the kept ones is over: its unlocks may have been forgotten, so it must not unlock again.
+    if (occ !== null && occ <= newestOccurrence(d, c) - KEEP_OCCURRENCES) continue;
     if (finished(d, c, occ)) continue;
     const stateKey = occ === null ? c.id : `${c.id}#${occ}`;
     const kind = kindOf(c.rule);
@@ -261,8 +277,8 @@ export function progressOf(state: EvalState, set: RuleSet, now: number): Progres
       type: r.type,
       ...(r.title ? { title: r.title } : {}),
       ...fig,
-      current: Math.min(fig.current, level.target),
-      target: level.target,
+      current: Math.min(fig.current, fig.target ?? level.target),
+      target: fig.target ?? level.target,
       ...(occ !== null && r.repeatable ? { period: periodLabel(occ, r.repeatable.every) } : {}),
     });
   }

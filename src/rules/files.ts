@@ -111,10 +111,16 @@ export function bookFromFileRules(rules: readonly FileRule[]): RuleBook {
 
 /** Turns cross-rule issues of a book into file problems, naming the file that defines each rule. */
 export function crossProblems(book: RuleBook, rules: readonly FileRule[]): RuleProblem[] {
-  return checkRuleBook(book).map((i) => {
-    const file = rules.find((r) => r.rule.id === i.rule && (r.tenant === i.tenant || r.tenant === "*"))?.file ?? `(tenant ${i.tenant})`;
-    return { file, rule: i.rule, path: i.path, reason: i.reason };
-  });
+  const seen = new Set<string>();
+  const out: RuleProblem[] = [];
+  for (const i of checkRuleBook(book)) {
+    const file = rules.find((r) => r.rule.id === i.rule && r.tenant === i.tenant)?.file ?? rules.find((r) => r.rule.id === i.rule && r.tenant === "*")?.file ?? `(tenant ${i.tenant})`;
+    const key = `${file}|${i.rule}|${i.path}|${i.reason}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ file, rule: i.rule, path: i.path, reason: i.reason });
+  }
+  return out;
 }
 
 /**

@@ -45,7 +45,7 @@ function dependencyOrder(rules: readonly CompiledRule[]): CompiledRule[] {
 
 /** Compiles rule versions (at most one per id) into a {@link RuleSet}, which is also a {@link RuleSource} for itself. */
 export function compileRuleSet(rules: readonly (Rule | RuleVersion)[]): RuleSet & RuleSource {
-  const compiled = rules.map((r) => ("rule" in r ? compileRule(r.rule, r.version) : compileRule(r, r.version ?? 1)));
+  const compiled = rules.map((r) => ("rule" in r ? compileRule(r.rule, r.version, r.effectiveFrom) : compileRule(r, r.version ?? 1, r.effective_from)));
   const byEventType = new Map<string, CompiledRule[]>();
   for (const c of compiled) {
     for (const t of c.types) {

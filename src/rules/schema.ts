@@ -119,7 +119,7 @@ export const StreakRuleSchema = z
     min_per_period: z.number().int().min(1).default(1),
     /** One missed period is forgiven, at most once every `per` periods. */
     grace: z.object({ per: z.number().int().min(2) }).strict().optional(),
-    /** A freeze is earned every `earn_every` streak periods (at most `max` held); held freezes cover missed periods. */
+    /** Every `earn_every` consecutive qualifying periods earn a freeze (at most `max` held); held freezes cover missed periods. */
     freezes: z.object({ earn_every: z.number().int().min(1), max: z.number().int().min(1) }).strict().optional(),
   })
   .strict();
@@ -172,6 +172,13 @@ export const RuleSchema = z
       if (max > MAX_SLIDING_TARGET) issue(["target"], `a sliding-window count keeps each event of its window; targets above ${MAX_SLIDING_TARGET} are not supported`);
     }
     if (r.type === "count" && r.window && r.repeatable) issue(["repeatable"], "a repeatable rule already resets every period; drop window or repeatable");
+    if (r.type === "streak" && r.grace && r.freezes) issue(["freezes"], "choose grace or freezes, not both");
+    if (r.type === "count" || r.type === "streak") {
+      if (r.target !== undefined && !Number.isInteger(r.target)) issue(["target"], `a ${r.type} target is a whole number`);
+      r.tiers?.forEach((t, i) => {
+        if (!Number.isInteger(t.target)) issue(["tiers", i, "target"], `a ${r.type} target is a whole number`);
+      });
+    }
     if ((r.type === "streak" || r.type === "composite") && r.repeatable) issue(["repeatable"], `a ${r.type} rule cannot be repeatable`);
     if (r.type === "sequence") {
       r.steps.forEach((s, i) => {

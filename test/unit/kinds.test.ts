@@ -487,8 +487,9 @@ describe("streakStats and addPeriod", () => {
     expect(streakStats([[1, 3], [6, 7]], g)).toMatchObject({ current: 2, best: 3 });
     // misses on 3 and 10 are 7 apart: both forgiven
     expect(streakStats([[1, 2], [4, 9], [11, 11]], g)).toMatchObject({ current: 9, best: 9 });
-    // misses on 3 and 9 are within 7: the second breaks the streak
-    expect(streakStats([[1, 2], [4, 8], [10, 10]], g)).toMatchObject({ current: 1, best: 7 });
+    // misses on 3 and 9 are within 7: no streak bridges both. The best is 1-8
+    // (7 periods); the current one is 4-10, forgiving only 9 (6 periods).
+    expect(streakStats([[1, 2], [4, 8], [10, 10]], g)).toMatchObject({ current: 6, best: 7 });
   });
 
   it("bridges missed periods with held freezes, earned every earn_every periods up to max", () => {
@@ -520,7 +521,7 @@ describe("sequence", () => {
     const set = compileRuleSet([abc()]);
     const r = run([ev("a", "step.a", at(0, 10)), ev("b", "step.b", at(0, 11))], set);
     expect(progressOf(r.state, set, 0)).toEqual([
-      { achievement_id: "onboarding", tier: null, rule_id: "onboarding", rule_version: 1, type: "sequence", current: 0, target: 1, step: 2, steps: 3 },
+      { achievement_id: "onboarding", tier: null, rule_id: "onboarding", rule_version: 1, type: "sequence", current: 2, target: 3, step: 2, steps: 3 },
     ]);
   });
 
@@ -1194,5 +1195,108 @@ describe("order- and duplicate-insensitivity", () => {
     const byOcc = new Map<number, number[]>();
     for (const u of s.outbox) byOcc.set(u.occurrence, [...(byOcc.get(u.occurrence) ?? []), names.indexOf(u.tier ?? "")]);
     for (const seen of byOcc.values()) expect(seen).toEqual(seen.map((_, i) => i));
+  }
+});
+
+// ---------------------------------------------------------------- regressions found in review
+
+describe("regressions", () => {
+  it("a late event does not move an unlock earlier than the events that earned it", () => {
+    const basic = rule({ id: "basic", type: "count", event: "x.a", target: 1 });
+    const adv = rule({ id: "adv", type: "count", event: "x.b", target: 2, prerequisites: ["basic"] });
+    const r = run([ev("b1", "x.b", "2026-04-13T10:00:00Z"), ev("b2", "x.b", "2026-04-13T11:00:00Z"), ev("a0", "x.a", "2026-04-13T09:00:00Z")], [basic, adv]);
+    expect(r.unlocks.find((u) => u.achievement_id === "adv")?.unlocked_at).toBe(iso("2026-04-13T11:00:00Z"));
+    // Without prerequisites: the count was met by the later of the two events.
+    const two = rule({ id: "two", type: "count", event: "x.b", target: 2 });
+    const late = run([ev("b2", "x.b", "2026-04-13T11:00:00Z"), ev("b1", "x.b", "2026-04-13T10:00:00Z")], [two]);
+    expect(late.unlocks[0]?.unlocked_at).toBe(iso("2026-04-13T11:00:00Z"));
+  });
+
+  it("a streak with grace unlocks the same way whatever the arrival order", () => {
+    const s = rule({ id: "g", type: "streak", event: "x.a", period: "day", target: 3, grace: { per: 3 } });
+    const days = ["2026-04-13", "2026-04-15", "2026-04-17", "2026-04-18"].map((d, i) => ev(`d${i}`, "x.a", `${d}T12:00:00Z`));
+    const inOrder = run(days, [s]).unlocks.map((u) => u.unlock_id);
+    const shuffled = run([days[1]!, days[3]!, days[2]!, days[0]!], [s]).unlocks.map((u) => u.unlock_id);
+    expect(shuffled).toEqual(inOrder);
+    // 15, (16 forgiven), 17, 18 is a streak of 3 whether or not 13 is known.
+    expect(inOrder).toHaveLength(1);
+  });
+
+  it("a streak with freezes unlocks the same way whatever the arrival order", () => {
+    const s = rule({ id: "f", type: "streak", event: "x.a", period: "day", target: 6, freezes: { earn_every: 2, max: 1 } });
+    const days = [3, 4, 5, 6, 8, 10, 11].map((d) => ev(`d${d}`, "x.a", `2026-04-${String(d).padStart(2, "0")}T12:00:00Z`));
+    const inOrder = run(days, [s]).unlocks.map((u) => u.unlock_id);
+    const lastFirst = run([...days.slice(1), days[0]!], [s]).unlocks.map((u) => u.unlock_id);
+    expect(lastFirst).toEqual(inOrder);
+  });
+
+  it("refuses grace and freezes together", () => {
+    expect(RuleSchema.safeParse({ id: "x", type: "streak", event: "x.a", period: "day", target: 3, grace: { per: 3 }, freezes: { earn_every: 2, max: 1 } }).success).toBe(false);
+  });
+
+  it("a repeatable rule never unlocks a forgotten period again", () => {
+    const daily = rule({ id: "daily", type: "count", event: "x.a", target: 1, repeatable: { every: "day" } });
+    const r = run([ev("a", "x.a", "2026-04-01T10:00:00Z"), ev("b", "x.a", "2026-04-20T10:00:00Z"), ev("c", "x.a", "2026-04-01T12:00:00Z")], [daily]);
+    const ids = r.unlocks.map((u) => u.unlock_id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toHaveLength(2);
+  });
+
+  it("composite progress counts items towards the number required", () => {
+    const a = rule({ id: "a", type: "count", event: "x.a", target: 1 });
+    const b = rule({ id: "b", type: "count", event: "x.b", target: 1 });
+    const c = rule({ id: "c", type: "composite", of: ["a", "b", { event: "x.c" }] });
+    const set = compileRuleSet([a, b, c]);
+    const r = run([ev("c1", "x.c", "2026-04-13T10:00:00Z")], set);
+    expect(progressOf(r.state, set, 0).find((p) => p.achievement_id === "c")).toMatchObject({ current: 1, target: 3, step: 1, steps: 3 });
+  });
+
+  it("refuses fractional count and streak targets", () => {
+    const count = RuleSchema.safeParse({ id: "x", type: "count", event: "x.a", target: 1.5 });
+    expect(count.error?.issues).toEqual([expect.objectContaining({ path: ["target"], message: "a count target is a whole number" })]);
+    const streak = RuleSchema.safeParse({ id: "x", type: "streak", event: "x.a", period: "day", tiers: [{ name: "a", target: 2.5 }] });
+    expect(streak.error?.issues).toEqual([expect.objectContaining({ path: ["tiers", 0, "target"], message: "a streak target is a whole number" })]);
+  });
+
+  it("a sliding window's progress counts events exactly one window apart, as unlocking does", () => {
+    const w = rule({ id: "w", type: "count", event: "x.a", target: 3, window: { sliding: "7d" } });
+    const set = compileRuleSet([w]);
+    const r = run([ev("a", "x.a", "2026-04-01T00:00:00Z"), ev("b", "x.a", "2026-04-08T00:00:00Z")], set);
+    expect(progressOf(r.state, set, 0)[0]).toMatchObject({ current: 2, target: 3 });
+  });
+
+  it("a rule version's unlock is not dated before the version took effect", () => {
+    const a = rule({ id: "a", type: "count", event: "x.a", target: 1 });
+    const v1: RuleVersion = { rule: rule({ id: "c", type: "composite", of: ["a", { event: "x.c" }], require: "all" }), version: 1, effectiveFrom: ms("2026-05-01T00:00:00Z") };
+    const t = new TenantRules([{ rule: a, version: 1, effectiveFrom: Number.NEGATIVE_INFINITY }, v1], []);
+    const r = run([ev("a1", "x.a", "2026-04-10T00:00:00Z"), ev("c1", "x.c", "2026-05-05T00:00:00Z")], t);
+    expect(r.unlocks.find((u) => u.achievement_id === "c")?.unlocked_at).toBe(iso("2026-05-05T00:00:00Z"));
+  });
+});
+
+describe("streaks with grace or freezes are order-insensitive (property)", () => {
+  const variants = [
+    rule({ id: "g", type: "streak", event: "x.a", period: "day", tiers: [{ name: "t3", target: 3 }, { name: "t5", target: 5 }], grace: { per: 3 } }),
+    rule({ id: "f", type: "streak", event: "x.a", period: "day", tiers: [{ name: "t3", target: 3 }, { name: "t6", target: 6 }], freezes: { earn_every: 2, max: 2 } }),
+  ];
+  for (const r of variants) {
+    it(`${r.id}: any arrival order of the same days gives the same unlocks`, () => {
+      fc.assert(
+        fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 20 }), { minLength: 1, maxLength: 14 }), fc.infiniteStream(fc.nat()), (days, rnd) => {
+          const events = days.map((d) => ev(`d${d}`, "x.a", Date.UTC(2026, 3, 1 + d, 12)));
+          const sorted = [...events].sort((a, b) => a.occurredAt - b.occurredAt);
+          const shuffled = [...events];
+          const it = rnd[Symbol.iterator]();
+          for (let i = shuffled.length - 1; i > 0; i--) {
+            const j = it.next().value! % (i + 1);
+            [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+          }
+          const a = run(sorted, [r]).unlocks.map((u) => u.unlock_id).sort();
+          const b = run(shuffled, [r]).unlocks.map((u) => u.unlock_id).sort();
+          expect(b).toEqual(a);
+        }),
+        { numRuns: 200 },
+      );
+    });
   }
 });

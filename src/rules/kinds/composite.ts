@@ -68,6 +68,7 @@ export const composite: Kind<CompositeState> = {
   },
   progress(s, c, ctx) {
     const done = itemTimes(s, c, ctx).filter((l) => l.length > 0).length;
-    return { current: Math.min(done, required(rule(c))), step: done, steps: rule(c).of.length };
+    const need = required(rule(c));
+    return { current: Math.min(done, need), target: need, step: done, steps: rule(c).of.length };
   },
 };

@@ -2,19 +2,25 @@ import { periodIndex } from "../../util/time.ts";
 import type { CompiledRule } from "../compile.ts";
 import { lastN, maxTarget, TRIGGER_LIMIT, type Kind } from "./types.ts";
 
-/** count without a window: how many qualifying events, and the latest ids. */
-export type CountState = { k: "count"; n: number; ids: string[] };
+/**
+ * count without a window: how many qualifying events, the latest ids, and
+ * the latest event time among them. A level is met the moment `n` reaches
+ * its target, when the counted events are exactly the first `target` ones,
+ * so the latest time among them is the event-time answer whatever the
+ * arrival order.
+ */
+export type CountState = { k: "count"; n: number; ids: string[]; t: number };
 
 export const count: Kind<CountState> = {
   tags: ["count"],
   apply(prev, e, c) {
     if (!c.where(e.get)) return undefined;
     const keep = Math.min(maxTarget(c), TRIGGER_LIMIT);
-    return { k: "count", n: (prev?.n ?? 0) + 1, ids: lastN([...(prev?.ids ?? []), e.id], keep) };
+    return { k: "count", n: (prev?.n ?? 0) + 1, ids: lastN([...(prev?.ids ?? []), e.id], keep), t: Math.max(prev?.t ?? e.time, e.time) };
   },
-  met(s, target, _c, now) {
+  met(s, target) {
     if (!s || s.n < target) return undefined;
-    return { at: now, triggers: lastN(s.ids, Math.min(target, TRIGGER_LIMIT)) };
+    return { at: s.t, triggers: lastN(s.ids, Math.min(target, TRIGGER_LIMIT)) };
   },
   progress(s) {
     return { current: s?.n ?? 0 };
@@ -62,12 +68,12 @@ export const countSliding: Kind<SlidingState> = {
     if (!s || s.ev.length === 0) return { current: 0 };
     // Events in the window that ends at the newest event.
     const newest = s.ev[s.ev.length - 1]![0];
-    return { current: s.ev.filter(([t]) => t > newest - windowOf(c)).length };
+    return { current: s.ev.filter(([t]) => t >= newest - windowOf(c)).length };
   },
 };
 
 /** count per calendar period (in the event's time zone); the last few periods are kept. */
-export type CalendarState = { k: "count-calendar"; p: Record<string, { n: number; ids: string[] }> };
+export type CalendarState = { k: "count-calendar"; p: Record<string, { n: number; ids: string[]; t: number }> };
 
 const KEEP_PERIODS = 3;
 
@@ -85,16 +91,16 @@ export const countCalendar: Kind<CalendarState> = {
     const keys = Object.keys(p).map(Number);
     const newest = Math.max(idx, ...keys);
     if (idx <= newest - KEEP_PERIODS) return undefined; // too late for a period no longer kept
-    const cur = p[idx] ?? { n: 0, ids: [] };
-    p[idx] = { n: cur.n + 1, ids: lastN([...cur.ids, e.id], Math.min(maxTarget(c), TRIGGER_LIMIT)) };
+    const cur = p[idx] ?? { n: 0, ids: [], t: e.time };
+    p[idx] = { n: cur.n + 1, ids: lastN([...cur.ids, e.id], Math.min(maxTarget(c), TRIGGER_LIMIT)), t: Math.max(cur.t, e.time) };
     for (const k of keys) if (k <= newest - KEEP_PERIODS) delete p[k];
     return { k: "count-calendar", p };
   },
-  met(s, target, _c, now) {
+  met(s, target) {
     if (!s) return undefined;
     for (const k of Object.keys(s.p).sort((a, b) => Number(a) - Number(b))) {
       const b = s.p[k]!;
-      if (b.n >= target) return { at: now, triggers: lastN(b.ids, Math.min(target, TRIGGER_LIMIT)) };
+      if (b.n >= target) return { at: b.t, triggers: lastN(b.ids, Math.min(target, TRIGGER_LIMIT)) };
     }
     return undefined;
   },

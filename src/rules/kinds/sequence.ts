@@ -65,11 +65,11 @@ export const sequence: Kind<SequenceState> = {
   },
   progress(s, c) {
     const steps = rule(c).steps.length;
-    if (s?.done) return { current: 1, step: steps, steps };
+    if (s?.done) return { current: steps, target: steps, step: steps, steps };
     let step = 0;
     s?.prog.forEach((p, i) => {
       if (p) step = i + 1;
     });
-    return { current: 0, step, steps };
+    return { current: step, target: steps, step, steps };
   },
 };

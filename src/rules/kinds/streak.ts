@@ -6,10 +6,17 @@ import { lastN, TRIGGER_LIMIT, type Kind } from "./types.ts";
 /**
  * streak state: the qualifying periods as sorted, disjoint, inclusive runs
  * of period indices (so years of daily activity stay a handful of numbers),
- * counts of periods that have events but not yet `min_per_period`, and the
- * first qualifying event id of recent periods (provenance).
+ * counts of periods that have events but not yet `min_per_period`, and for
+ * recent qualifying periods the event that made them qualify and its time
+ * (provenance and `unlocked_at`).
  */
-export type StreakState = { k: "streak"; runs: [number, number][]; pend: Record<string, number>; qid: Record<string, string> };
+export type StreakState = {
+  k: "streak";
+  runs: [number, number][];
+  pend: Record<string, number>;
+  qid: Record<string, string>;
+  qt: Record<string, number>;
+};
 
 const KEEP_RUNS = 64;
 const KEEP_PENDING = 8;
@@ -35,47 +42,75 @@ function contains(runs: readonly [number, number][], p: number): boolean {
   return runs.some(([s, e]) => s <= p && p <= e);
 }
 
-/** Streak figures from the runs: the current streak (ending at the newest run) and the best. */
+/** Streak figures: the current streak (the best one ending at the newest run), the best, and where the best ends. */
 export type StreakStats = { current: number; best: number; bestEnd: number };
 
 /**
- * Walks the runs oldest first. A gap of missed periods is bridged by grace
- * (one missed period, at most once every `grace.per` periods) or by held
- * freezes (one per missed period); bridged periods keep the streak alive but
- * do not add to its length. Freezes are earned every `earn_every` streak
- * periods, up to `max` held, and are lost when the streak breaks. A pure
- * function of the set of qualifying periods, so order of arrival never
- * changes it.
+ * Can runs `i..j` form one streak? Without grace or freezes only a single
+ * run can. With grace, every gap is one missed period and two forgiven
+ * periods are at least `grace.per` apart. With freezes, scanning from run
+ * `i` with none held, each run earns one freeze per `earn_every` periods it
+ * has (at most `max` held) and each gap of g missed periods uses g held.
+ * Earning per run (not per streak) keeps the figures monotone: adding a
+ * period never lowers what a stretch earns.
+ */
+function spans(runs: readonly [number, number][], i: number, j: number, r: Pick<StreakRule, "grace" | "freezes">): boolean {
+  if (i === j) return true;
+  if (r.grace) {
+    let lastMiss = Number.NEGATIVE_INFINITY;
+    for (let k = i + 1; k <= j; k++) {
+      const miss = runs[k]![0] - 1;
+      if (miss !== runs[k - 1]![1] + 1 || miss - lastMiss < r.grace.per) return false;
+      lastMiss = miss;
+    }
+    return true;
+  }
+  if (r.freezes) {
+    let held = 0;
+    for (let k = i; k <= j; k++) {
+      if (k > i) {
+        const gap = runs[k]![0] - runs[k - 1]![1] - 1;
+        if (gap > held) return false;
+        held -= gap;
+      }
+      held = Math.min(r.freezes.max, held + Math.floor((runs[k]![1] - runs[k]![0] + 1) / r.freezes.earn_every));
+    }
+    return true;
+  }
+  return false;
+}
+
+/**
+ * The streak figures of a set of qualifying periods. The best streak is the
+ * longest stretch of runs that {@link spans} allows, counted in qualifying
+ * periods (forgiven or frozen periods keep a streak alive but do not add to
+ * it). Every stretch is considered, not only those a greedy scan from the
+ * oldest period would find, so adding a period never shortens the best
+ * streak: the order in which periods arrive cannot change what unlocks.
+ * Runs are few (at most 64), so the quadratic scan is cheap.
  */
 export function streakStats(runs: readonly [number, number][], r: Pick<StreakRule, "grace" | "freezes">): StreakStats {
+  const n = runs.length;
+  if (n === 0) return { current: 0, best: 0, bestEnd: 0 };
   let best = 0;
   let bestEnd = 0;
-  let cur = 0;
-  let held = 0;
-  let lastGrace = Number.NEGATIVE_INFINITY;
-  let prevEnd: number | undefined;
-  for (const [s, e] of runs) {
-    if (prevEnd !== undefined) {
-      const gap = s - prevEnd - 1;
-      if (r.grace && gap === 1 && s - 1 - lastGrace >= r.grace.per) {
-        lastGrace = s - 1;
-      } else if (r.freezes && gap <= held) {
-        held -= gap;
-      } else {
-        cur = 0;
-        held = 0;
-      }
+  let current = 0;
+  for (let j = 0; j < n; j++) {
+    let longest = 0;
+    let sum = 0;
+    for (let i = j; i >= 0; i--) {
+      sum += runs[i]![1] - runs[i]![0] + 1;
+      if (spans(runs, i, j, r)) longest = Math.max(longest, sum);
+      // Without freezes a stretch that fails only gets worse when it starts earlier.
+      else if (!r.freezes) break;
     }
-    const before = cur;
-    cur += e - s + 1;
-    if (r.freezes) held = Math.min(r.freezes.max, held + Math.floor(cur / r.freezes.earn_every) - Math.floor(before / r.freezes.earn_every));
-    if (cur > best) {
-      best = cur;
-      bestEnd = e;
+    if (longest > best) {
+      best = longest;
+      bestEnd = runs[j]![1];
     }
-    prevEnd = e;
+    if (j === n - 1) current = longest;
   }
-  return { current: cur, best, bestEnd };
+  return { current, best, bestEnd };
 }
 
 export const streak: Kind<StreakState> = {
@@ -88,31 +123,38 @@ export const streak: Kind<StreakState> = {
     if (contains(runs, p)) return undefined;
     const pend = { ...(prev?.pend ?? {}) };
     const qid = { ...(prev?.qid ?? {}) };
+    const qt = { ...(prev?.qt ?? {}) };
     const n = (pend[p] ?? 0) + 1;
     let nextRuns = runs;
     if (n >= r.min_per_period) {
       delete pend[p];
       nextRuns = lastN(addPeriod(runs, p), KEEP_RUNS);
       qid[p] = e.id;
+      qt[p] = e.time;
     } else {
       pend[p] = n;
     }
     const newest = Math.max(p, nextRuns.length ? nextRuns[nextRuns.length - 1]![1] : p);
     for (const k of Object.keys(pend)) if (Number(k) < newest - KEEP_PENDING) delete pend[k];
     const qkeys = Object.keys(qid).map(Number).sort((a, b) => a - b);
-    for (const k of qkeys.slice(0, Math.max(0, qkeys.length - KEEP_IDS))) delete qid[k];
-    return { k: "streak", runs: nextRuns, pend, qid };
+    for (const k of qkeys.slice(0, Math.max(0, qkeys.length - KEEP_IDS))) {
+      delete qid[k];
+      delete qt[k];
+    }
+    return { k: "streak", runs: nextRuns, pend, qid, qt };
   },
   met(s, target, c, now) {
     if (!s) return undefined;
     const st = streakStats(s.runs, rule(c));
     if (st.best < target) return undefined;
-    const ids = Object.keys(s.qid)
+    // The qualifying periods of the best streak up to its end; it was met when the latest of them qualified.
+    const periods = Object.keys(s.qid)
       .map(Number)
       .filter((k) => k <= st.bestEnd)
-      .sort((a, b) => a - b)
-      .map((k) => s.qid[k]!);
-    return { at: now, triggers: lastN(ids, Math.min(target, TRIGGER_LIMIT)) };
+      .sort((a, b) => a - b);
+    const last = lastN(periods, Math.min(target, KEEP_IDS));
+    const times = last.map((k) => s.qt?.[k]).filter((t): t is number => t !== undefined);
+    return { at: times.length ? Math.max(...times) : now, triggers: lastN(last.map((k) => s.qid[k]!), TRIGGER_LIMIT) };
   },
   progress(s, c) {
     if (!s) return { current: 0, best: 0 };

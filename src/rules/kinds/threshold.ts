@@ -8,11 +8,15 @@ import { lastN, maxTarget, TRIGGER_LIMIT, type Kind } from "./types.ts";
  */
 export const SUM_SCALE = 1_000_000;
 
-/** threshold: a running sum (millionths), a max, or a set of distinct values, with the ids behind it. */
+/**
+ * threshold: a running sum (millionths), a max, or a set of distinct values,
+ * with the ids behind it and `t`: the latest time among the events that
+ * count (sum, distinct) or the time of the largest value (max).
+ */
 export type ThresholdState =
-  | { k: "sum"; v: number; ids: string[] }
-  | { k: "max"; v: number; ids: string[] }
-  | { k: "distinct"; vals: string[]; ids: string[] };
+  | { k: "sum"; v: number; ids: string[]; t: number }
+  | { k: "max"; v: number; ids: string[]; t: number }
+  | { k: "distinct"; vals: string[]; ids: string[]; t: number };
 
 function rule(c: CompiledRule): ThresholdRule {
   return c.rule as ThresholdRule;
@@ -42,21 +46,22 @@ export const threshold: Kind<ThresholdState> = {
       const vals = prev?.k === "distinct" ? prev.vals : [];
       if (vals.includes(key) || vals.length >= maxTarget(c)) return undefined;
       const ids = prev?.k === "distinct" ? prev.ids : [];
-      return { k: "distinct", vals: [...vals, key].sort(), ids: lastN([...ids, e.id], TRIGGER_LIMIT) };
+      const t = prev?.k === "distinct" ? Math.max(prev.t, e.time) : e.time;
+      return { k: "distinct", vals: [...vals, key].sort(), ids: lastN([...ids, e.id], TRIGGER_LIMIT), t };
     }
     const x = numberAt(c, e.get);
     if (x === undefined) return undefined;
     if (agg === "sum") {
-      const p = prev?.k === "sum" ? prev : { k: "sum" as const, v: 0, ids: [] };
-      return { k: "sum", v: p.v + Math.round(x * SUM_SCALE), ids: lastN([...p.ids, e.id], TRIGGER_LIMIT) };
+      const p = prev?.k === "sum" ? prev : { k: "sum" as const, v: 0, ids: [], t: e.time };
+      return { k: "sum", v: p.v + Math.round(x * SUM_SCALE), ids: lastN([...p.ids, e.id], TRIGGER_LIMIT), t: Math.max(p.t, e.time) };
     }
     // value and max: the largest single value seen.
     if (prev?.k === "max" && x <= prev.v) return undefined;
-    return { k: "max", v: x, ids: [e.id] };
+    return { k: "max", v: x, ids: [e.id], t: e.time };
   },
-  met(s, target, _c, now) {
-    if (measure(s) < target) return undefined;
-    return { at: now, triggers: s!.ids };
+  met(s, target) {
+    if (!s || measure(s) < target) return undefined;
+    return { at: s.t, triggers: s.ids };
   },
   progress(s) {
     return { current: measure(s) };

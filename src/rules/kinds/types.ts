@@ -21,8 +21,8 @@ export type KindContext = {
   tz: string;
 };
 
-/** Progress figures of one rule for the API (current/target and kind-specific extras). */
-export type ProgressFigures = { current: number; best?: number; step?: number; steps?: number };
+/** Progress figures of one rule for the API: current (and a target when it is not the level's), plus kind-specific extras. */
+export type ProgressFigures = { current: number; target?: number; best?: number; step?: number; steps?: number };
 
 /**
  * One rule type's state machine. States are plain JSON with a `k` tag; a
@@ -34,7 +34,11 @@ export type Kind<S extends { k: string }> = {
   readonly tags: readonly S["k"][];
   /** Applies an admitted event; returns the new state, or undefined when nothing changed. Must not mutate `prev`. */
   apply(prev: S | undefined, e: EvalEvent, c: CompiledRule, ctx: KindContext): S | undefined;
-  /** Whether a level with `target` is met; `now` is the current event's time. */
+  /**
+   * Whether a level with `target` is met, and when: the event time at which
+   * it became true (from the state, not the current event, so that a late
+   * event does not move an unlock earlier than the events that earned it).
+   */
   met(state: S | undefined, target: number, c: CompiledRule, now: number, ctx: KindContext): Met | undefined;
   progress(state: S | undefined, c: CompiledRule, ctx: KindContext): ProgressFigures;
 };
