@@ -14,6 +14,8 @@ export type UnlockEvent = {
   rule_id: string;
   rule_version: number;
   occurrence: number;
+  /** Repeatable rules: the period of this occurrence (`2026-04-13`, `2026-W16`, `2026-04`). */
+  period?: string;
   unlocked_at: string;
   processed_at: string;
   trigger_event_ids: string[];
@@ -37,6 +39,7 @@ export function unlockEvent(u: Unlock, processedAt: Date): UnlockEvent {
     rule_id: u.rule_id,
     rule_version: u.rule_version,
     occurrence: u.occurrence,
+    ...(u.period ? { period: u.period } : {}),
     unlocked_at: u.unlocked_at,
     processed_at: processedAt.toISOString(),
     trigger_event_ids: u.trigger_event_ids,
