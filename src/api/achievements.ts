@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { ID_TOKEN } from "../events/mod.ts";
 import { progressOf } from "../rules/mod.ts";
 import { userKey } from "../state/mod.ts";
+import { periodLabel } from "../util/time.ts";
 import type { ApiContext } from "./context.ts";
 
 /**
@@ -28,6 +29,7 @@ export function achievementRoutes(app: FastifyInstance, ctx: ApiContext): void {
         unlock_id: u.unlock_id,
         unlocked_at: u.unlocked_at,
         occurrence: u.occurrence,
+        ...(rule?.repeatable ? { period: periodLabel(u.occurrence, rule.repeatable.every) } : {}),
         ...(rule?.title ? { title: rule.title } : {}),
       };
     });
