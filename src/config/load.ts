@@ -20,6 +20,7 @@ export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "numb
   ACH_HTTP_ENABLED: { path: ["http", "enabled"], type: "boolean" },
   ACH_WORKER_ENABLED: { path: ["worker", "enabled"], type: "boolean" },
   ACH_ACK_WAIT: { path: ["worker", "ackWait"], type: "string" },
+  ACH_REORDER_WINDOW: { path: ["reorder", "window"], type: "string" },
   LOG_LEVEL: { path: ["log", "level"], type: "string" },
 };
 

@@ -81,6 +81,17 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    reorder: z
+      .object({
+        /** How long an event may wait for earlier events of its user (sequences only); also their added latency. */
+        window: Duration.default(2_000),
+        /** Most events held per user; beyond it the oldest is released early. */
+        maxPerUser: z.number().int().min(1).default(500),
+        /** Most events held per partition; beyond it the oldest are released early. */
+        maxPerPartition: z.number().int().min(1).default(5_000),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
       .strict()
@@ -92,6 +103,12 @@ export const ConfigSchema = z
       ctx.addIssue({ code: "custom", path: ["events", "duplicateWindow"], message: "must not exceed events.maxAge" });
     }
     if (c.worker.ackWait < 1000) ctx.addIssue({ code: "custom", path: ["worker", "ackWait"], message: "must be at least 1s" });
+    if (c.reorder.window * 2 > c.worker.ackWait) {
+      ctx.addIssue({ code: "custom", path: ["reorder", "window"], message: `must be at most half of worker.ackWait (${c.worker.ackWait} ms): held events must not be redelivered while they wait` });
+    }
+    if (c.reorder.maxPerPartition > c.worker.maxAckPending / 2) {
+      ctx.addIssue({ code: "custom", path: ["reorder", "maxPerPartition"], message: `must be at most half of worker.maxAckPending (${c.worker.maxAckPending}): held events are unacknowledged` });
+    }
   });
 
 /** The validated configuration (durations in milliseconds). */

@@ -3,9 +3,10 @@ import type { Config } from "../config/mod.ts";
 import { decodeMessage, eventSubject, parsePartitionedSubject, RejectCodes, type Rejection } from "../events/mod.ts";
 import { consumerName, partitionConsumerConfig, PROBE_HEADER, Streams } from "../nats/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
-import { userKey, type StateStore } from "../state/mod.ts";
+import { userKey, type StateStore, type Versioned } from "../state/mod.ts";
 import type { Logger } from "../util/log.ts";
-import { applyEvents, type SeqEvent } from "./apply.ts";
+import { applyEvents, type Applied, type SeqEvent } from "./apply.ts";
+import { ReorderBuffer } from "./reorder.ts";
 import type { DeadLetter, DeadLetters } from "./dlq.ts";
 import { retrying, StoppedError } from "./retry.ts";
 import type { Stats } from "./stats.ts";
@@ -24,7 +25,6 @@ export type WorkerDeps = {
   config: Config;
 };
 
-type UserBatch = { tenant: string; user: string; items: SeqEvent[]; msgs: JsMsg[] };
 
 /**
  * Consumes one partition: pulls messages, applies each user's events in
@@ -54,6 +54,10 @@ export class PartitionWorker {
   #generation = 0;
   /** Stream sequence of the last acknowledged message. */
   lastAcked = 0;
+  /** Events held for order-sensitive rules. */
+  readonly #buffer: ReorderBuffer;
+  /** Processed messages not yet acknowledged (some of their events are held), in stream order. */
+  readonly #unacked: JsMsg[] = [];
 
   constructor(
     deps: WorkerDeps,
@@ -61,6 +65,7 @@ export class PartitionWorker {
   ) {
     this.#d = deps;
     this.#log = deps.log.child({ partition });
+    this.#buffer = new ReorderBuffer(deps.config.reorder);
   }
 
   /** Starts consuming (after a rewind to the ack floor). */
@@ -138,9 +143,16 @@ export class PartitionWorker {
       }
       if (this.#queue.length === 0) {
         if (!this.#running) break;
-        await new Promise<void>((r) => (this.#wake = r));
-        this.#wake = undefined;
-        continue;
+        // Idle: wait for messages, or until a held event is due.
+        const due = this.#buffer.nextDue(Date.now());
+        if (due !== 0) {
+          await new Promise<void>((r) => {
+            this.#wake = r;
+            if (due !== undefined) setTimeout(r, due + 1);
+          });
+          this.#wake = undefined;
+          if (this.#queue.length === 0 && this.#buffer.nextDue(Date.now()) !== 0) continue;
+        }
       }
       const batch = this.#queue.splice(0, config.worker.batchSize);
       try {
@@ -149,15 +161,32 @@ export class PartitionWorker {
         if (err instanceof StoppedError) break;
         throw err;
       }
-      const last = batch[batch.length - 1]!;
-      last.ack();
-      this.lastAcked = last.seq;
+      this.#unacked.push(...batch);
+      this.#ackFloor();
     }
+  }
+
+  /**
+   * Acknowledges (AckAll) the highest processed message below the oldest
+   * event still held in the reorder window: everything up to it is applied.
+   */
+  #ackFloor(): void {
+    const held = this.#buffer.minSeq();
+    let ack: JsMsg | undefined;
+    let i = 0;
+    while (i < this.#unacked.length && (held === undefined || this.#unacked[i]!.seq < held)) ack = this.#unacked[i++];
+    if (!ack) return;
+    this.#unacked.splice(0, i);
+    ack.ack();
+    this.lastAcked = ack.seq;
   }
 
   async #rewind(): Promise<void> {
     await this.#closeConsumer();
     this.#queue.length = 0;
+    // Held and unacknowledged events come again from the ack floor.
+    this.#buffer.clear();
+    this.#unacked.length = 0;
     await retrying(() => this.#open(), this.#hooks([]));
   }
 
@@ -174,11 +203,23 @@ export class PartitionWorker {
     };
   }
 
-  /** Validates, groups by user, applies, commits, delivers unlocks. */
+  /**
+   * One step of the partition: validate the batch, apply each user's new
+   * events eagerly (every rule but sequences), hand the events sequences
+   * need to the reorder window, apply what the window releases (sequences,
+   * in event-time order), then commit each touched user once and deliver
+   * the unlocks. An empty batch only releases due events.
+   */
   async #process(batch: JsMsg[]): Promise<void> {
     const { stats, config } = this.#d;
-    const users = new Map<string, UserBatch>();
+    const users = new Map<string, UserWork>();
     const dead: DeadLetter[] = [];
+    const work = (tenant: string, user: string) => {
+      const key = userKey(tenant, user);
+      let u = users.get(key);
+      if (!u) users.set(key, (u = { key, tenant, user, eager: [], msgs: [], ordered: [] }));
+      return u;
+    };
     for (const m of batch) {
       stats.received++;
       if (m.headers?.get(PROBE_HEADER)) continue;
@@ -187,18 +228,31 @@ export class PartitionWorker {
         dead.push(this.#deadLetter(m, res.rejection));
         continue;
       }
-      const { tenant_id, user_id } = res.value.event;
-      const key = userKey(tenant_id, user_id);
-      let u = users.get(key);
-      if (!u) users.set(key, (u = { tenant: tenant_id, user: user_id, items: [], msgs: [] }));
-      u.items.push({ seq: m.seq, ev: res.value });
+      const u = work(res.value.event.tenant_id, res.value.event.user_id);
+      u.eager.push({ seq: m.seq, ev: res.value });
       u.msgs.push(m);
     }
-    const jobs: Promise<unknown>[] = dead.map((d) => retrying(() => this.#d.dlq.send(d), this.#hooks(batch)).then(() => stats.rejected++));
-    for (const u of users.values()) jobs.push(retrying(() => this.#applyUser(u), this.#hooks(batch)));
-    const results = await Promise.allSettled(jobs);
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const hooks = this.#hooks(batch);
+    const deadJobs = dead.map((d) => retrying(() => this.#d.dlq.send(d), hooks).then(() => stats.rejected++));
+    // Stage 1: load and apply eagerly; collect what sequences need.
+    const stage1 = await Promise.allSettled([...users.values()].map((u) => retrying(() => this.#eager(u), hooks)));
+    rethrow(stage1);
+    const now = Date.now();
+    for (const u of users.values()) {
+      for (const item of u.toOrder ?? []) {
+        const r = this.#buffer.add(u.key, item, now);
+        if (r === "late") stats.late++;
+      }
+    }
+    // Stage 2: what the reorder window releases, in event-time order per user.
+    for (const [key, items] of this.#buffer.due(now)) {
+      const ev = items[0]!.ev.event;
+      work(ev.tenant_id, ev.user_id).ordered.push(...items);
+      void key;
+    }
+    const stage2 = await Promise.allSettled([...users.values()].map((u) => retrying(() => this.#commit(u), hooks)));
+    rethrow(stage2);
+    rethrow(await Promise.allSettled(deadJobs));
   }
 
   #deadLetter(m: JsMsg, rejection: Rejection): DeadLetter {
@@ -216,41 +270,85 @@ export class PartitionWorker {
   }
 
   /**
-   * One user's part of a batch. Atomic step: read state (cache or KV) →
-   * deliver a leftover outbox (entries without a record) → apply →
-   * compare-and-set (new unlocks in the outbox) → publish and record them.
-   * A crash anywhere leaves either the old state (the events are redelivered
-   * and applied again) or the new state with its outbox (delivered when the
-   * redelivered events load it). Delivered entries stay in the stored outbox
-   * until the user's next write; the cache knows they are done.
+   * Stage 1 for one user: read state (cache or KV), deliver a leftover
+   * outbox (entries without a record), apply the new events eagerly. Pure
+   * after the read; nothing is written yet.
    */
-  async #applyUser(u: UserBatch): Promise<void> {
-    const { store, stats, config, unlocks, dlq } = this.#d;
-    const key = userKey(u.tenant, u.user);
-    let { state, revision } = await store.load(key);
+  async #eager(u: UserWork): Promise<void> {
+    const { store, stats, config, unlocks } = this.#d;
+    let { state, revision } = await store.load(u.key);
     if (state.outbox.length > 0) {
       const now = new Date();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.recover(x, now)));
       stats.unlocks += fresh.filter(Boolean).length;
       state = { ...state, outbox: [] };
-      store.remember(key, { state, revision });
+      store.remember(u.key, { state, revision });
     }
-    const set = this.#d.rules().forTenant(u.tenant);
-    const r = applyEvents(state, u.items, set, config.worker.recentIds);
-    for (const f of r.failed) {
-      const m = u.msgs[u.items.indexOf(f.item)]!;
-      await dlq.send(this.#deadLetter(m, { code: RejectCodes.EvaluationFailed, message: `evaluation failed: ${f.error.message}`, issues: [] }));
+    const r = applyEvents(state, u.eager, this.#d.rules().forTenant(u.tenant), config.worker.recentIds, "eager");
+    u.base = { state, revision };
+    u.after = r;
+    u.toOrder = r.toOrder;
+  }
+
+  /**
+   * Stage 2 for one user: apply released events to sequences, then one
+   * compare-and-set of the new state (with new unlocks in its outbox), then
+   * publish and record the unlocks. On a compare-and-set conflict the whole
+   * user is recomputed from a fresh read (held events are not added twice).
+   * A crash anywhere leaves either the old state (the events come again and
+   * are applied again) or the new state with its outbox (delivered when the
+   * redelivered events load it).
+   */
+  async #commit(u: UserWork): Promise<void> {
+    const { store, stats, config, unlocks, dlq } = this.#d;
+    if (!u.base) await this.#eager(u);
+    const rules = this.#d.rules().forTenant(u.tenant);
+    let r1 = u.after!;
+    let { revision } = u.base!;
+    const r2 = applyEvents(r1.state, u.ordered, rules, config.worker.recentIds, "ordered");
+    for (const f of [...r1.failed, ...r2.failed]) {
+      const m = u.msgs.find((x) => x.seq === f.item.seq);
+      if (m) await dlq.send(this.#deadLetter(m, { code: RejectCodes.EvaluationFailed, message: `evaluation failed: ${f.error.message}`, issues: [] }));
       stats.rejected++;
     }
-    if (r.dirty) ({ state, revision } = await store.save(key, r.state, revision));
+    let state = r2.state;
+    if (r1.dirty || r2.dirty) {
+      try {
+        ({ state, revision } = await store.save(u.key, state, revision));
+      } catch (err) {
+        // Recompute from what is stored now; the retry loop calls us again.
+        u.base = undefined;
+        throw err;
+      }
+    }
     if (state.outbox.length > 0) {
       const now = new Date();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.deliver(x, now)));
       stats.unlocks += fresh.filter(Boolean).length;
-      store.remember(key, { state: { ...state, outbox: [] }, revision });
+      store.remember(u.key, { state: { ...state, outbox: [] }, revision });
     }
-    stats.applied += r.applied;
-    stats.duplicates += r.duplicates;
-    stats.unchanged += r.unchanged;
+    stats.applied += r1.applied + r2.applied;
+    stats.duplicates += r1.duplicates + r2.duplicates;
+    stats.unchanged += r1.unchanged + r2.unchanged;
+    r1 = undefined as never;
+    void r1;
   }
+}
+
+/** One user's share of a step: new events (eager), released events (ordered), and the work in between. */
+type UserWork = {
+  key: string;
+  tenant: string;
+  user: string;
+  eager: SeqEvent[];
+  msgs: JsMsg[];
+  ordered: SeqEvent[];
+  base?: Versioned;
+  after?: Applied;
+  toOrder?: SeqEvent[];
+};
+
+function rethrow(results: PromiseSettledResult<unknown>[]): void {
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }

@@ -4,6 +4,8 @@ export class Stats {
   applied = 0;
   /** Redeliveries and repeated event ids that were not applied again. */
   duplicates = 0;
+  /** Events that arrived after a later event of their user left the reorder window (sequences skip them). */
+  late = 0;
   /** Events that matched no rule change (nothing to store). */
   unchanged = 0;
   rejected = 0;

@@ -26,6 +26,8 @@ export type CompiledRule = {
   /** Availability window and segment: does this event count at all? */
   admits: (e: EvalEvent) => boolean;
   levels: Level[];
+  /** Depends on the order of events (sequences): applied only after the reorder window. */
+  ordered: boolean;
   /** Achievement keys this rule waits for (prerequisites and composite achievement items). */
   deps: string[];
 };
@@ -98,6 +100,7 @@ export function compileRule(rule: Rule, version: number, effectiveFrom = Number.
     parts,
     admits: (e) => inWindow(e.time) && segment(e.get),
     levels: levelsOf(rule),
+    ordered: rule.type === "sequence",
     deps: [...new Set(deps)],
   };
 }

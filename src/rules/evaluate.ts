@@ -24,6 +24,15 @@ export type Unlock = UnlockRef & {
   reward?: Record<string, unknown>;
 };
 
+/**
+ * Which rules an evaluation applies: `all`; `eager`, the rules whose outcome
+ * does not depend on the order events arrive in (everything but sequences),
+ * applied as soon as an event arrives; or `ordered`, the sequences, applied
+ * in event-time order once the reorder window releases the event.
+ * Unlocks of either phase cascade to prerequisites and composites.
+ */
+export type Phase = "all" | "eager" | "ordered";
+
 /** The result of applying one event. */
 export type Evaluation = { state: EvalState; unlocks: Unlock[]; changed: boolean };
 
@@ -196,7 +205,7 @@ function finished(d: Draft, c: CompiledRule, occ: number | null): boolean {
 
 /**
  * Applies one event to a user's state under the rules in force at the
- * event's time.
+ * event's time (all of them, or one {@link Phase}'s).
  *
  * Pure: no clock, no I/O, no randomness; time comes only from the event.
  * The input state is not modified; unchanged parts are shared with the
@@ -205,11 +214,12 @@ function finished(d: Draft, c: CompiledRule, occ: number | null): boolean {
  * changing. Unlocks cascade: an unlock can complete prerequisites and
  * composites, which are settled in dependency order within the same event.
  */
-export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource): Evaluation {
+export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource, phase: Phase = "all"): Evaluation {
   const set: RuleSet = rules.at(ev.occurredAt);
   const e: EvalEvent = { id: ev.event.event_id, type: ev.event.event_type, time: ev.occurredAt, get: getter(ev) };
   const d = new Draft(state);
   for (const c of set.byEventType.get(e.type) ?? []) {
+    if (phase !== "all" && c.ordered !== (phase === "ordered")) continue;
     if (!c.admits(e)) continue;
     const tz = zoneOf(c, e);
     const occ = occurrenceOf(c, e);
@@ -229,13 +239,20 @@ export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource): E
     for (let before = -1; before !== d.unlocks.length; ) {
       before = d.unlocks.length;
       for (const c of set.dependents) {
-        if (c.rule.repeatable || finished(d, c, null) || !c.admits(e)) continue;
-        tryUnlock(d, c, null, e, ev, zoneOf(c, e));
+        // A repeatable rule settles the occurrence of the current event's period.
+        const occ = occurrenceOf(c, e);
+        if (finished(d, c, occ) || !c.admits(e)) continue;
+        tryUnlock(d, c, occ, e, ev, zoneOf(c, e));
       }
     }
   }
   if (!d.changed) return { state, unlocks: [], changed: false };
   return { state: { rules: d.rules, unlocked: d.unlocked }, unlocks: d.unlocks, changed: true };
+}
+
+/** True when some order-sensitive rule in force at the event's time listens to its type: the event must pass the reorder window. */
+export function needsOrdering(ev: ValidEvent, rules: RuleSource): boolean {
+  return rules.at(ev.occurredAt).orderedTypes.has(ev.event.event_type);
 }
 
 /** Progress of one achievement for the API. */

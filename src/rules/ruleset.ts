@@ -8,6 +8,8 @@ export type RuleSet = {
   readonly byId: ReadonlyMap<string, CompiledRule>;
   /** Rules that wait on other achievements (prerequisites, composites), dependencies first. */
   readonly dependents: readonly CompiledRule[];
+  /** Event types that some order-sensitive rule listens to. */
+  readonly orderedTypes: ReadonlySet<string>;
 };
 
 /** Anything that can say which rule set applies at an event time. */
@@ -59,6 +61,7 @@ export function compileRuleSet(rules: readonly (Rule | RuleVersion)[]): RuleSet 
     byEventType,
     byId: new Map(compiled.map((c) => [c.id, c])),
     dependents: dependencyOrder(compiled),
+    orderedTypes: new Set(compiled.filter((c) => c.ordered).flatMap((c) => c.types)),
     at: () => set,
   };
   return set;

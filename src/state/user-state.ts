@@ -4,9 +4,13 @@ import { emptyEvalState, type EvalState, type Unlock } from "../rules/mod.ts";
  * Everything the engine keeps per (tenant, user), stored as one KV value and
  * written with compare-and-set.
  *
- * - `seq`: stream sequence of the last event applied; a redelivery at or
- *   below it has been applied already (events of one user arrive in stream
- *   order through one partition; the worker rewinds on any delivery gap).
+ * - `seq`: stream sequence of the last event applied by the eager phase; a
+ *   redelivery at or below it has been applied already (events of one user
+ *   arrive in stream order through one partition; the worker rewinds on any
+ *   delivery gap).
+ * - `ot`: (event time, stream sequence) of the last event applied by the
+ *   ordered phase, which sees events in event-time order after the reorder
+ *   window; anything at or before it is done (or late).
  * - `ids`: the most recent applied event ids (bounded), so that a producer's
  *   retry that comes after JetStream's duplicate window still counts once.
  * - `eval`: the evaluator's state (progress and unlocks).
@@ -14,7 +18,7 @@ import { emptyEvalState, type EvalState, type Unlock } from "../rules/mod.ts";
  *   write; an entry may stay here after delivery until the user's next
  *   write, and its unlock record tells whether it was delivered.
  */
-export type UserState = { v: 1; seq: number; ids: string[]; eval: EvalState; outbox: Unlock[] };
+export type UserState = { v: 1; seq: number; ot?: [number, number]; ids: string[]; eval: EvalState; outbox: Unlock[] };
 
 /** The state of a user never seen before. */
 export function emptyUserState(): UserState {
