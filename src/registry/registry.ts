@@ -91,7 +91,9 @@ export class RuleRegistry {
     const planned: VersionEntry[] = [];
     const problems: RuleProblem[] = [];
     const all = () => [...stored, ...planned];
-    for (const f of files) {
+    // Lower explicit versions first, whatever order the files list them in.
+    const ordered = [...files].sort((a, b) => (a.rule.version ?? Number.MAX_SAFE_INTEGER) - (b.rule.version ?? Number.MAX_SAFE_INTEGER));
+    for (const f of ordered) {
       const mine = all().filter((v) => v.tenant === f.tenant && v.rule.id === f.rule.id);
       const latest = mine.reduce<VersionEntry | undefined>((a, v) => (!a || v.version > a.version ? v : a), undefined);
       if (f.rule.version !== undefined) {
@@ -99,6 +101,8 @@ export class RuleRegistry {
         if (same) {
           if (deepContent(same.rule) !== deepContent(f.rule)) {
             problems.push({ file: f.file, rule: f.rule.id, path: "version", reason: `rule changed but version ${f.rule.version} is already stored with other content; raise the version (or remove it to let the engine number versions)` });
+          } else if (f.rule.effective_from !== undefined && f.rule.effective_from !== same.effectiveFrom) {
+            problems.push({ file: f.file, rule: f.rule.id, path: "effective_from", reason: `version ${f.rule.version} is stored with another effective_from; stored versions do not change: add a new version` });
           }
           continue;
         }
@@ -125,7 +129,7 @@ export class RuleRegistry {
     planned.push(...retiring);
     if (problems.length) throw new RulesError(problems);
     const book = bookOf(all());
-    const cross = checkRuleBook(book).map((i) => ({ file: files.find((f) => f.rule.id === i.rule)?.file ?? `(tenant ${i.tenant})`, rule: i.rule, path: i.path, reason: i.reason }));
+    const cross = unique(checkRuleBook(book).map((i) => ({ file: files.find((f) => f.rule.id === i.rule)?.file ?? `(tenant ${i.tenant})`, rule: i.rule, path: i.path, reason: i.reason })));
     if (cross.length) throw new RulesError(cross);
     for (const v of planned) {
       try {
@@ -169,7 +173,7 @@ export class RuleRegistry {
         createdAt: new Date(now).toISOString(),
       };
       const cross = checkRuleBook(bookOf([...stored, entry])).filter((i) => i.tenant === tenant || tenant === "*");
-      if (cross.length) throw new RulesError(cross.map((i) => ({ file: where, rule: i.rule, path: i.path, reason: i.reason })));
+      if (cross.length) throw new RulesError(unique(cross.map((i) => ({ file: where, rule: i.rule, path: i.path, reason: i.reason }))));
       try {
         await this.#write(entry);
         return entry;
@@ -206,6 +210,16 @@ export class RuleRegistry {
     };
     await this.kv.create(`${scopeOf(v.tenant)}.${v.rule.id}.${v.version}`, enc.encode(JSON.stringify(stored)));
   }
+}
+
+function unique(problems: RuleProblem[]): RuleProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = `${p.file}|${p.rule}|${p.path}|${p.reason}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 function latestById(versions: readonly VersionEntry[]): Map<string, VersionEntry> {

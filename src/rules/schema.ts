@@ -24,8 +24,8 @@ const Condition = z.record(z.string(), z.unknown()).superRefine((cond, ctx) => {
   }
 });
 
-const Duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const ms = parseDuration(v);
+const Duration = z.unknown().transform((v, ctx) => {
+  const ms = typeof v === "string" || typeof v === "number" ? parseDuration(v) : undefined;
   if (ms === undefined || ms <= 0) {
     ctx.addIssue({ code: "custom", message: `not a positive duration: ${JSON.stringify(v)} (use e.g. 30m, 24h, 7d)` });
     return z.NEVER;
@@ -33,8 +33,15 @@ const Duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   return ms;
 });
 
+const RFC3339 = z.iso.datetime({ offset: true });
+
 /** An instant: RFC 3339 text in files and requests, epoch ms once parsed (so parsed rules parse again). */
-const Instant = z.union([z.iso.datetime({ offset: true, error: "must be an RFC 3339 timestamp with a zone" }).transform((s) => Date.parse(s)), z.number().int()]);
+const Instant = z.unknown().transform((v, ctx) => {
+  if (typeof v === "number" && Number.isInteger(v)) return v;
+  if (typeof v === "string" && RFC3339.safeParse(v).success) return Date.parse(v);
+  ctx.addIssue({ code: "custom", message: `not a timestamp: ${JSON.stringify(v)} (use RFC 3339 with a zone, e.g. 2026-05-01T00:00:00Z)` });
+  return z.NEVER;
+});
 
 const TimeZone = z.string().superRefine((v, ctx) => {
   if (!isValidTimeZone(v)) ctx.addIssue({ code: "custom", message: `unknown time zone ${JSON.stringify(v)} (use an IANA name such as Europe/Berlin)` });
@@ -64,7 +71,14 @@ const common = {
   /** Achievements (`id` or `id:tier`) that must be unlocked before this one unlocks. */
   prerequisites: z.array(z.string().regex(ACHIEVEMENT_REF, "must be an achievement id or id:tier")).default([]),
   /** Only events whose `attributes` match: attribute → value or list of values. */
-  segment: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/, "attribute names are A-Z a-z 0-9 _ -"), z.union([Scalar, z.array(Scalar).min(1)])).optional(),
+  segment: z
+    .record(z.string(), z.union([Scalar, z.array(Scalar).min(1)], { error: "must be a value or a non-empty list of values" }))
+    .superRefine((seg, ctx) => {
+      for (const name of Object.keys(seg)) {
+        if (!/^[A-Za-z0-9_-]+$/.test(name)) ctx.addIssue({ code: "custom", path: [name], message: `attribute name ${JSON.stringify(name)} must be A-Z a-z 0-9 _ -` });
+      }
+    })
+    .optional(),
   /** Availability window on event time: events outside it do not count. */
   starts_at: Instant.optional(),
   ends_at: Instant.optional(),
@@ -91,7 +105,14 @@ export const CountRuleSchema = z
     ...targeted,
     ...matcher,
     type: z.literal("count"),
-    window: z.union([z.object({ sliding: Duration }).strict(), z.object({ calendar: z.enum(["day", "week", "month"]) }).strict()]).optional(),
+    window: z
+      .object({ sliding: Duration.optional(), calendar: z.enum(["day", "week", "month"]).optional() })
+      .strict()
+      .superRefine((w, ctx) => {
+        if ((w.sliding === undefined) === (w.calendar === undefined)) ctx.addIssue({ code: "custom", message: "give either sliding (a duration) or calendar (day, week or month)" });
+      })
+      .transform((w) => (w.sliding !== undefined ? { sliding: w.sliding } : { calendar: w.calendar! }))
+      .optional(),
   })
   .strict();
 

@@ -62,6 +62,8 @@ export function unlockLine(u: Unlock): Record<string, unknown> {
     ...(u.period ? { period: u.period } : {}),
     unlocked_at: u.unlocked_at,
     trigger_event_ids: u.trigger_event_ids,
+    ...(u.title ? { title: u.title } : {}),
+    ...(u.reward ? { reward: u.reward } : {}),
   };
 }
 

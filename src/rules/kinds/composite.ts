@@ -1,6 +1,6 @@
 import { itemAchievement, type CompiledRule } from "../compile.ts";
 import type { CompositeRule } from "../schema.ts";
-import { lastN, type Kind, type KindContext } from "./types.ts";
+import { lastN, TRIGGER_LIMIT, type Kind, type KindContext } from "./types.ts";
 
 /** composite state: recent occurrences (time, event id) of each event item, by item index. */
 export type CompositeState = { k: "comp"; ev: Record<string, [number, string][]> };
@@ -41,7 +41,7 @@ export function earliestMet(times: [number, string][][], k: number, within: numb
     }
     if (chosen.length >= k) {
       chosen.sort((a, b) => a[0] - b[0]);
-      return { at: end, triggers: chosen.map((t) => t[1]) };
+      return { at: end, triggers: lastN(chosen.map((t) => t[1]), TRIGGER_LIMIT) };
     }
   }
   return undefined;

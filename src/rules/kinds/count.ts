@@ -5,9 +5,9 @@ import { lastN, maxTarget, TRIGGER_LIMIT, type Kind } from "./types.ts";
 /**
  * count without a window: how many qualifying events, the latest ids, and
  * the latest event time among them. A level is met the moment `n` reaches
- * its target, when the counted events are exactly the first `target` ones,
- * so the latest time among them is the event-time answer whatever the
- * arrival order.
+ * its target; its time is the latest among the events counted by then. In
+ * event-time order that is exactly when the target was reached; out of
+ * order it is never earlier than any event that earned the unlock.
  */
 export type CountState = { k: "count"; n: number; ids: string[]; t: number };
 
@@ -32,7 +32,7 @@ export type SlidingState = { k: "count-sliding"; ev: [number, string][] };
 
 function windowOf(c: CompiledRule): number {
   const w = c.rule.type === "count" ? c.rule.window : undefined;
-  return w && "sliding" in w ? w.sliding : 0;
+  return w?.sliding ?? 0;
 }
 
 /** The first window of `width` ms holding `target` events: the index range [i, j]. */
@@ -54,8 +54,13 @@ export const countSliding: Kind<SlidingState> = {
     ev.sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
     // Keep what the newest event's window (and the window before it, for late events) may still use.
     const newest = ev[ev.length - 1]![0];
-    const kept = ev.filter(([t]) => t >= newest - 2 * width);
-    return { k: "count-sliding", ev: lastN(kept, 2 * maxTarget(c)) };
+    const kept = lastN(
+      ev.filter(([t]) => t >= newest - 2 * width),
+      2 * maxTarget(c),
+    );
+    // A very late event that is dropped at once changes nothing.
+    if (!kept.some(([, id]) => id === e.id)) return undefined;
+    return { k: "count-sliding", ev: kept };
   },
   met(s, target, c) {
     if (!s) return undefined;
@@ -73,31 +78,33 @@ export const countSliding: Kind<SlidingState> = {
 };
 
 /** count per calendar period (in the event's time zone); the last few periods are kept. */
-export type CalendarState = { k: "count-calendar"; p: Record<string, { n: number; ids: string[]; t: number }> };
+export type CalendarState = { k: "count-calendar"; u?: string; p: Record<string, { n: number; ids: string[]; t: number }> };
 
 const KEEP_PERIODS = 3;
 
 function unitOf(c: CompiledRule): "day" | "week" | "month" {
   const w = c.rule.type === "count" ? c.rule.window : undefined;
-  return w && "calendar" in w ? w.calendar : "day";
+  return w?.calendar ?? "day";
 }
 
 export const countCalendar: Kind<CalendarState> = {
   tags: ["count-calendar"],
   apply(prev, e, c, ctx) {
     if (!c.where(e.get)) return undefined;
-    const idx = periodIndex(e.time, ctx.tz, unitOf(c));
-    const p = { ...(prev?.p ?? {}) };
+    const unit = unitOf(c);
+    const idx = periodIndex(e.time, ctx.tz, unit);
+    // Period numbers of another unit (the rule's window changed) mean nothing here.
+    const p = { ...(prev && (prev.u ?? "day") === unit ? prev.p : {}) };
     const keys = Object.keys(p).map(Number);
     const newest = Math.max(idx, ...keys);
     if (idx <= newest - KEEP_PERIODS) return undefined; // too late for a period no longer kept
     const cur = p[idx] ?? { n: 0, ids: [], t: e.time };
     p[idx] = { n: cur.n + 1, ids: lastN([...cur.ids, e.id], Math.min(maxTarget(c), TRIGGER_LIMIT)), t: Math.max(cur.t, e.time) };
     for (const k of keys) if (k <= newest - KEEP_PERIODS) delete p[k];
-    return { k: "count-calendar", p };
+    return { k: "count-calendar", u: unit, p };
   },
-  met(s, target) {
-    if (!s) return undefined;
+  met(s, target, c) {
+    if (!s || (s.u ?? "day") !== unitOf(c)) return undefined;
     for (const k of Object.keys(s.p).sort((a, b) => Number(a) - Number(b))) {
       const b = s.p[k]!;
       if (b.n >= target) return { at: b.t, triggers: lastN(b.ids, Math.min(target, TRIGGER_LIMIT)) };

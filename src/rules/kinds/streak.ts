@@ -12,6 +12,8 @@ import { lastN, TRIGGER_LIMIT, type Kind } from "./types.ts";
  */
 export type StreakState = {
   k: "streak";
+  /** The period unit the indices are in (a version may change it; then the state starts over). */
+  u?: "day" | "week";
   runs: [number, number][];
   pend: Record<string, number>;
   qid: Record<string, string>;
@@ -119,6 +121,7 @@ export const streak: Kind<StreakState> = {
     if (!c.where(e.get)) return undefined;
     const r = rule(c);
     const p = periodIndex(e.time, ctx.tz, r.period);
+    if (prev && (prev.u ?? "day") !== r.period) prev = undefined;
     const runs = prev?.runs ?? [];
     if (contains(runs, p)) return undefined;
     const pend = { ...(prev?.pend ?? {}) };
@@ -141,10 +144,10 @@ export const streak: Kind<StreakState> = {
       delete qid[k];
       delete qt[k];
     }
-    return { k: "streak", runs: nextRuns, pend, qid, qt };
+    return { k: "streak", u: r.period, runs: nextRuns, pend, qid, qt };
   },
   met(s, target, c, now) {
-    if (!s) return undefined;
+    if (!s || (s.u ?? "day") !== rule(c).period) return undefined;
     const st = streakStats(s.runs, rule(c));
     if (st.best < target) return undefined;
     // The qualifying periods of the best streak up to its end; it was met when the latest of them qualified.
@@ -157,7 +160,7 @@ export const streak: Kind<StreakState> = {
     return { at: times.length ? Math.max(...times) : now, triggers: lastN(last.map((k) => s.qid[k]!), TRIGGER_LIMIT) };
   },
   progress(s, c) {
-    if (!s) return { current: 0, best: 0 };
+    if (!s || (s.u ?? "day") !== rule(c).period) return { current: 0, best: 0 };
     const st = streakStats(s.runs, rule(c));
     return { current: st.current, best: st.best };
   },
