@@ -78,6 +78,8 @@ export const ConfigSchema = z
         recentIds: z.number().int().min(0).max(1000).default(64),
         /** Longest pause between retries of a transient failure. */
         maxBackoff: Duration.default(5_000),
+        /** Failures that are not about the connection, per user and step, before its events go to the DLQ. */
+        maxAttempts: z.number().int().min(1).max(100).default(5),
       })
       .strict()
       .prefault({}),

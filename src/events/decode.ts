@@ -12,6 +12,8 @@ export const RejectCodes = {
   MsgIdMismatch: "msg_id_mismatch",
   /** The rule evaluator threw on this event (poison). */
   EvaluationFailed: "evaluation_failed",
+  /** Committing the event's user failed again and again for a reason other than the connection (poison). */
+  ProcessingFailed: "processing_failed",
 } as const;
 export type RejectCode = (typeof RejectCodes)[keyof typeof RejectCodes];
 

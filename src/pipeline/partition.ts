@@ -8,7 +8,7 @@ import type { Logger } from "../util/log.ts";
 import { applyEvents, type Applied, type SeqEvent } from "./apply.ts";
 import { ReorderBuffer } from "./reorder.ts";
 import type { DeadLetter, DeadLetters } from "./dlq.ts";
-import { retrying, StoppedError } from "./retry.ts";
+import { PoisonError, retrying, StoppedError, type RetryHooks } from "./retry.ts";
 import type { Stats } from "./stats.ts";
 import type { UnlockSink } from "./unlocks.ts";
 
@@ -194,6 +194,7 @@ export class PartitionWorker {
     return {
       isRunning: () => this.#running,
       maxBackoff: this.#d.config.worker.maxBackoff,
+      maxAttempts: this.#d.config.worker.maxAttempts,
       onConflict: () => this.#d.stats.conflicts++,
       onRetry: (err: unknown, attempt: number) => {
         this.#d.stats.retries++;
@@ -234,25 +235,45 @@ export class PartitionWorker {
     }
     const hooks = this.#hooks(batch);
     const deadJobs = dead.map((d) => retrying(() => this.#d.dlq.send(d), hooks).then(() => stats.rejected++));
+    // A user whose work keeps failing for reasons other than the connection is poison: its events go to the DLQ.
+    const poisoned = new Map<string, PoisonError>();
+    const guard = (u: UserWork, fn: () => Promise<void>) =>
+      retrying(fn, hooks).catch((err: unknown) => {
+        if (!(err instanceof PoisonError)) throw err;
+        poisoned.set(u.key, err);
+      });
     // Stage 1: load and apply eagerly; collect what sequences need.
-    const stage1 = await Promise.allSettled([...users.values()].map((u) => retrying(() => this.#eager(u), hooks)));
-    rethrow(stage1);
+    rethrow(await Promise.allSettled([...users.values()].map((u) => guard(u, () => this.#eager(u)))));
     const now = Date.now();
     for (const u of users.values()) {
+      if (poisoned.has(u.key)) continue;
       for (const item of u.toOrder ?? []) {
         const r = this.#buffer.add(u.key, item, now);
         if (r === "late") stats.late++;
       }
     }
     // Stage 2: what the reorder window releases, in event-time order per user.
-    for (const [key, items] of this.#buffer.due(now)) {
+    for (const items of this.#buffer.due(now).values()) {
       const ev = items[0]!.ev.event;
       work(ev.tenant_id, ev.user_id).ordered.push(...items);
-      void key;
     }
-    const stage2 = await Promise.allSettled([...users.values()].map((u) => retrying(() => this.#commit(u), hooks)));
-    rethrow(stage2);
+    const todo = [...users.values()].filter((u) => !poisoned.has(u.key));
+    rethrow(await Promise.allSettled(todo.map((u) => guard(u, () => this.#commit(u)))));
+    for (const [key, err] of poisoned) await this.#deadUser(users.get(key)!, err, batch, hooks);
     rethrow(await Promise.allSettled(deadJobs));
+  }
+
+  /** Sends every event of a poisoned user's step to the DLQ, with the failures that led there. */
+  async #deadUser(u: UserWork, err: PoisonError, batch: JsMsg[], hooks: RetryHooks): Promise<void> {
+    const { stats, dlq } = this.#d;
+    const seqs = new Set([...u.eager, ...u.ordered].map((i) => i.seq));
+    this.#buffer.drop(u.key, seqs);
+    const msgs = [...batch, ...this.#unacked].filter((m, i, all) => seqs.has(m.seq) && all.findIndex((x) => x.seq === m.seq) === i);
+    this.#log.error({ user: u.key, events: msgs.length, history: err.history }, "user's events keep failing; sending them to the DLQ");
+    for (const m of msgs) {
+      await retrying(() => dlq.send(this.#deadLetter(m, { code: RejectCodes.ProcessingFailed, message: err.history.join(" | "), issues: [] })), hooks);
+      stats.rejected++;
+    }
   }
 
   #deadLetter(m: JsMsg, rejection: Rejection): DeadLetter {

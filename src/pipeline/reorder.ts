@@ -118,6 +118,16 @@ export class ReorderBuffer {
     return first === undefined ? undefined : Math.max(0, first + this.#o.window - now);
   }
 
+  /** Removes the held events of user `key` with the given stream sequences (they went to the DLQ). */
+  drop(key: string, seqs: ReadonlySet<number>): void {
+    const u = this.#users.get(key);
+    if (!u) return;
+    const before = u.held.length;
+    u.held = u.held.filter((h) => !seqs.has(h.item.seq));
+    this.#size -= before - u.held.length;
+    if (u.held.length === 0) this.#users.delete(key);
+  }
+
   /** Forgets everything buffered (after a rewind, the events come again). */
   clear(): void {
     this.#users.clear();

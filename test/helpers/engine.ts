@@ -17,6 +17,7 @@ export function testConfig(natsUrl: string, overrides: ConfigInput = {}): Config
       http: { port: 0 },
       rules: fixture("rules"),
       log: { level: (process.env.ACH_TEST_LOG as "info" | undefined) ?? "silent" },
+      worker: { maxAttempts: 3, maxBackoff: 200 },
       ...overrides,
     },
   );

@@ -210,4 +210,23 @@ describe("end to end on one server", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect((await achievements("globex", user)).in_progress.find((p) => p.achievement_id === "five-lessons")?.current).toBe(2);
   });
+
+  it("sends a poisoned user's events to the DLQ with the failure history, and keeps the partition moving", async () => {
+    const { Kvm } = await import("@nats-io/kv");
+    // A corrupt stored state: reading it fails every time, for a reason that is not the connection.
+    const kv = await new Kvm(nats.nc).open("ach_state");
+    await kv.put("globex.poisoned", new TextEncoder().encode("{not json"));
+    const bad = ev("globex", "poisoned", "lesson.completed");
+    const fine = ev("globex", "healthy", "lesson.completed");
+    await publishAll(nats.js, [bad, fine]);
+    await eventually(async () => ((await achievements("globex", "healthy")).unlocked.length === 1 ? true : undefined));
+    type Letter = { seq: number; reason: string; error: string; event_id?: string };
+    const letter = await eventually(async () => {
+      const r = await api<{ dead_letters: Letter[] }>("/v1/dlq?tenant=globex&limit=1000");
+      return r.body.dead_letters.find((d) => d.event_id === bad.event_id);
+    });
+    expect(letter.reason).toBe("processing_failed");
+    expect(letter.error.split(" | ")).toHaveLength(3);
+    expect(letter.error).toMatch(/SyntaxError/);
+  });
 });
