@@ -127,7 +127,7 @@ function simulateCmd(args: string[]): number {
       console.error(JSON.stringify({ line: i + 1, rejected: "bad_json", message: (err as Error).message }));
     }
   });
-  const sim = simulate(events, book);
+  const sim = simulate(events, book, 1000, loadConfig().dedup.fingerprints);
   for (const r of sim.rejected) console.error(JSON.stringify({ index: r.index, rejected: r.rejection.code, message: r.rejection.message }));
   for (const u of sim.unlocks) console.log(JSON.stringify(unlockLine(u)));
   if (values.progress) {

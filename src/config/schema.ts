@@ -83,6 +83,29 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    dedup: z
+      .object({
+        /**
+         * Business fingerprints: events of these types whose fields hash the
+         * same collapse into the first one when they are within `within` of
+         * each other (event time), whatever their event_id and source.
+         */
+        fingerprints: z
+          .array(
+            z
+              .object({
+                event: z.union([z.string(), z.array(z.string()).min(1)]).transform((v) => (Array.isArray(v) ? v : [v])),
+                fields: z.array(z.string().regex(/^(payload|attributes)(\.[A-Za-z0-9_-]+)+$|^source$|^business_key$/, "must be payload.…, attributes.…, source or business_key")).min(1),
+                within: Duration,
+                /** Also put the event time, rounded down to this, into the fingerprint. */
+                round: Duration.optional(),
+              })
+              .strict(),
+          )
+          .default([]),
+      })
+      .strict()
+      .prefault({}),
     reorder: z
       .object({
         /** How long an event may wait for earlier events of its user (sequences only); also their added latency. */

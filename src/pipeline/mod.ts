@@ -6,3 +6,4 @@ export * from "./retry.ts";
 export * from "./apply.ts";
 export * from "./partition.ts";
 export * from "./dlq-admin.ts";
+export * from "./fingerprint.ts";

@@ -305,7 +305,7 @@ export class PartitionWorker {
       state = { ...state, outbox: [] };
       store.remember(u.key, { state, revision });
     }
-    const r = applyEvents(state, u.eager, this.#d.rules().forTenant(u.tenant), config.worker.recentIds, "eager");
+    const r = applyEvents(state, u.eager, this.#d.rules().forTenant(u.tenant), config.worker.recentIds, "eager", config.dedup.fingerprints);
     u.base = { state, revision };
     u.after = r;
     u.toOrder = r.toOrder;
@@ -350,6 +350,7 @@ export class PartitionWorker {
     }
     stats.applied += r1.applied + r2.applied;
     stats.duplicates += r1.duplicates + r2.duplicates;
+    stats.fingerprinted += r1.fingerprinted;
     stats.unchanged += r1.unchanged + r2.unchanged;
     r1 = undefined as never;
     void r1;

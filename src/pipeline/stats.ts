@@ -4,6 +4,8 @@ export class Stats {
   applied = 0;
   /** Redeliveries and repeated event ids that were not applied again. */
   duplicates = 0;
+  /** Events dropped as the same business action as an earlier one (fingerprint dedup). */
+  fingerprinted = 0;
   /** Events that arrived after a later event of their user left the reorder window (sequences skip them). */
   late = 0;
   /** Events that matched no rule change (nothing to store). */

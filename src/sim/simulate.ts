@@ -1,5 +1,6 @@
 import { validateEvent, type Rejection } from "../events/mod.ts";
 import { applyEvents } from "../pipeline/apply.ts";
+import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
 import { progressOf, type Progress, type RuleBook, type Unlock } from "../rules/mod.ts";
 import { emptyUserState, userKey, type UserState } from "../state/mod.ts";
 
@@ -20,7 +21,7 @@ export type Simulation = {
  * dedup, the pure evaluator) without NATS: each user's events in the given
  * order, as if each had been published once in that order.
  */
-export function simulate(events: readonly unknown[], book: RuleBook, recentIds = 1000): Simulation {
+export function simulate(events: readonly unknown[], book: RuleBook, recentIds = 1000, fingerprints: readonly FingerprintSpec[] = []): Simulation {
   const states = new Map<string, UserState>();
   const out: Simulation = { unlocks: [], rejected: [], duplicates: 0, states };
   events.forEach((raw, index) => {
@@ -31,8 +32,8 @@ export function simulate(events: readonly unknown[], book: RuleBook, recentIds =
     }
     const e = v.value.event;
     const key = userKey(e.tenant_id, e.user_id);
-    const r = applyEvents(states.get(key) ?? emptyUserState(), [{ seq: index + 1, ev: v.value }], book.forTenant(e.tenant_id), recentIds);
-    out.duplicates += r.duplicates;
+    const r = applyEvents(states.get(key) ?? emptyUserState(), [{ seq: index + 1, ev: v.value }], book.forTenant(e.tenant_id), recentIds, "all", fingerprints);
+    out.duplicates += r.duplicates + r.fingerprinted;
     out.unlocks.push(...r.unlocks);
     states.set(key, { ...r.state, outbox: [] });
   });

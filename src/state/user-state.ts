@@ -13,12 +13,13 @@ import { emptyEvalState, type EvalState, type Unlock } from "../rules/mod.ts";
  *   window; anything at or before it is done (or late).
  * - `ids`: the most recent applied event ids (bounded), so that a producer's
  *   retry that comes after JetStream's duplicate window still counts once.
+ * - `fp`: business fingerprints seen recently, with their event times.
  * - `eval`: the evaluator's state (progress and unlocks).
  * - `outbox`: unlocks committed with this state. Delivered right after the
  *   write; an entry may stay here after delivery until the user's next
  *   write, and its unlock record tells whether it was delivered.
  */
-export type UserState = { v: 1; seq: number; ot?: [number, number]; ids: string[]; eval: EvalState; outbox: Unlock[] };
+export type UserState = { v: 1; seq: number; ot?: [number, number]; ids: string[]; fp?: Record<string, number>; eval: EvalState; outbox: Unlock[] };
 
 /** The state of a user never seen before. */
 export function emptyUserState(): UserState {

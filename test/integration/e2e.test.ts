@@ -27,7 +27,7 @@ describe("end to end on one server", () => {
 
   beforeAll(async () => {
     nats = await startTestNats(4);
-    engine = await startTestEngine(nats.url);
+    engine = await startTestEngine(nats.url, { dedup: { fingerprints: [{ event: "purchase.placed", fields: ["payload.order_id"], within: "10m" }] } });
     const sub = nats.nc.subscribe("ach.unlocked.>");
     void (async () => {
       for await (const m of sub) unlocks.push(m.json<UnlockEvent>());
@@ -228,5 +228,21 @@ describe("end to end on one server", () => {
     expect(letter.reason).toBe("processing_failed");
     expect(letter.error.split(" | ")).toHaveLength(3);
     expect(letter.error).toMatch(/SyntaxError/);
+  });
+
+  it("collapses the same purchase from three sources through its business fingerprint", async () => {
+    const user = "fp-user";
+    const base = { order_id: "o-42", amount: 30 };
+    const sources = ["web", "webhook", "batch-import"].map((source, i) =>
+      ev("globex", user, "purchase.placed", base, { source, occurred_at: new Date(Date.UTC(2026, 3, 13, 10, 0, i * 20)).toISOString() }),
+    );
+    const before = engine.stats.fingerprinted;
+    await publishAll(nats.js, sources);
+    // shopper counts purchases from the web: the first report counts, the other two collapse into it.
+    await eventually(() => (engine.stats.fingerprinted - before === 2 ? true : undefined));
+    const { Kvm } = await import("@nats-io/kv");
+    const kv = await new Kvm(nats.nc).open("ach_state");
+    const st = JSON.parse(new TextDecoder().decode((await kv.get(`globex.${user}`))!.value)) as { eval: { rules: Record<string, { n: number }> } };
+    expect(st.eval.rules.shopper?.n).toBe(1);
   });
 });
