@@ -83,7 +83,7 @@ export function applyEvents(
       }
     } else {
       const redelivered = item.seq <= s.seq;
-      if (redelivered || s.ids.includes(id)) {
+      if (redelivered || s.ids.includes(id) || s.oids?.includes(id)) {
         out.duplicates++;
         if (phase === "eager" && redelivered && needsOrdering(item.ev, rules)) out.toOrder.push(item);
         continue;
@@ -120,7 +120,8 @@ export function applyEvents(
       ...s,
       ...(phase === "ordered" ? { ot: at } : { seq: Math.max(s.seq, item.seq) }),
       ...(phase === "all" ? { ot: s.ot && before(at, s.ot) ? s.ot : at } : {}),
-      ids: pushBounded(s.ids, id, recentIds),
+      // The phases keep separate id lists: each is then filled in one deterministic order.
+      ...(phase === "ordered" ? { oids: pushBounded(s.oids ?? [], id, recentIds) } : { ids: pushBounded(s.ids, id, recentIds) }),
       eval: r.state,
       outbox: r.unlocks.length ? [...s.outbox, ...r.unlocks] : s.outbox,
     };

@@ -11,15 +11,16 @@ import { emptyEvalState, type EvalState, type Unlock } from "../rules/mod.ts";
  * - `ot`: (event time, stream sequence) of the last event applied by the
  *   ordered phase, which sees events in event-time order after the reorder
  *   window; anything at or before it is done (or late).
- * - `ids`: the most recent applied event ids (bounded), so that a producer's
- *   retry that comes after JetStream's duplicate window still counts once.
+ * - `ids`, `oids`: the most recent event ids applied by the eager and the
+ *   ordered phase (bounded), so that a producer's retry that comes after
+ *   JetStream's duplicate window still counts once.
  * - `fp`: business fingerprints seen recently, with their event times.
  * - `eval`: the evaluator's state (progress and unlocks).
  * - `outbox`: unlocks committed with this state. Delivered right after the
  *   write; an entry may stay here after delivery until the user's next
  *   write, and its unlock record tells whether it was delivered.
  */
-export type UserState = { v: 1; seq: number; ot?: [number, number]; ids: string[]; fp?: Record<string, number>; eval: EvalState; outbox: Unlock[] };
+export type UserState = { v: 1; seq: number; ot?: [number, number]; ids: string[]; oids?: string[]; fp?: Record<string, number>; eval: EvalState; outbox: Unlock[] };
 
 /** The state of a user never seen before. */
 export function emptyUserState(): UserState {
@@ -29,8 +30,19 @@ export function emptyUserState(): UserState {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+function sorted<T>(o: Record<string, T>): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const k of Object.keys(o).sort()) out[k] = o[k]!;
+  return out;
+}
+
+/**
+ * Canonical JSON of a state: maps keyed by rule or achievement are written
+ * in key order, so the same state has the same bytes whatever order its
+ * parts were filled in.
+ */
 export function encodeState(s: UserState): Uint8Array {
-  return enc.encode(JSON.stringify(s));
+  return enc.encode(JSON.stringify({ ...s, eval: { rules: sorted(s.eval.rules), unlocked: sorted(s.eval.unlocked) } }));
 }
 
 export function decodeState(b: Uint8Array): UserState {
