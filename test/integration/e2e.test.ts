@@ -245,4 +245,23 @@ describe("end to end on one server", () => {
     const st = JSON.parse(new TextDecoder().decode((await kv.get(`globex.${user}`))!.value)) as { eval: { rules: Record<string, { n: number }> } };
     expect(st.eval.rules.shopper?.n).toBe(1);
   });
+
+  it("reorders a sequence's steps that arrive out of order within the window, and skips a step that comes too late", async () => {
+    const t = Date.UTC(2026, 3, 13, 10, 0, 0);
+    const at = (ms: number) => new Date(t + ms).toISOString();
+    // B (later) arrives before A (earlier), close together: the window puts them back in order.
+    await publishAll(nats.js, [ev("globex", "seq-ok", "step.b", {}, { occurred_at: at(5000) })]);
+    await publishAll(nats.js, [ev("globex", "seq-ok", "step.a", {}, { occurred_at: at(0) })]);
+    const ok = await eventually(() => unlocksOf("globex", "seq-ok").find((u) => u.achievement_id === "two-steps"), 20_000, "sequence unlock");
+    expect(ok.unlocked_at).toBe(at(5000));
+    // B is released (a window of wall-clock time passes) before A arrives: A is late and the sequence does not see it.
+    const lateBefore = engine.stats.late;
+    await publishAll(nats.js, [ev("globex", "seq-late", "step.b", {}, { occurred_at: at(5000) })]);
+    await new Promise((r) => setTimeout(r, engine.config.reorder.window + 700));
+    await publishAll(nats.js, [ev("globex", "seq-late", "step.a", {}, { occurred_at: at(0) })]);
+    await eventually(() => (engine.stats.late > lateBefore ? true : undefined), 20_000, "a late event");
+    const a = await achievements("globex", "seq-late");
+    expect(a.unlocked.map((u) => u.achievement_id)).not.toContain("two-steps");
+    expect(a.in_progress.find((p) => p.achievement_id === "two-steps")).toMatchObject({ step: 0, steps: 2 });
+  });
 });
