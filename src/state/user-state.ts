@@ -37,12 +37,15 @@ function sorted<T>(o: Record<string, T>): Record<string, T> {
 }
 
 /**
- * Canonical JSON of a state: maps keyed by rule or achievement are written
- * in key order, so the same state has the same bytes whatever order its
- * parts were filled in.
+ * Canonical JSON of a state: fields in a fixed order and maps keyed by rule,
+ * achievement or fingerprint in key order, so the same state has the same
+ * bytes whatever order its parts were filled in.
  */
 export function encodeState(s: UserState): Uint8Array {
-  return enc.encode(JSON.stringify({ ...s, eval: { rules: sorted(s.eval.rules), unlocked: sorted(s.eval.unlocked) } }));
+  // Fields in a fixed order too: which phase first adds ot, oids or fp depends on timing.
+  const out: UserState = { v: s.v, seq: s.seq, ids: s.ids, eval: { rules: sorted(s.eval.rules), unlocked: sorted(s.eval.unlocked) }, outbox: s.outbox };
+  const fixed = { v: out.v, seq: out.seq, ...(s.ot ? { ot: s.ot } : {}), ids: out.ids, ...(s.oids ? { oids: s.oids } : {}), ...(s.fp ? { fp: sorted(s.fp) } : {}), eval: out.eval, outbox: out.outbox };
+  return enc.encode(JSON.stringify(fixed));
 }
 
 export function decodeState(b: Uint8Array): UserState {
