@@ -7,7 +7,7 @@ import { checkPartitionMapping, ensureTopology, startNatsServer, type EmbeddedSe
 import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
 import { RuleRegistry } from "./registry/mod.ts";
 import { bookFromFileRules, crossProblems, readRuleFiles, RulesError, type RuleBook } from "./rules/mod.ts";
-import { StateStore } from "./state/mod.ts";
+import { SeenArchive, StateStore } from "./state/mod.ts";
 import type { Logger } from "./util/log.ts";
 
 /** A running engine: workers, API, and (without `nats.url`) its own nats-server. */
@@ -92,6 +92,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       js,
       jsm,
       store: new StateStore(buckets.state, config.worker.cacheUsers),
+      seen: new SeenArchive(buckets.seen),
       rules: () => rules,
       unlocks: new UnlockSink(js, buckets.unlocks),
       dlq,

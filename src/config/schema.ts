@@ -74,7 +74,7 @@ export const ConfigSchema = z
         maxAckPending: z.number().int().min(1).default(20_000),
         /** Users whose state is cached in memory (LRU); bounds the worker's memory. */
         cacheUsers: z.number().int().min(0).default(100_000),
-        /** Recent event ids kept per user for dedup beyond the stream's window. */
+        /** Event ids kept in a user's state before they move, as one chunk, to the seen-ids archive (0: no event-id record). */
         recentIds: z.number().int().min(0).max(1000).default(64),
         /** Longest pause between retries of a transient failure. */
         maxBackoff: Duration.default(5_000),

@@ -12,6 +12,8 @@ export const Buckets = {
   Unlocks: "ach_unlocks",
   /** Rule versions, one create-only key per version: `<scope>.<rule id>.<version>`. */
   Rules: "ach_rules",
+  /** Archived event ids per user: `<tenant>.<user>.<phase>.<n>`. */
+  Seen: "ach_seen",
 } as const;
 
 /** Durable consumer of partition `k`. */

@@ -23,7 +23,7 @@ export class TopologyError extends Error {
 }
 
 /** Handles on the buckets the engine uses. */
-export type BucketHandles = { state: KV; unlocks: KV; rules: KV };
+export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV };
 
 const PARTITIONS_RE = /partitions=(\d+)/;
 
@@ -113,6 +113,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   const state = await kvm.create(Buckets.State, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
   const unlocks = await kvm.create(Buckets.Unlocks, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
   const rules = await kvm.create(Buckets.Rules, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
+  const seen = await kvm.create(Buckets.Seen, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
   for (let k = 0; k < config.partitions; k++) {
     try {
       await jsm.consumers.info(Streams.Events, consumerName(k));
@@ -121,7 +122,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
       await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
     }
   }
-  return { state, unlocks, rules };
+  return { state, unlocks, rules, seen };
 }
 
 /**

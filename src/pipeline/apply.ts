@@ -6,6 +6,24 @@ import { fingerprintOf, MAX_FINGERPRINTS, type FingerprintSpec } from "./fingerp
 /** One event of a user's batch, with its stream sequence. */
 export type SeqEvent = { seq: number; ev: ValidEvent };
 
+/**
+ * A full list of recent event ids, moved out of the user's state into the
+ * seen-ids archive (KV) so that state stays small while every recorded id
+ * can still be checked: `from`..`to` is the event-time range of its events,
+ * which is where a retry of one of them would fall.
+ */
+export type Chunk = { phase: "e" | "o"; n: number; ids: string[]; from: number; to: number };
+
+/** Archived chunks kept per phase in a state (the oldest are forgotten beyond this). */
+export const MAX_CHUNKS = 256;
+
+/** The archived chunks (phase, number) whose time range holds `time`: where an old event's id would be. */
+export function chunksCovering(state: UserState, time: number): { phase: "e" | "o"; n: number }[] {
+  const out: { phase: "e" | "o"; n: number }[] = [];
+  for (const phase of ["e", "o"] as const) for (const [n, from, to] of state.arch?.[phase] ?? []) if (from <= time && time <= to) out.push({ phase, n });
+  return out;
+}
+
 /** What applying a user's events did. */
 export type Applied = {
   state: UserState;
@@ -21,12 +39,26 @@ export type Applied = {
   /** Events whose evaluation threw: poison, for the DLQ. */
   failed: { item: SeqEvent; error: Error }[];
   unlocks: Unlock[];
+  /** Id lists to write to the seen-ids archive before the state is stored. */
+  chunks: Chunk[];
 };
 
-function pushBounded(ids: string[], id: string, max: number): string[] {
-  if (max === 0) return ids;
-  const next = [...ids, id];
-  return next.length > max ? next.slice(next.length - max) : next;
+/**
+ * Records event `id` (at `time`) in the phase's recent list; when the list
+ * holds `size` ids it becomes a chunk for the archive and starts over.
+ */
+function record(s: UserState, phase: "e" | "o", id: string, time: number, size: number, chunks: Chunk[]): UserState {
+  if (size === 0) return s;
+  const ids = [...((phase === "e" ? s.ids : s.oids) ?? []), id];
+  const prev = phase === "e" ? s.it : s.oit;
+  const range: [number, number] = prev ? [Math.min(prev[0], time), Math.max(prev[1], time)] : [time, time];
+  if (ids.length < size) return phase === "e" ? { ...s, ids, it: range } : { ...s, oids: ids, oit: range };
+  const list = s.arch?.[phase] ?? [];
+  const n = list.length ? list[list.length - 1]![0] + 1 : 0;
+  chunks.push({ phase, n, ids, from: range[0], to: range[1] });
+  const arch = { e: s.arch?.e ?? [], o: s.arch?.o ?? [], [phase]: [...list, [n, range[0], range[1]] as [number, number, number]].slice(-MAX_CHUNKS) };
+  const { it: _it, oit: _oit, ...rest } = s;
+  return phase === "e" ? { ...rest, ...(s.oit ? { oit: s.oit } : {}), ids: [], arch } : { ...rest, ...(s.it ? { it: s.it } : {}), oids: [], arch };
 }
 
 /** Keeps the fingerprints that can still match: inside the longest window of the newest, at most MAX_FINGERPRINTS. */
@@ -68,9 +100,12 @@ export function applyEvents(
   recentIds: number,
   phase: "eager" | "ordered" | "all" = "all",
   fingerprints: readonly FingerprintSpec[] = [],
+  /** Ids read from the archive chunks that cover these events' times ({@link chunksCovering}). */
+  archived: ReadonlySet<string> = new Set(),
 ): Applied {
   let s = state;
-  const out: Applied = { state, dirty: false, applied: 0, duplicates: 0, fingerprinted: 0, unchanged: 0, toOrder: [], failed: [], unlocks: [] };
+  const out: Applied = { state, dirty: false, applied: 0, duplicates: 0, fingerprinted: 0, unchanged: 0, toOrder: [], failed: [], unlocks: [], chunks: [] };
+  const inChunks = (id: string) => archived.has(id) || out.chunks.some((c) => c.ids.includes(id));
   for (const item of items) {
     const id = item.ev.event.event_id;
     const at: [number, number] = [item.ev.occurredAt, item.seq];
@@ -83,7 +118,7 @@ export function applyEvents(
       }
     } else {
       const redelivered = item.seq <= s.seq;
-      if (redelivered || s.ids.includes(id) || s.oids?.includes(id)) {
+      if (redelivered || s.ids.includes(id) || s.oids?.includes(id) || inChunks(id)) {
         out.duplicates++;
         if (phase === "eager" && redelivered && needsOrdering(item.ev, rules)) out.toOrder.push(item);
         continue;
@@ -120,11 +155,11 @@ export function applyEvents(
       ...s,
       ...(phase === "ordered" ? { ot: at } : { seq: Math.max(s.seq, item.seq) }),
       ...(phase === "all" ? { ot: s.ot && before(at, s.ot) ? s.ot : at } : {}),
-      // The phases keep separate id lists: each is then filled in one deterministic order.
-      ...(phase === "ordered" ? { oids: pushBounded(s.oids ?? [], id, recentIds) } : { ids: pushBounded(s.ids, id, recentIds) }),
       eval: r.state,
       outbox: r.unlocks.length ? [...s.outbox, ...r.unlocks] : s.outbox,
     };
+    // The phases keep separate id lists: each is then filled in one deterministic order.
+    s = record(s, phase === "ordered" ? "o" : "e", id, item.ev.occurredAt, recentIds, out.chunks);
     out.unlocks.push(...r.unlocks);
     out.applied++;
     out.dirty = true;

@@ -3,9 +3,9 @@ import type { Config } from "../config/mod.ts";
 import { decodeMessage, eventSubject, parsePartitionedSubject, RejectCodes, type Rejection } from "../events/mod.ts";
 import { consumerName, partitionConsumerConfig, PROBE_HEADER, Streams } from "../nats/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
-import { userKey, type StateStore, type Versioned } from "../state/mod.ts";
+import { userKey, type SeenArchive, type StateStore, type Versioned } from "../state/mod.ts";
 import type { Logger } from "../util/log.ts";
-import { applyEvents, type Applied, type SeqEvent } from "./apply.ts";
+import { applyEvents, chunksCovering, type Applied, type SeqEvent } from "./apply.ts";
 import { ReorderBuffer } from "./reorder.ts";
 import type { DeadLetter, DeadLetters } from "./dlq.ts";
 import { PoisonError, retrying, StoppedError, type RetryHooks } from "./retry.ts";
@@ -17,6 +17,7 @@ export type WorkerDeps = {
   js: JetStreamClient;
   jsm: JetStreamManager;
   store: StateStore;
+  seen: SeenArchive;
   rules: () => RuleBook;
   unlocks: UnlockSink;
   dlq: DeadLetters;
@@ -305,7 +306,15 @@ export class PartitionWorker {
       state = { ...state, outbox: [] };
       store.remember(u.key, { state, revision });
     }
-    const r = applyEvents(state, u.eager, this.#d.rules().forTenant(u.tenant), config.worker.recentIds, "eager", config.dedup.fingerprints);
+    // Events the recent id lists do not know but whose time falls in an archived chunk: read those chunks.
+    const need = new Map<string, { phase: "e" | "o"; n: number }>();
+    for (const item of u.eager) {
+      const id = item.ev.event.event_id;
+      if (item.seq <= state.seq || state.ids.includes(id) || state.oids?.includes(id)) continue;
+      for (const c of chunksCovering(state, item.ev.occurredAt)) need.set(`${c.phase}.${c.n}`, c);
+    }
+    const archived = need.size ? await this.#d.seen.load(u.key, [...need.values()]) : new Set<string>();
+    const r = applyEvents(state, u.eager, this.#d.rules().forTenant(u.tenant), config.worker.recentIds, "eager", config.dedup.fingerprints, archived);
     u.base = { state, revision };
     u.after = r;
     u.toOrder = r.toOrder;
@@ -333,6 +342,8 @@ export class PartitionWorker {
       stats.rejected++;
     }
     let state = r2.state;
+    // Archive full id lists before the state that refers to them.
+    await Promise.all([...r1.chunks, ...r2.chunks].map((c) => this.#d.seen.write(u.key, c)));
     if (r1.dirty || r2.dirty) {
       try {
         ({ state, revision } = await store.save(u.key, state, revision));

@@ -1,5 +1,5 @@
 import { validateEvent, type Rejection } from "../events/mod.ts";
-import { applyEvents } from "../pipeline/apply.ts";
+import { applyEvents, chunksCovering } from "../pipeline/apply.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
 import { progressOf, type Progress, type RuleBook, type Unlock } from "../rules/mod.ts";
 import { emptyUserState, userKey, type UserState } from "../state/mod.ts";
@@ -23,6 +23,8 @@ export type Simulation = {
  */
 export function simulate(events: readonly unknown[], book: RuleBook, recentIds = 1000, fingerprints: readonly FingerprintSpec[] = []): Simulation {
   const states = new Map<string, UserState>();
+  // The seen-ids archive, in memory.
+  const archive = new Map<string, string[]>();
   const out: Simulation = { unlocks: [], rejected: [], duplicates: 0, states };
   events.forEach((raw, index) => {
     const v = validateEvent(raw);
@@ -32,7 +34,10 @@ export function simulate(events: readonly unknown[], book: RuleBook, recentIds =
     }
     const e = v.value.event;
     const key = userKey(e.tenant_id, e.user_id);
-    const r = applyEvents(states.get(key) ?? emptyUserState(), [{ seq: index + 1, ev: v.value }], book.forTenant(e.tenant_id), recentIds, "all", fingerprints);
+    const state = states.get(key) ?? emptyUserState();
+    const archived = new Set(chunksCovering(state, v.value.occurredAt).flatMap((c) => archive.get(`${key}.${c.phase}.${c.n}`) ?? []));
+    const r = applyEvents(state, [{ seq: index + 1, ev: v.value }], book.forTenant(e.tenant_id), recentIds, "all", fingerprints, archived);
+    for (const c of r.chunks) archive.set(`${key}.${c.phase}.${c.n}`, c.ids);
     out.duplicates += r.duplicates + r.fingerprinted;
     out.unlocks.push(...r.unlocks);
     states.set(key, { ...r.state, outbox: [] });

@@ -11,16 +11,33 @@ import { emptyEvalState, type EvalState, type Unlock } from "../rules/mod.ts";
  * - `ot`: (event time, stream sequence) of the last event applied by the
  *   ordered phase, which sees events in event-time order after the reorder
  *   window; anything at or before it is done (or late).
- * - `ids`, `oids`: the most recent event ids applied by the eager and the
- *   ordered phase (bounded), so that a producer's retry that comes after
- *   JetStream's duplicate window still counts once.
+ * - `ids`, `oids`: the latest event ids applied by the eager and the
+ *   ordered phase. When a list is full it moves to the seen-ids archive (a
+ *   KV record per chunk) and `arch` keeps each chunk's event-time range, so
+ *   a producer's retry long after JetStream's duplicate window is found by
+ *   its event time and still counts once.
  * - `fp`: business fingerprints seen recently, with their event times.
  * - `eval`: the evaluator's state (progress and unlocks).
  * - `outbox`: unlocks committed with this state. Delivered right after the
  *   write; an entry may stay here after delivery until the user's next
  *   write, and its unlock record tells whether it was delivered.
  */
-export type UserState = { v: 1; seq: number; ot?: [number, number]; ids: string[]; oids?: string[]; fp?: Record<string, number>; eval: EvalState; outbox: Unlock[] };
+export type UserState = {
+  v: 1;
+  seq: number;
+  ot?: [number, number];
+  ids: string[];
+  /** Event-time range of `ids`. */
+  it?: [number, number];
+  oids?: string[];
+  /** Event-time range of `oids`. */
+  oit?: [number, number];
+  /** Archived id chunks per phase: [number, from, to] (event time). */
+  arch?: { e: [number, number, number][]; o: [number, number, number][] };
+  fp?: Record<string, number>;
+  eval: EvalState;
+  outbox: Unlock[];
+};
 
 /** The state of a user never seen before. */
 export function emptyUserState(): UserState {
@@ -44,7 +61,19 @@ function sorted<T>(o: Record<string, T>): Record<string, T> {
 export function encodeState(s: UserState): Uint8Array {
   // Fields in a fixed order too: which phase first adds ot, oids or fp depends on timing.
   const out: UserState = { v: s.v, seq: s.seq, ids: s.ids, eval: { rules: sorted(s.eval.rules), unlocked: sorted(s.eval.unlocked) }, outbox: s.outbox };
-  const fixed = { v: out.v, seq: out.seq, ...(s.ot ? { ot: s.ot } : {}), ids: out.ids, ...(s.oids ? { oids: s.oids } : {}), ...(s.fp ? { fp: sorted(s.fp) } : {}), eval: out.eval, outbox: out.outbox };
+  const fixed = {
+    v: out.v,
+    seq: out.seq,
+    ...(s.ot ? { ot: s.ot } : {}),
+    ids: out.ids,
+    ...(s.it ? { it: s.it } : {}),
+    ...(s.oids ? { oids: s.oids } : {}),
+    ...(s.oit ? { oit: s.oit } : {}),
+    ...(s.arch ? { arch: { e: s.arch.e, o: s.arch.o } } : {}),
+    ...(s.fp ? { fp: sorted(s.fp) } : {}),
+    eval: out.eval,
+    outbox: out.outbox,
+  };
   return enc.encode(JSON.stringify(fixed));
 }
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateEvent, type ValidEvent } from "../../src/events/mod.ts";
-import { applyEvents, type SeqEvent } from "../../src/pipeline/apply.ts";
+import { applyEvents, chunksCovering, type SeqEvent } from "../../src/pipeline/apply.ts";
 import {
   compileCondition,
   compileRuleSet,
@@ -797,13 +797,27 @@ describe("applyEvents", () => {
     expect(r.state.ids).toEqual(["e1"]);
   });
 
-  it("bounds the recent ids to recentIds", () => {
+  it("moves full lists of recentIds ids to archive chunks, and finds a retry in them", () => {
     const many = compileRuleSet([rule({ id: "lots", event: "a.b", target: 1000 })]);
     const items = Array.from({ length: 10 }, (_, i) => item(i + 1, `e${i + 1}`));
     const r = applyEvents(emptyUserState(), items, many, 3);
     expect(r.applied).toBe(10);
-    expect(r.state.ids).toEqual(["e8", "e9", "e10"]);
+    // Three full lists became chunks 0-2; the tenth id waits in the state.
+    expect(r.chunks.map((c) => [c.n, c.ids])).toEqual([
+      [0, ["e1", "e2", "e3"]],
+      [1, ["e4", "e5", "e6"]],
+      [2, ["e7", "e8", "e9"]],
+    ]);
+    expect(r.state.ids).toEqual(["e10"]);
+    expect(r.state.arch?.e.map(([n]) => n)).toEqual([0, 1, 2]);
     expect(r.state.seq).toBe(10);
+    // A producer's retry of e2 long after (new stream sequence): its time points at chunk 0, whose ids know it.
+    const retry = { seq: 50, ev: items[1]!.ev };
+    const covering = chunksCovering(r.state, retry.ev.occurredAt);
+    expect(covering).toContainEqual({ phase: "e", n: 0 });
+    const again = applyEvents(r.state, [retry], many, 3, "all", [], new Set(r.chunks[0]!.ids));
+    expect(again.duplicates).toBe(1);
+    expect(countOf(again.state.eval, "lots")).toBe(10);
     const none = applyEvents(emptyUserState(), items, many, 0);
     expect(none.state.ids).toEqual([]);
     expect(countOf(none.state.eval, "lots")).toBe(10);
