@@ -1,6 +1,7 @@
 import { validateEvent, type Rejection } from "../events/mod.ts";
 import { applyEvents, chunksCovering } from "../pipeline/apply.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
+import { unlockEvent } from "../pipeline/unlocks.ts";
 import { progressOf, type Progress, type RuleBook, type Unlock } from "../rules/mod.ts";
 import { emptyUserState, userKey, type UserState } from "../state/mod.ts";
 
@@ -54,22 +55,8 @@ export function userProgress(sim: Simulation, book: RuleBook, now: number): { te
   });
 }
 
-/** The fields of an unlock that a simulation can predict (no processing time). */
+/** The fields of an unlock that a simulation can predict: the unlock event without its processing time. */
 export function unlockLine(u: Unlock): Record<string, unknown> {
-  return {
-    unlock_id: u.unlock_id,
-    tenant_id: u.tenant_id,
-    user_id: u.user_id,
-    achievement_id: u.achievement_id,
-    tier: u.tier,
-    rule_id: u.rule_id,
-    rule_version: u.rule_version,
-    occurrence: u.occurrence,
-    ...(u.period ? { period: u.period } : {}),
-    unlocked_at: u.unlocked_at,
-    trigger_event_ids: u.trigger_event_ids,
-    ...(u.title ? { title: u.title } : {}),
-    ...(u.reward ? { reward: u.reward } : {}),
-  };
+  const { processed_at: _p, ...rest } = unlockEvent(u, new Date(0));
+  return rest;
 }
-

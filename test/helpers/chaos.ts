@@ -3,12 +3,12 @@ import { Kvm } from "@nats-io/kv";
 import { loadConfig } from "../../src/config/mod.ts";
 import { startEngine } from "../../src/engine.ts";
 import { eventSubject, type EventInput } from "../../src/events/mod.ts";
-import { Buckets, consumerName, ensureTopology, Streams } from "../../src/nats/mod.ts";
+import { Buckets, ensureTopology } from "../../src/nats/mod.ts";
 import { decodeState, encodeState, type UserState } from "../../src/state/mod.ts";
 import { createLogger } from "../../src/util/log.ts";
 import { mix, type Delivery } from "../fixtures/streams/generators.ts";
 import { eventually, fixture } from "./engine.ts";
-import { startTestNats, type TestNats } from "./nats.ts";
+import { drained as drainedPartitions, startTestNats, type TestNats } from "./nats.ts";
 
 export const SEED = Number(process.env.ACH_SEED ?? Date.now() % 1_000_000);
 export const SCALE = Number(process.env.ACH_CHAOS_SCALE ?? 1);
@@ -70,11 +70,7 @@ export async function publish(nats: TestNats, d: Delivery): Promise<void> {
 }
 
 export async function drained(nats: TestNats): Promise<true | undefined> {
-  for (let k = 0; k < PARTITIONS; k++) {
-    const i = await nats.jsm.consumers.info(Streams.Events, consumerName(k));
-    if (i.num_pending > 0 || i.num_ack_pending > 0) return undefined;
-  }
-  return true;
+  return drainedPartitions(nats.jsm, PARTITIONS);
 }
 
 export async function states(nats: TestNats): Promise<Map<string, UserState>> {

@@ -1,23 +1,15 @@
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Buckets, consumerName, ensureTopology, Streams } from "../../src/nats/mod.ts";
+import { Buckets, ensureTopology } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { decodeState } from "../../src/state/mod.ts";
 import { unlockRecordKey } from "../../src/pipeline/mod.ts";
 import { startChild } from "../helpers/child.ts";
 import { eventually, fixture, testConfig } from "../helpers/engine.ts";
-import { startTestNats, type TestNats } from "../helpers/nats.ts";
+import { drained, startTestNats, type TestNats } from "../helpers/nats.ts";
 import { generate, oracle, prng, publishAll, storedUnlocks } from "../helpers/stream.ts";
 
 const PARTITIONS = 4;
-
-async function drained(nats: TestNats): Promise<boolean | undefined> {
-  for (let k = 0; k < PARTITIONS; k++) {
-    const i = await nats.jsm.consumers.info(Streams.Events, consumerName(k));
-    if (i.num_pending > 0 || i.num_ack_pending > 0) return undefined;
-  }
-  return true;
-}
 
 describe("kill -9 in the middle of a stream", () => {
   let nats: TestNats;
@@ -56,7 +48,7 @@ describe("kill -9 in the middle of a stream", () => {
 
     const last = startChild(nats.url);
     await last.waitFor("workers started");
-    await eventually(() => drained(nats), 60_000, "all partitions drained");
+    await eventually(() => drained(nats.jsm, PARTITIONS), 60_000, "all partitions drained");
     await last.kill("SIGTERM");
     expect(last.output.join("\n")).toMatch(/"msg":"stopped"/);
 

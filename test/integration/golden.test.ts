@@ -4,12 +4,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import type { Engine } from "../../src/engine.ts";
-import { consumerName, Streams } from "../../src/nats/mod.ts";
 import { loadRules, unlockId } from "../../src/rules/mod.ts";
 import { simulate, unlockLine } from "../../src/sim/mod.ts";
 import { eventually, startTestEngine } from "../helpers/engine.ts";
 import { comparable, goldenFixtures } from "../helpers/golden.ts";
-import { startTestNats, type TestNats } from "../helpers/nats.ts";
+import { drained, startTestNats, type TestNats } from "../helpers/nats.ts";
 import { publishAll, storedUnlocks } from "../helpers/stream.ts";
 import type { EventInput } from "../../src/events/mod.ts";
 
@@ -52,13 +51,7 @@ describe("golden fixtures", () => {
       engine = await startTestEngine(nats.url, { rules: rulesDir, http: { enabled: false } });
       // Each fixture's events in file order (one connection keeps publish order).
       await publishAll(nats.js, fixtures.flatMap((f) => f.events) as EventInput[]);
-      await eventually(async () => {
-        for (let k = 0; k < 4; k++) {
-          const i = await nats.jsm.consumers.info(Streams.Events, consumerName(k));
-          if (i.num_pending + i.num_ack_pending > 0) return undefined;
-        }
-        return true;
-      }, 60_000);
+      await eventually(() => drained(nats.jsm, 4), 60_000, "all partitions drained");
     });
     afterAll(async () => {
       await engine?.stop();

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { consumerName, Streams } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { eventually, fixture, startTestEngine } from "../helpers/engine.ts";
-import { startTestNats, type TestNats } from "../helpers/nats.ts";
+import { drained, startTestNats, type TestNats } from "../helpers/nats.ts";
 import { generate, oracle, publishAll, storedUnlocks } from "../helpers/stream.ts";
 
 describe("stop and start again in the middle of a stream", () => {
@@ -24,13 +23,7 @@ describe("stop and start again in the middle of a stream", () => {
     await publishAll(nats.js, events.slice(2000));
     engine = await startTestEngine(nats.url);
     try {
-      await eventually(async () => {
-        for (let k = 0; k < 4; k++) {
-          const i = await nats.jsm.consumers.info(Streams.Events, consumerName(k));
-          if (i.num_pending + i.num_ack_pending > 0) return undefined;
-        }
-        return true;
-      }, 60_000);
+      await eventually(() => drained(nats.jsm, 4), 60_000, "all partitions drained");
       // The second engine did the work published while nothing ran.
       expect(engine.stats.received).toBeGreaterThanOrEqual(2000);
       const want = oracle(events, loadRules(fixture("rules")));
