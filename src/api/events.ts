@@ -1,10 +1,12 @@
 import type { FastifyInstance } from "fastify";
-import { eventSubject, ID_TOKEN, RejectCodes, validateEvent, type Issue } from "../events/mod.ts";
+import { eventSubject, ID_TOKEN, RejectCodes, validateEvent, type Issue, type ValidEvent } from "../events/mod.ts";
+import { fingerprintOf } from "../pipeline/mod.ts";
+import { userKey } from "../state/mod.ts";
 import type { ApiContext } from "./context.ts";
 
 /** The outcome of one event of a `POST /v1/events`. */
 export type Outcome =
-  | { index: number; event_id: string; status: "accepted" | "duplicate"; seq: number }
+  | { index: number; event_id: string; status: "accepted" | "duplicate"; seq: number; reason?: "fingerprint"; message?: string }
   | { index: number; event_id?: string; status: "rejected"; reason: string; message: string; issues: Issue[] }
   | { index: number; event_id: string; status: "failed"; message: string };
 
@@ -72,8 +74,29 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
   const e = res.value.event;
   try {
     const ack = await ctx.js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), data, { msgID: e.event_id });
-    return { index, event_id: e.event_id, status: ack.duplicate ? "duplicate" : "accepted", seq: ack.seq };
+    if (ack.duplicate) return { index, event_id: e.event_id, status: "duplicate", seq: ack.seq };
+    const seenAt = await fingerprintSeen(ctx, res.value);
+    if (seenAt !== undefined) {
+      // Stored (the raw log keeps every report), but it will not count: the same action was reported already.
+      const message = `the same ${e.event_type} was already reported for ${new Date(seenAt).toISOString()} (business fingerprint); it is kept but does not count`;
+      return { index, event_id: e.event_id, status: "duplicate", reason: "fingerprint", message, seq: ack.seq };
+    }
+    return { index, event_id: e.event_id, status: "accepted", seq: ack.seq };
   } catch (err) {
     return { index, event_id: e.event_id, status: "failed", message: (err as Error).message };
   }
+}
+
+/**
+ * When the event's business fingerprint is already in its user's state
+ * within the window, the time of the earlier report. Best effort at
+ * ingest (the worker may not have applied the earlier report yet); the
+ * worker decides either way.
+ */
+async function fingerprintSeen(ctx: ApiContext, ev: ValidEvent): Promise<number | undefined> {
+  const fp = fingerprintOf(ev, ctx.config.dedup.fingerprints);
+  if (!fp) return undefined;
+  const { state } = await ctx.state.read(userKey(ev.event.tenant_id, ev.event.user_id));
+  const seen = state.fp?.[fp.key];
+  return seen !== undefined && Math.abs(seen - ev.occurredAt) <= fp.within ? seen : undefined;
 }

@@ -21,5 +21,11 @@ export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (problems.length) return reply.code(503).send({ status: "not ready", problems });
     return { status: "ready" };
   });
-  app.get("/v1/stats", async () => ctx.stats.snapshot());
+  app.get("/v1/stats", async () => {
+    const s = ctx.stats.snapshot();
+    const received = s.received || 0;
+    // Share of received events that did not count again: redeliveries, retries and fingerprint matches.
+    const dedupHitRate = received ? ((s.duplicates ?? 0) + (s.fingerprinted ?? 0)) / received : 0;
+    return { ...s, dedup_hit_rate: Number(dedupHitRate.toFixed(4)) };
+  });
 }

@@ -244,6 +244,13 @@ describe("end to end on one server", () => {
     const kv = await new Kvm(nats.nc).open("ach_state");
     const st = JSON.parse(new TextDecoder().decode((await kv.get(`globex.${user}`))!.value)) as { eval: { rules: Record<string, { n: number }> } };
     expect(st.eval.rules.shopper?.n).toBe(1);
+    // A fourth report over HTTP is told at once that it will not count.
+    const fourth = ev("globex", user, "purchase.placed", base, { source: "support-tool", occurred_at: new Date(Date.UTC(2026, 3, 13, 10, 1, 30)).toISOString() });
+    const res = await api<{ results: { status: string; reason?: string; message?: string }[] }>("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(fourth) });
+    expect(res.body.results[0]).toMatchObject({ status: "duplicate", reason: "fingerprint" });
+    expect(res.body.results[0]!.message).toMatch(/business fingerprint/);
+    const stats = await api<{ dedup_hit_rate: number; fingerprinted: number }>("/v1/stats");
+    expect(stats.body.dedup_hit_rate).toBeGreaterThan(0);
   });
 
   it("reorders a sequence's steps that arrive out of order within the window, and skips a step that comes too late", async () => {
