@@ -1,4 +1,4 @@
-import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config/mod.ts";
 import { decodeMessage, eventSubject, parsePartitionedSubject, RejectCodes, type Rejection } from "../events/mod.ts";
 import { consumerName, partitionConsumerConfig, PROBE_HEADER, Streams } from "../nats/mod.ts";
@@ -73,9 +73,32 @@ export class PartitionWorker {
   async start(): Promise<void> {
     this.#running = true;
     await this.#open();
-    this.#loop = this.#run().catch((err: unknown) => {
-      this.#log.error({ err }, "partition loop failed");
-    });
+    this.#loop = this.#supervise();
+  }
+
+  /**
+   * Runs the loop; if it ever fails (a bug, or an error retrying could not
+   * absorb), logs it and starts over from the ack floor a second later, so
+   * one bad moment never stops the partition for good.
+   */
+  async #supervise(): Promise<void> {
+    while (this.#running) {
+      try {
+        await this.#run();
+        return;
+      } catch (err) {
+        if (err instanceof StoppedError || !this.#running) return;
+        this.#log.error({ err }, "partition loop failed; restarting it from the ack floor");
+        await new Promise((r) => setTimeout(r, 1000));
+        if (!this.#running) return;
+        try {
+          await this.#rewind();
+        } catch (e) {
+          if (e instanceof StoppedError) return;
+          this.#log.error({ err: e }, "rewind failed; trying again");
+        }
+      }
+    }
   }
 
   /** Stops pulling, finishes the batch in hand, acks it, and returns. */
@@ -98,7 +121,13 @@ export class PartitionWorker {
   async #open(): Promise<void> {
     const { jsm, js, config } = this.#d;
     const name = consumerName(this.partition);
-    const info = await jsm.consumers.info(Streams.Events, name);
+    const info = await jsm.consumers.info(Streams.Events, name).catch(async (err: unknown) => {
+      // Gone (deleted by hand, or a crash between the delete and the add of a rewind): start it again from the beginning;
+      // what was applied already is recognised by the users' states.
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) throw err;
+      this.#log.warn("consumer missing; creating it again");
+      return jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition));
+    });
     const floor = info.ack_floor.stream_seq;
     if (info.num_ack_pending > 0 || info.num_redelivered > 0 || info.delivered.stream_seq > floor) {
       // Messages were delivered but not acknowledged (a crash, or a gap):

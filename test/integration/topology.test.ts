@@ -92,6 +92,9 @@ describe("streams, consumers, buckets and the partition mapping", () => {
       const notReady = await fetch(`${engine.httpUrl}/readyz`);
       expect(notReady.status).toBe(503);
       expect(JSON.stringify(await notReady.json())).toContain("consumer p-3");
+      // A worker that finds its consumer gone creates it again.
+      await engine.workers[3]!.start();
+      expect((await fetch(`${engine.httpUrl}/readyz`)).status).toBe(200);
     } finally {
       await engine.stop();
     }
