@@ -9,11 +9,15 @@
  *   achd nats-config           the server config lines a 2.9 server needs
  *   achd dlq list|show|redrive dead-letter tools
  *   achd simulate --rules <path> --events <file.jsonl> [--progress]
+ *   achd status                partition owners, lag, lease ages
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { clusterStatus, LeaseTable, Membership } from "../src/cluster/mod.ts";
+import { Buckets } from "../src/nats/mod.ts";
 import { listDeadLetters, redriveDeadLetter, showDeadLetter } from "../src/pipeline/mod.ts";
 import { ConfigError, loadConfig, type ConfigInput } from "../src/config/mod.ts";
 import { startEngine } from "../src/engine.ts";
@@ -29,6 +33,7 @@ const USAGE = `usage: achd <command>
   rules validate [path]      validate rules (default: the configured rules path)
   partition <tenant> <user>  print the partition of a user
   nats-config                print the mapping a nats-server 2.9 config needs
+  status                     which worker owns which partition, lag per partition, lease ages
   simulate --rules PATH --events FILE.jsonl [--progress] [--at TIME]
                              run rules over events offline; print unlocks (and progress) as JSON lines
   dlq list [--tenant T] [--limit N] [--from SEQ]   list dead letters (JSON lines)
@@ -97,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
       return dlq(rest);
     case "simulate":
       return simulateCmd(rest);
+    case "status":
+      return statusCmd();
     case "help":
     case "--help":
     case "-h":
@@ -140,6 +147,27 @@ function simulateCmd(args: string[]): number {
     for (const p of userProgress(sim, book, now)) console.log(JSON.stringify({ progress: p }));
   }
   return 0;
+}
+
+async function statusCmd(): Promise<number> {
+  const config = loadConfig();
+  const url = config.nats.url ?? `nats://${config.nats.embedded.host}:${config.nats.embedded.port}`;
+  const nc = await connect({ servers: url.split(","), name: "achd-status" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const kvm = new Kvm(nc);
+    const [leases, workers] = await Promise.all([kvm.open(Buckets.Leases), kvm.open(Buckets.Workers)]);
+    const s = await clusterStatus(jsm, new LeaseTable(leases, "status"), new Membership(workers, "status"), config.partitions, Date.now());
+    console.log(`workers: ${s.workers.join(", ") || "(none)"}`);
+    console.log("partition  owner                 lease age  pending  in flight  ack floor");
+    for (const p of s.partitions) {
+      const age = p.lease_age_ms === null ? "-" : `${(p.lease_age_ms / 1000).toFixed(1)}s`;
+      console.log(`${String(p.partition).padStart(9)}  ${(p.owner ?? "(free)").padEnd(20)}  ${age.padStart(9)}  ${String(p.pending ?? "-").padStart(7)}  ${String(p.ack_pending ?? "-").padStart(9)}  ${String(p.ack_floor ?? "-").padStart(9)}`);
+    }
+    return 0;
+  } finally {
+    await nc.close();
+  }
 }
 
 async function dlq(args: string[]): Promise<number> {

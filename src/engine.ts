@@ -4,6 +4,8 @@ import type { FastifyInstance } from "fastify";
 import { buildApi } from "./api/mod.ts";
 import type { Config } from "./config/mod.ts";
 import { checkPartitionMapping, ensureTopology, startNatsServer, type EmbeddedServer } from "./nats/mod.ts";
+import { hostname } from "node:os";
+import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
 import { RuleRegistry } from "./registry/mod.ts";
 import { bookFromFileRules, crossProblems, readRuleFiles, RulesError, type RuleBook } from "./rules/mod.ts";
@@ -18,7 +20,8 @@ export type Engine = {
   httpUrl?: string;
   nc: NatsConnection;
   stats: Stats;
-  workers: PartitionWorker[];
+  /** The partition workers running now (the partitions this process holds), by partition. */
+  readonly workers: PartitionWorker[];
   /** Drains and stops everything: API, workers (finishing in-flight batches), NATS, the embedded server. */
   stop(): Promise<void>;
 };
@@ -100,17 +103,28 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       log,
       config,
     };
-    const workers: PartitionWorker[] = [];
+    let coordinator: Coordinator | undefined;
     if (config.worker.enabled) {
-      for (let k = 0; k < config.partitions; k++) workers.push(new PartitionWorker(deps, k));
-      await Promise.all(workers.map((w) => w.start()));
-      log.info({ partitions: workers.length }, "workers started");
+      const id = config.worker.id ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64) || "worker");
+      coordinator = new Coordinator({
+        leases: new LeaseTable(buckets.leases, id),
+        members: new Membership(buckets.workers, id),
+        makeWorker: (k) => new PartitionWorker(deps, k),
+        store: deps.store,
+        config,
+        log,
+      });
+      await coordinator.start();
+      log.info({ worker: id, partitions: coordinator.workers.map((w) => w.partition) }, "workers started");
     }
 
     let api: FastifyInstance | undefined;
     let httpUrl: string | undefined;
     if (config.http.enabled) {
-      api = buildApi({ nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config }, log);
+      api = buildApi(
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api") },
+        log,
+      );
       await api.listen({ host: config.http.host, port: config.http.port });
       const addr = api.server.address();
       httpUrl = typeof addr === "object" && addr ? `http://${config.http.host}:${addr.port}` : undefined;
@@ -122,14 +136,24 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       (stopping ??= (async () => {
         log.info("stopping");
         await api?.close().catch((err: unknown) => log.warn({ err }, "API close failed"));
-        await Promise.all(workers.map((w) => w.stop()));
+        await coordinator?.stop();
         stopWatch();
         await reloading;
         await nc.drain().catch(() => undefined);
         await stopServer();
         log.info({ stats: stats.snapshot() }, "stopped");
       })());
-    return { config, natsUrl, ...(httpUrl ? { httpUrl } : {}), nc, stats, workers, stop };
+    return {
+      config,
+      natsUrl,
+      ...(httpUrl ? { httpUrl } : {}),
+      nc,
+      stats,
+      get workers() {
+        return coordinator?.workers ?? [];
+      },
+      stop,
+    };
   } catch (err) {
     await nc.close().catch(() => undefined);
     await stopServer();

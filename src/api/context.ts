@@ -2,6 +2,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Config } from "../config/mod.ts";
 import type { DeadLetters, Stats } from "../pipeline/mod.ts";
+import type { LeaseTable, Membership } from "../cluster/mod.ts";
 import type { RuleRegistry } from "../registry/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
 import type { StateStore } from "../state/mod.ts";
@@ -16,6 +17,9 @@ export type ApiContext = {
   rules: () => RuleBook;
   /** Versioned rule storage, for the rules endpoints. */
   registry: RuleRegistry;
+  /** Read-only views of partition ownership, for the status endpoint. */
+  leases: LeaseTable;
+  members: Membership;
   dlq: DeadLetters;
   stats: Stats;
   config: Config;

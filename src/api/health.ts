@@ -1,8 +1,9 @@
 import type { FastifyInstance } from "fastify";
+import { clusterStatus } from "../cluster/mod.ts";
 import { consumerName, Streams } from "../nats/mod.ts";
 import type { ApiContext } from "./context.ts";
 
-/** `/healthz` (alive), `/readyz` (NATS, streams, consumers), `/v1/stats`. */
+/** `/healthz` (alive), `/readyz` (NATS, streams, consumers), `/v1/status` (partition owners, lag), `/v1/stats`. */
 export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_req, reply) => {
@@ -21,6 +22,7 @@ export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (problems.length) return reply.code(503).send({ status: "not ready", problems });
     return { status: "ready" };
   });
+  app.get("/v1/status", async () => clusterStatus(ctx.jsm, ctx.leases, ctx.members, ctx.config.partitions, Date.now()));
   app.get("/v1/stats", async () => {
     const s = ctx.stats.snapshot();
     const received = s.received || 0;

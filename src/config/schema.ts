@@ -66,6 +66,11 @@ export const ConfigSchema = z
     worker: z
       .object({
         enabled: z.boolean().default(true),
+        /** This worker's name in leases; a restarted worker with the same id takes its partitions back at once. Default: the host name. */
+        id: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 _ -")
+          .optional(),
         /** Most messages a partition pulls at once; batches form from what has arrived. */
         batchSize: z.number().int().min(1).max(10_000).default(500),
         /** Consumer ack wait: an unacknowledged message is redelivered after this. */
@@ -103,6 +108,13 @@ export const ConfigSchema = z
               .strict(),
           )
           .default([]),
+      })
+      .strict()
+      .prefault({}),
+    leases: z
+      .object({
+        /** A partition whose owner stops renewing is free after this; takeover takes up to about 1.3 times it. */
+        ttl: Duration.default(10_000),
       })
       .strict()
       .prefault({}),

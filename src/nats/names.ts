@@ -14,6 +14,10 @@ export const Buckets = {
   Rules: "ach_rules",
   /** Archived event ids per user: `<tenant>.<user>.<phase>.<n>`. */
   Seen: "ach_seen",
+  /** Partition leases (`p.<k>`), expiring after the lease TTL. */
+  Leases: "ach_leases",
+  /** Live workers (`w.<id>`), expiring after the lease TTL. */
+  Workers: "ach_workers",
 } as const;
 
 /** Durable consumer of partition `k`. */

@@ -23,7 +23,7 @@ export class TopologyError extends Error {
 }
 
 /** Handles on the buckets the engine uses. */
-export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV };
+export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV };
 
 const PARTITIONS_RE = /partitions=(\d+)/;
 
@@ -114,6 +114,9 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   const unlocks = await kvm.create(Buckets.Unlocks, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
   const rules = await kvm.create(Buckets.Rules, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
   const seen = await kvm.create(Buckets.Seen, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
+  // Entries expire after the lease TTL unless renewed: a dead worker's leases and heartbeat go away on their own.
+  const leases = await kvm.create(Buckets.Leases, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, ttl: config.leases.ttl });
+  const workers = await kvm.create(Buckets.Workers, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, ttl: config.leases.ttl });
   for (let k = 0; k < config.partitions; k++) {
     try {
       await jsm.consumers.info(Streams.Events, consumerName(k));
@@ -122,7 +125,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
       await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
     }
   }
-  return { state, unlocks, rules, seen };
+  return { state, unlocks, rules, seen, leases, workers };
 }
 
 /**

@@ -87,6 +87,12 @@ export class StateStore {
     for (const k of this.#cache.keys()) if (k.startsWith(prefix)) this.#cache.delete(k);
   }
 
+  /** Drops cached entries whose key matches (e.g. the users of a partition just taken over). */
+  forgetWhere(match: (key: string) => boolean): void {
+    if (!this.#cache) return;
+    for (const k of [...this.#cache.keys()]) if (match(k)) this.#cache.delete(k);
+  }
+
   /** Number of cached users. */
   get cached(): number {
     return this.#cache?.size ?? 0;
