@@ -109,7 +109,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       coordinator = new Coordinator({
         leases: new LeaseTable(buckets.leases, id),
         members: new Membership(buckets.workers, id),
-        makeWorker: (k) => new PartitionWorker(deps, k),
+        makeWorker: (k, fence) => new PartitionWorker({ ...deps, fence }, k),
         store: deps.store,
         config,
         log,

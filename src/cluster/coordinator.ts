@@ -9,7 +9,8 @@ import { plannedPartitions, type Held, type LeaseTable, type Membership } from "
 export type CoordinatorDeps = {
   leases: LeaseTable;
   members: Membership;
-  makeWorker: (partition: number) => PartitionWorker;
+  /** Builds a partition worker; `fence` says whether it may still write. */
+  makeWorker: (partition: number, fence: (partition: number) => boolean) => PartitionWorker;
   store: StateStore;
   config: Config;
   log: Logger;
@@ -72,7 +73,7 @@ export class Coordinator {
     const now = Date.now();
     await members.heartbeat(now).catch((err: unknown) => log.warn({ err: String(err) }, "heartbeat failed"));
     for (const [p, o] of [...this.#owned]) {
-      const ok = await leases.renew(o.lease, Date.now()).catch((err: unknown) => {
+      const ok = await leases.renew(o.lease, Date.now(), Math.max(100, Math.floor(ttl / 4))).catch((err: unknown) => {
         log.warn({ partition: p, err: String(err) }, "lease renewal failed");
         return undefined;
       });
@@ -81,6 +82,14 @@ export class Coordinator {
         this.#owned.delete(p);
         await o.worker.stop();
       }
+    }
+    // A worker that stopped itself (its lease was not renewed in time) gives the lease back; it is taken again with a rewind.
+    for (const [p, o] of [...this.#owned]) {
+      if (o.worker.running) continue;
+      this.#owned.delete(p);
+      await o.worker.stop();
+      await leases.release(o.lease);
+      log.warn({ partition: p }, "lease lost; the partition stopped itself");
     }
     if (this.#stopped) return;
     let live: string[];
@@ -112,7 +121,8 @@ export class Coordinator {
         const [tenant, user] = key.split(".") as [string, string];
         return partitionOf(tenant, user, config.partitions) === p;
       });
-      const worker = this.#d.makeWorker(p);
+      // Writes stop once half a TTL passes without a renewal: the lease cannot have passed to anyone before a full TTL.
+      const worker = this.#d.makeWorker(p, () => Date.now() - lease.renewedAt < config.leases.ttl / 2);
       try {
         await worker.start();
       } catch (err) {

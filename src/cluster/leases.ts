@@ -57,11 +57,11 @@ export class LeaseTable {
     }
   }
 
-  /** Renews a held lease; false when it was lost (expired and taken, or deleted). */
-  async renew(h: Held, now: number): Promise<boolean> {
+  /** Renews a held lease (giving up after `timeoutMs`); false when it was lost (expired and taken, or deleted). */
+  async renew(h: Held, now: number, timeoutMs?: number): Promise<boolean> {
     const record = enc.encode(JSON.stringify({ owner: this.workerId, since: new Date(h.since).toISOString() } satisfies LeaseRecord));
     try {
-      h.revision = await this.kv.update(this.#key(h.partition), record, h.revision);
+      h.revision = await this.kv.update(this.#key(h.partition), record, h.revision, timeoutMs);
       h.renewedAt = now;
       return true;
     } catch (err) {

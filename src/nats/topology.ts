@@ -110,13 +110,13 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
     duplicate_window: nanos(config.unlocks.duplicateWindow),
   });
   const kvm = new Kvm(nc);
-  const state = await kvm.create(Buckets.State, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
-  const unlocks = await kvm.create(Buckets.Unlocks, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
-  const rules = await kvm.create(Buckets.Rules, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
-  const seen = await kvm.create(Buckets.Seen, { history: 1, replicas: config.nats.replicas, storage: StorageType.File });
+  const state = await kvm.create(Buckets.State, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false });
+  const unlocks = await kvm.create(Buckets.Unlocks, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false });
+  const rules = await kvm.create(Buckets.Rules, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false });
+  const seen = await kvm.create(Buckets.Seen, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false });
   // Entries expire after the lease TTL unless renewed: a dead worker's leases and heartbeat go away on their own.
-  const leases = await kvm.create(Buckets.Leases, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, ttl: config.leases.ttl });
-  const workers = await kvm.create(Buckets.Workers, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, ttl: config.leases.ttl });
+  const leases = await kvm.create(Buckets.Leases, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ttl: config.leases.ttl });
+  const workers = await kvm.create(Buckets.Workers, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ttl: config.leases.ttl });
   for (let k = 0; k < config.partitions; k++) {
     try {
       await jsm.consumers.info(Streams.Events, consumerName(k));

@@ -24,6 +24,13 @@ export type WorkerDeps = {
   stats: Stats;
   log: Logger;
   config: Config;
+  /**
+   * Whether this worker may still write for the partition (its lease was
+   * renewed recently enough that nobody else can hold it). Checked before
+   * every state write and every ack: a worker that lost its lease, even one
+   * paused for a long time, writes nothing more.
+   */
+  fence?: (partition: number) => boolean;
 };
 
 
@@ -67,6 +74,11 @@ export class PartitionWorker {
     this.#d = deps;
     this.#log = deps.log.child({ partition });
     this.#buffer = new ReorderBuffer(deps.config.reorder);
+  }
+
+  /** False once stopped (or once it stopped itself because its lease was not renewed in time). */
+  get running(): boolean {
+    return this.#running;
   }
 
   /** Starts consuming (after a rewind to the ack floor). */
@@ -201,6 +213,7 @@ export class PartitionWorker {
    * event still held in the reorder window: everything up to it is applied.
    */
   #ackFloor(): void {
+    if (this.#d.fence && !this.#d.fence(this.partition)) return;
     const held = this.#buffer.minSeq();
     let ack: JsMsg | undefined;
     let i = 0;
@@ -209,6 +222,14 @@ export class PartitionWorker {
     this.#unacked.splice(0, i);
     ack.ack();
     this.lastAcked = ack.seq;
+  }
+
+  /** Stops the work in hand when the lease may have passed to another worker. */
+  #checkFence(): void {
+    if (this.#d.fence && !this.#d.fence(this.partition)) {
+      this.#running = false;
+      throw new StoppedError(`partition ${this.partition}: lease not renewed in time; not writing`);
+    }
   }
 
   async #rewind(): Promise<void> {
@@ -360,6 +381,7 @@ export class PartitionWorker {
    */
   async #commit(u: UserWork): Promise<void> {
     const { store, stats, config, unlocks, dlq } = this.#d;
+    this.#checkFence();
     if (!u.base) await this.#eager(u);
     const rules = this.#d.rules().forTenant(u.tenant);
     let r1 = u.after!;

@@ -1,4 +1,4 @@
-import { JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
 import { ConflictError } from "../state/mod.ts";
 
 /** The worker is stopping; the work was abandoned and will be redelivered. */
@@ -28,18 +28,24 @@ export type RetryHooks = {
   onRetry(err: unknown, attempt: number): void;
 };
 
-const TRANSIENT_NAMES = new Set(["TimeoutError", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError", "NoRespondersError", "RequestError"]);
-const TRANSIENT_TEXT = /timeout|timed out|disconnect|connection|no responders|temporarily unavailable|leader|not enough resources|insufficient resources|stream not found|503/i;
+const TRANSIENT_NAMES = new Set(["TimeoutError", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError", "NoRespondersError", "RequestError", "JetStreamNotEnabled"]);
+const TRANSIENT_TEXT = /timeout|timed out|disconnect|connection|no responders|temporarily unavailable|leader|not enough resources|insufficient resources|stream not found|not enabled|503/i;
+/** Server answers that are about the message itself: retrying cannot help. */
+const POISON_TEXT = /max(imum)? payload|message size|exceeds the max/i;
 
 /**
  * True for failures that say nothing about the work itself: the server is
- * unreachable, restarting, electing a leader. Those are retried for as long
- * as it takes (the whole partition waits, in order).
+ * unreachable, restarting, electing a leader, or answers with a JetStream
+ * error (short of one about the message's size). Those are retried for as
+ * long as it takes (the whole partition waits, in order). What is left —
+ * a corrupt stored value, a bug — is the work's own failure.
  */
 export function isTransient(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  if (POISON_TEXT.test(err.message)) return false;
   if (TRANSIENT_NAMES.has(err.name) || TRANSIENT_NAMES.has(err.constructor.name)) return true;
-  if (err instanceof JetStreamApiError && err.status === 503) return true;
+  // The server (or the client about the server) speaking: a node restarting says "jetstream is not enabled", and so on.
+  if (err instanceof JetStreamError || err instanceof JetStreamApiError || err.name.startsWith("JetStream")) return true;
   const cause = (err as { cause?: unknown }).cause;
   if (cause && cause !== err && isTransient(cause)) return true;
   return TRANSIENT_TEXT.test(err.message);

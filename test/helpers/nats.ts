@@ -53,3 +53,75 @@ export async function drained(jsm: JetStreamManager, partitions: number): Promis
   }
   return true;
 }
+
+/** A free TCP port on loopback (bind port 0, read it, close). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A three-node JetStream cluster of real nats-server processes on loopback. */
+export type TestCluster = {
+  urls: string[];
+  /** Comma-separated, as NATS_URL takes it. */
+  url: string;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  names: string[];
+  /** Kills node `i` (SIGKILL) and starts it again on the same ports and store. */
+  bounce(i: number, downMs?: number): Promise<void>;
+  cleanup(): Promise<void>;
+};
+
+/** Starts a three-node cluster with JetStream and the partition mapping for `partitions`. */
+export async function startTestCluster(partitions: number): Promise<TestCluster> {
+  const dir = mkdtempSync(join(tmpdir(), "achd-cluster-"));
+  const client = [await freePort(), await freePort(), await freePort()];
+  const routes = [await freePort(), await freePort(), await freePort()];
+  const names = ["n1", "n2", "n3"];
+  const opts = names.map((name, i) => ({
+    host: "127.0.0.1",
+    port: client[i]!,
+    dataDir: join(dir, name),
+    partitions,
+    extraConfig: `server_name: ${name}\ncluster {\n  name: achd-test\n  listen: 127.0.0.1:${routes[i]}\n  routes: [${routes.map((r) => `nats-route://127.0.0.1:${r}`).join(", ")}]\n}\n`,
+  }));
+  const servers = await Promise.all(opts.map((o) => startNatsServer(o)));
+  const urls = client.map((p) => `nats://127.0.0.1:${p}`);
+  const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  // JetStream answers once the cluster has elected its metadata leader.
+  let jsm: JetStreamManager | undefined;
+  for (let attempt = 0; !jsm; attempt++) {
+    jsm = await jetstreamManager(nc).catch((err: unknown) => {
+      if (attempt > 60) throw err;
+      return new Promise<undefined>((r) => setTimeout(() => r(undefined), 500));
+    });
+  }
+  const c: TestCluster = {
+    urls,
+    url: urls.join(","),
+    nc,
+    js: jetstream(nc),
+    jsm,
+    names,
+    async bounce(i, downMs = 1500) {
+      await servers[i]!.kill();
+      await new Promise((r) => setTimeout(r, downMs));
+      servers[i] = await startNatsServer(opts[i]!);
+    },
+    async cleanup() {
+      await nc.close().catch(() => undefined);
+      await Promise.all(servers.map((s) => s.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return c;
+}

@@ -19,6 +19,10 @@ describe("retrying", () => {
     expect(isTransient(new Error("wrapped", { cause: new errors.TimeoutError() }))).toBe(true);
     expect(isTransient(new SyntaxError("Unexpected token n in JSON"))).toBe(false);
     expect(isTransient(new Error("maximum payload exceeded"))).toBe(false);
+    // A node that is restarting answers this; it is not the work's fault.
+    const notEnabled = new Error("jetstream is not enabled");
+    notEnabled.name = "JetStreamNotEnabled";
+    expect(isTransient(notEnabled)).toBe(true);
   });
 
   it("retries transient failures for as long as they last, keeping the result", async () => {
