@@ -99,11 +99,19 @@ export async function startTestCluster(partitions: number): Promise<TestCluster>
   const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   // JetStream answers once the cluster has elected its metadata leader.
   let jsm: JetStreamManager | undefined;
-  for (let attempt = 0; !jsm; attempt++) {
-    jsm = await jetstreamManager(nc).catch((err: unknown) => {
-      if (attempt > 60) throw err;
-      return new Promise<undefined>((r) => setTimeout(() => r(undefined), 500));
-    });
+  try {
+    for (let attempt = 0; !jsm; attempt++) {
+      jsm = await jetstreamManager(nc).catch((err: unknown) => {
+        if (attempt > 60) throw err;
+        return new Promise<undefined>((r) => setTimeout(() => r(undefined), 500));
+      });
+    }
+  } catch (err) {
+    // Do not leave servers behind.
+    await nc.close().catch(() => undefined);
+    await Promise.all(servers.map((s) => s.stop()));
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
   const c: TestCluster = {
     urls,
