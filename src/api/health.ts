@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { clusterStatus } from "../cluster/mod.ts";
-import { consumerName, Streams } from "../nats/mod.ts";
+import { consumerName, partitionConsumers, Streams } from "../nats/mod.ts";
 import type { ApiContext } from "./context.ts";
 
 /** `/healthz` (alive), `/readyz` (NATS, streams, consumers), `/v1/status` (partition owners, lag), `/v1/stats`. */
@@ -14,9 +14,8 @@ export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
         await ctx.jsm.streams.info(s).catch((err: unknown) => problems.push(`stream ${s}: ${(err as Error).message}`));
       }
       if (ctx.config.worker.enabled) {
-        for (let k = 0; k < ctx.config.partitions; k++) {
-          await ctx.jsm.consumers.info(Streams.Events, consumerName(k)).catch((err: unknown) => problems.push(`consumer ${consumerName(k)}: ${(err as Error).message}`));
-        }
+        const consumers = await partitionConsumers(ctx.jsm).catch(() => new Map());
+        for (let k = 0; k < ctx.config.partitions; k++) if (!consumers.has(k)) problems.push(`consumer of partition ${k} (${consumerName(k)}) is missing`);
       }
     }
     if (problems.length) return reply.code(503).send({ status: "not ready", problems });

@@ -1,5 +1,5 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { consumerName, Streams } from "../nats/mod.ts";
+import { partitionConsumers } from "../nats/mod.ts";
 import type { LeaseTable, Membership } from "./leases.ts";
 
 /** One partition as `achd status` shows it. */
@@ -20,11 +20,11 @@ export type PartitionStatus = {
 
 /** Which worker owns which partition, lag per partition, lease ages. */
 export async function clusterStatus(jsm: JetStreamManager, leases: LeaseTable, members: Membership, partitions: number, now: number): Promise<{ workers: string[]; partitions: PartitionStatus[] }> {
-  const [workers, held] = await Promise.all([members.live(), leases.list(now)]);
+  const [workers, held, consumers] = await Promise.all([members.live(), leases.list(now), partitionConsumers(jsm).catch(() => new Map())]);
   const out: PartitionStatus[] = [];
   for (let k = 0; k < partitions; k++) {
     const l = held.find((h) => h.partition === k);
-    const info = await jsm.consumers.info(Streams.Events, consumerName(k)).catch(() => undefined);
+    const info = consumers.get(k);
     out.push({
       partition: k,
       owner: l?.owner ?? null,

@@ -20,9 +20,20 @@ export const Buckets = {
   Workers: "ach_workers",
 } as const;
 
-/** Durable consumer of partition `k`. */
-export function consumerName(k: number): string {
-  return `p-${k}`;
+/**
+ * Durable consumer of partition `k`, generation `g`. A rewind creates the
+ * next generation and deletes the old one, so that acks still in flight to
+ * the old consumer (buffered by a client during an outage) can never move
+ * the new one's ack floor.
+ */
+export function consumerName(k: number, generation = 0): string {
+  return generation === 0 ? `p-${k}` : `p-${k}-g${generation}`;
+}
+
+/** The partition and generation of a consumer name, or undefined. */
+export function parseConsumerName(name: string): { partition: number; generation: number } | undefined {
+  const m = /^p-(\d+)(?:-g(\d+))?$/.exec(name);
+  return m ? { partition: Number(m[1]), generation: Number(m[2] ?? 0) } : undefined;
 }
 
 /** Header that marks the engine's own mapping probes (dropped by workers). */

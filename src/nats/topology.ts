@@ -8,13 +8,14 @@ import {
   RetentionPolicy,
   StorageType,
   type ConsumerConfig,
+  type ConsumerInfo,
   type JetStreamManager,
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Config } from "../config/mod.ts";
 import { DLQ_PREFIX, partitionFilter, partitionMapping, partitionOf, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
-import { Buckets, consumerName, PROBE_HEADER, PROBE_TENANT, Streams } from "./names.ts";
+import { Buckets, consumerName, parseConsumerName, PROBE_HEADER, PROBE_TENANT, Streams } from "./names.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
 
 /** The server cannot be used as configured; the message says what to change. */
@@ -61,10 +62,30 @@ export function eventsStreamConfig(config: Config, version: [number, number, num
   return { ...base, subjects: [`${PARTITIONED_PREFIX}.*.>`] };
 }
 
-/** Configuration of partition `k`'s durable pull consumer. */
-export function partitionConsumerConfig(config: Config, k: number, startSeq?: number): Partial<ConsumerConfig> {
+/** The current consumer of each partition (the newest generation), by partition. */
+export async function partitionConsumers(jsm: JetStreamManager): Promise<Map<number, ConsumerInfo>> {
+  const out = new Map<number, ConsumerInfo>();
+  const gen = new Map<number, number>();
+  for await (const ci of jsm.consumers.list(Streams.Events)) {
+    const p = parseConsumerName(ci.name);
+    if (!p) continue;
+    if ((gen.get(p.partition) ?? -1) < p.generation) {
+      gen.set(p.partition, p.generation);
+      out.set(p.partition, ci);
+    }
+  }
+  return out;
+}
+
+/** The current consumer of partition `k`, or undefined. */
+export async function partitionConsumer(jsm: JetStreamManager, k: number): Promise<ConsumerInfo | undefined> {
+  return (await partitionConsumers(jsm)).get(k);
+}
+
+/** Configuration of partition `k`'s durable pull consumer (generation `generation`). */
+export function partitionConsumerConfig(config: Config, k: number, startSeq?: number, generation = 0): Partial<ConsumerConfig> {
   return {
-    durable_name: consumerName(k),
+    durable_name: consumerName(k, generation),
     filter_subject: partitionFilter(k),
     // The worker acks the highest sequence below which everything is applied.
     ack_policy: AckPolicy.All,
@@ -117,13 +138,9 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   // Entries expire after the lease TTL unless renewed: a dead worker's leases and heartbeat go away on their own.
   const leases = await kvm.create(Buckets.Leases, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ttl: config.leases.ttl });
   const workers = await kvm.create(Buckets.Workers, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ttl: config.leases.ttl });
+  const current = await partitionConsumers(jsm);
   for (let k = 0; k < config.partitions; k++) {
-    try {
-      await jsm.consumers.info(Streams.Events, consumerName(k));
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
-    }
+    if (!current.has(k)) await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
   }
   return { state, unlocks, rules, seen, leases, workers };
 }

@@ -1,7 +1,7 @@
-import { JetStreamApiCodes, JetStreamApiError, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config/mod.ts";
 import { decodeMessage, eventSubject, parsePartitionedSubject, RejectCodes, type Rejection } from "../events/mod.ts";
-import { consumerName, partitionConsumerConfig, PROBE_HEADER, Streams } from "../nats/mod.ts";
+import { parseConsumerName, partitionConsumer, partitionConsumerConfig, PROBE_HEADER, Streams } from "../nats/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
 import { userKey, type SeenArchive, type StateStore, type Versioned } from "../state/mod.ts";
 import type { Logger } from "../util/log.ts";
@@ -129,32 +129,32 @@ export class PartitionWorker {
     if (m) await m.close().catch(() => undefined);
   }
 
-  /** Recreates the consumer at its ack floor and starts pulling. */
+  /** Recreates the consumer at its ack floor (as a new generation) and starts pulling. */
   async #open(): Promise<void> {
     const { jsm, js, config } = this.#d;
-    const name = consumerName(this.partition);
-    const info = await jsm.consumers.info(Streams.Events, name).catch(async (err: unknown) => {
-      // Gone (deleted by hand, or a crash between the delete and the add of a rewind): start it again from the beginning;
-      // what was applied already is recognised by the users' states.
-      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) throw err;
+    let info = await partitionConsumer(jsm, this.partition);
+    if (!info) {
+      // Gone (deleted by hand): start it again from the beginning; what was applied already is recognised by the users' states.
       this.#log.warn("consumer missing; creating it again");
-      return jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition));
-    });
+      info = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition));
+    }
     const floor = info.ack_floor.stream_seq;
     if (info.num_ack_pending > 0 || info.num_redelivered > 0 || info.delivered.stream_seq > floor) {
-      // Messages were delivered but not acknowledged (a crash, or a gap):
-      // start over from the floor so they come back first, in order.
-      await jsm.consumers.delete(Streams.Events, name);
-      await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition, floor + 1));
+      // Messages were delivered but not acknowledged (a crash, a gap, another owner): start over from the floor,
+      // with a new consumer, so they come back first and in order and no late ack reaches the new one.
+      const generation = (parseConsumerName(info.name)?.generation ?? 0) + 1;
+      const next = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition, floor + 1, generation));
+      await jsm.consumers.delete(Streams.Events, info.name).catch(() => undefined);
+      info = next;
       this.#d.stats.rewinds++;
-      this.#log.info({ from: floor + 1, pending: info.num_ack_pending }, "rewound partition to its ack floor");
+      this.#log.info({ from: floor + 1, consumer: next.name }, "rewound partition to its ack floor");
       this.#expect = 1;
     } else {
       this.#expect = info.delivered.consumer_seq + 1;
     }
     this.#gap = false;
     const gen = ++this.#generation;
-    const consumer = await js.consumers.get(Streams.Events, name);
+    const consumer = await js.consumers.get(Streams.Events, info.name);
     this.#messages = await consumer.consume({
       max_messages: Math.max(config.worker.batchSize * 2, 100),
       callback: (m) => {

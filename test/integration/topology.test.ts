@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { partitionOf } from "../../src/events/mod.ts";
-import { checkPartitionMapping, consumerName, ensureTopology, Streams, TopologyError } from "../../src/nats/mod.ts";
+import { checkPartitionMapping, consumerName, ensureTopology, partitionConsumer, Streams, TopologyError } from "../../src/nats/mod.ts";
 import { startTestEngine, testConfig } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";
 import { Kvm } from "@nats-io/kv";
@@ -88,10 +88,10 @@ describe("streams, consumers, buckets and the partition mapping", () => {
       expect(Object.keys(doc.paths)).toContain("/v1/events");
       // While a worker is stopped its consumer is still there; delete one to see readiness go.
       await engine.workers[3]!.stop();
-      await nats.jsm.consumers.delete(Streams.Events, consumerName(3));
+      await nats.jsm.consumers.delete(Streams.Events, (await partitionConsumer(nats.jsm, 3))!.name);
       const notReady = await fetch(`${engine.httpUrl}/readyz`);
       expect(notReady.status).toBe(503);
-      expect(JSON.stringify(await notReady.json())).toContain("consumer p-3");
+      expect(JSON.stringify(await notReady.json())).toContain("consumer of partition 3");
       // A worker that finds its consumer gone creates it again.
       await engine.workers[3]!.start();
       expect((await fetch(`${engine.httpUrl}/readyz`)).status).toBe(200);
