@@ -78,7 +78,8 @@ export class Coordinator {
         return undefined;
       });
       if (ok === false || (ok === undefined && Date.now() - o.lease.renewedAt > ttl / 2)) {
-        log.warn({ partition: p, lost: ok === false }, "lease lost; stopping the partition");
+        // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest.
+        log.warn({ partition: p, lost: ok === false, writesUntil: o.lease.renewedAt + ttl / 2 }, "lease lost; stopping the partition");
         this.#owned.delete(p);
         await o.worker.stop();
       }
@@ -89,7 +90,7 @@ export class Coordinator {
       this.#owned.delete(p);
       await o.worker.stop();
       await leases.release(o.lease);
-      log.warn({ partition: p }, "lease lost; the partition stopped itself");
+      log.warn({ partition: p, writesUntil: o.lease.renewedAt + ttl / 2 }, "lease lost; the partition stopped itself");
     }
     if (this.#stopped) return;
     let live: string[];

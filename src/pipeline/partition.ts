@@ -144,6 +144,12 @@ export class PartitionWorker {
       // with a new consumer, so they come back first and in order and no late ack reaches the new one.
       const generation = (parseConsumerName(info.name)?.generation ?? 0) + 1;
       const next = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition, floor + 1, generation));
+      if (floor > 0 && next.delivered.stream_seq !== floor) {
+        // Created on a replica that is still catching up (after a node restart), the consumer starts past messages
+        // that are not there yet and would skip them. Drop it and try again once the replica has caught up.
+        await jsm.consumers.delete(Streams.Events, next.name).catch(() => undefined);
+        throw new ConsumerStartError(`partition ${this.partition}: new consumer starts after ${next.delivered.stream_seq}, not ${floor}; the stream is still catching up`);
+      }
       await jsm.consumers.delete(Streams.Events, info.name).catch(() => undefined);
       info = next;
       this.#d.stats.rewinds++;
@@ -197,6 +203,7 @@ export class PartitionWorker {
         }
       }
       const batch = this.#queue.splice(0, config.worker.batchSize);
+      if (batch.length) this.#log.debug({ first: batch[0]!.seq, last: batch[batch.length - 1]!.seq, n: batch.length, d0: batch[0]!.info.deliverySequence }, "batch");
       try {
         await this.#process(batch);
       } catch (err) {
@@ -417,6 +424,11 @@ export class PartitionWorker {
     r1 = undefined as never;
     void r1;
   }
+}
+
+/** A rewound consumer came up at the wrong place (a replica catching up); retried like a connection problem. */
+export class ConsumerStartError extends Error {
+  override name = "TimeoutError";
 }
 
 /** One user's share of a step: new events (eager), released events (ordered), and the work in between. */

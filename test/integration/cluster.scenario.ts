@@ -1,10 +1,10 @@
 /**
- * QUARANTINED — not part of `npm test` (see vitest.cluster.config.ts):
- * this scenario currently fails about half of the time, with a few unlocks
- * missing after the node leading the events stream is killed and restarted
- * (events of one partition skipped: later events of a user applied, an
- * earlier one never). It is the reproduction for the open scale-out issue.
- * Run it with `npm run test:cluster`.
+ * QUARANTINED — not part of `npm test` (see vitest.cluster.config.ts).
+ * It found that a consumer created on a replica still catching up after a
+ * restart skips messages (fixed: the worker checks where a new consumer
+ * starts). Its unlock checks now pass; the check that the logged lease
+ * intervals of a partition never overlap still fails in about half of the
+ * runs. Run it with `npm run test:cluster`.
  *
  * The engine on a real three-node JetStream cluster (R3 streams, consumers
  * and buckets): two workers share the partitions; during the stream one
@@ -35,7 +35,7 @@ function intervals(worker: string, c: ChildEngine, diedAt?: number): Interval[] 
   const open = new Map<number, number>();
   const out: Interval[] = [];
   for (const line of c.output) {
-    let j: { msg?: string; partition?: number; time?: number };
+    let j: { msg?: string; partition?: number; time?: number; writesUntil?: number };
     try {
       j = JSON.parse(line) as typeof j;
     } catch {
@@ -45,7 +45,8 @@ function intervals(worker: string, c: ChildEngine, diedAt?: number): Interval[] 
     if (j.msg === "partition acquired") open.set(j.partition, j.time);
     if (j.msg === "partition handed over" || j.msg?.startsWith("lease lost")) {
       const from = open.get(j.partition);
-      if (from !== undefined) out.push({ worker, partition: j.partition, from, to: j.time });
+      // A lost lease stopped writes at writesUntil (the fence), before the loss was noticed and logged.
+      if (from !== undefined) out.push({ worker, partition: j.partition, from, to: Math.min(j.time, j.writesUntil ?? j.time) });
       open.delete(j.partition);
     }
   }
@@ -91,7 +92,7 @@ describe("a three-node JetStream cluster that loses a node", () => {
 
   it("keeps every partition going, with one worker at a time, and loses or doubles nothing", { timeout: 240_000 }, async () => {
     const start = async (id: string) => {
-      const c = startChild(cluster.url, "worker", { ACH_WORKER_ID: id, ACH_PARTITIONS: String(PARTITIONS), ACH_REPLICAS: "3", ACH_LEASE_TTL: `${TTL}ms`, LOG_LEVEL: "info" });
+      const c = startChild(cluster.url, "worker", { ACH_WORKER_ID: id, ACH_PARTITIONS: String(PARTITIONS), ACH_REPLICAS: "3", ACH_LEASE_TTL: `${TTL}ms`, LOG_LEVEL: process.env.ACH_CLUSTER_DEBUG ? "debug" : "info" });
       children.push(c);
       await c.waitFor('"msg":"workers started"', 60_000);
       return c;
@@ -145,6 +146,15 @@ describe("a three-node JetStream cluster that loses a node", () => {
           const e = await stateKv.get(key);
           const got = e?.value.length ? decodeState(e.value) : undefined;
           const [t, us] = key.split(".") as [string, string];
+          const [tn, un] = key.split(".") as [string, string];
+          const oc = await cluster.js.consumers.get(Streams.Events, { filter_subjects: `ach.p.*.${tn}.${un}.>` });
+          const seqs: string[] = [];
+          const total = (await oc.info()).num_pending;
+          if (total > 0) for await (const m of await oc.fetch({ max_messages: total, expires: 3000 })) {
+            seqs.push(`${m.seq}:${(m.json() as { event_id: string }).event_id}`);
+            if (seqs.length >= total) break;
+          }
+          console.log("user events", key, seqs.join(" "));
           console.log("missing", key, ach, "partition", partitionOf(t, us, PARTITIONS), "in state:", Boolean(got?.eval.unlocked[ach]), "state seq", got?.seq, "outbox", got?.outbox.length, "rules", JSON.stringify(got?.eval.rules[ach.split(":")[0]!] ?? null), "want", JSON.stringify(st.eval.rules[ach.split(":")[0]!] ?? null));
         }
       }

@@ -25,7 +25,7 @@ function intervals(worker: string, c: ChildEngine, diedAt?: number): Interval[] 
   const open = new Map<number, number>();
   const out: Interval[] = [];
   for (const line of c.output) {
-    let j: { msg?: string; partition?: number; time?: number };
+    let j: { msg?: string; partition?: number; time?: number; writesUntil?: number };
     try {
       j = JSON.parse(line) as typeof j;
     } catch {
@@ -35,7 +35,8 @@ function intervals(worker: string, c: ChildEngine, diedAt?: number): Interval[] 
     if (j.msg === "partition acquired") open.set(j.partition, j.time);
     if (j.msg === "partition handed over" || j.msg?.startsWith("lease lost")) {
       const from = open.get(j.partition);
-      if (from !== undefined) out.push({ worker, partition: j.partition, from, to: j.time });
+      // A lost lease stopped writes at writesUntil (the fence), before the loss was noticed and logged.
+      if (from !== undefined) out.push({ worker, partition: j.partition, from, to: Math.min(j.time, j.writesUntil ?? j.time) });
       open.delete(j.partition);
     }
   }
