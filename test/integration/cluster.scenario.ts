@@ -22,37 +22,13 @@ import { eventSubject, type EventInput } from "../../src/events/mod.ts";
 import { Buckets, ensureTopology, Streams } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
+import { leaseIntervals } from "../helpers/leases.ts";
 import { eventually, fixture } from "../helpers/engine.ts";
 import { drained, startTestCluster, type TestCluster } from "../helpers/nats.ts";
 import { generate, oracle, storedUnlocks } from "../helpers/stream.ts";
 
 const PARTITIONS = 6;
 const TTL = 2000;
-
-type Interval = { worker: string; partition: number; from: number; to: number };
-
-function intervals(worker: string, c: ChildEngine, diedAt?: number): Interval[] {
-  const open = new Map<number, number>();
-  const out: Interval[] = [];
-  for (const line of c.output) {
-    let j: { msg?: string; partition?: number; time?: number; writesUntil?: number };
-    try {
-      j = JSON.parse(line) as typeof j;
-    } catch {
-      continue;
-    }
-    if (j.partition === undefined || j.time === undefined) continue;
-    if (j.msg === "partition acquired") open.set(j.partition, j.time);
-    if (j.msg === "partition handed over" || j.msg?.startsWith("lease lost")) {
-      const from = open.get(j.partition);
-      // A lost lease stopped writes at writesUntil (the fence), before the loss was noticed and logged.
-      if (from !== undefined) out.push({ worker, partition: j.partition, from, to: Math.min(j.time, j.writesUntil ?? j.time) });
-      open.delete(j.partition);
-    }
-  }
-  for (const [partition, from] of open) out.push({ worker, partition, from, to: diedAt ?? Date.now() });
-  return out;
-}
 
 /** Publishes with retries: a node may be down or a stream leader being elected. */
 async function publish(cluster: TestCluster, events: EventInput[]): Promise<void> {
@@ -162,7 +138,7 @@ describe("a three-node JetStream cluster that loses a node", () => {
     expect(new Set(stored).size, "an unlock stored twice").toBe(stored.length);
     expect(stored.sort()).toEqual([...want.values()].flatMap((s) => Object.values(s.eval.unlocked).map((u) => u.unlock_id)).sort());
 
-    const all = [...intervals("worker-x", x, xDied), ...intervals("worker-y", y), ...intervals("worker-z", z)];
+    const all = [...leaseIntervals("worker-x", x, xDied), ...leaseIntervals("worker-y", y), ...leaseIntervals("worker-z", z)];
     for (let k = 0; k < PARTITIONS; k++) {
       const mine = all.filter((iv) => iv.partition === k).sort((a, b) => a.from - b.from);
       expect(mine.length, `partition ${k} was held`).toBeGreaterThan(0);

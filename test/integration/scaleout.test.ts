@@ -11,39 +11,13 @@ import { Buckets, ensureTopology } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
+import { leaseIntervals } from "../helpers/leases.ts";
 import { eventually, fixture } from "../helpers/engine.ts";
 import { drained, startTestNats, type TestNats } from "../helpers/nats.ts";
 import { generate, oracle, publishAll, storedUnlocks } from "../helpers/stream.ts";
 
 const PARTITIONS = 6;
 const TTL = 2000;
-
-type Interval = { worker: string; partition: number; from: number; to: number };
-
-/** Lease intervals a worker logged: from "partition acquired" to its handover, loss, stop or death. */
-function intervals(worker: string, c: ChildEngine, diedAt?: number): Interval[] {
-  const open = new Map<number, number>();
-  const out: Interval[] = [];
-  for (const line of c.output) {
-    let j: { msg?: string; partition?: number; time?: number; writesUntil?: number };
-    try {
-      j = JSON.parse(line) as typeof j;
-    } catch {
-      continue;
-    }
-    if (j.partition === undefined || j.time === undefined) continue;
-    if (j.msg === "partition acquired") open.set(j.partition, j.time);
-    if (j.msg === "partition handed over" || j.msg?.startsWith("lease lost")) {
-      const from = open.get(j.partition);
-      // A lost lease stopped writes at writesUntil (the fence), before the loss was noticed and logged.
-      if (from !== undefined) out.push({ worker, partition: j.partition, from, to: Math.min(j.time, j.writesUntil ?? j.time) });
-      open.delete(j.partition);
-    }
-  }
-  const end = diedAt ?? Date.now();
-  for (const [partition, from] of open) out.push({ worker, partition, from, to: end });
-  return out;
-}
 
 describe("many workers share the partitions through leases", () => {
   let nats: TestNats;
@@ -104,7 +78,7 @@ describe("many workers share the partitions through leases", () => {
     expect(stored.sort()).toEqual([...want.values()].flatMap((s) => Object.values(s.eval.unlocked).map((u) => u.unlock_id)).sort());
 
     // One worker per partition at a time.
-    const all = [...intervals("worker-a", a, aDied), ...intervals("worker-b", b), ...intervals("worker-c", c)];
+    const all = [...leaseIntervals("worker-a", a, aDied), ...leaseIntervals("worker-b", b), ...leaseIntervals("worker-c", c)];
     for (let k = 0; k < PARTITIONS; k++) {
       const mine = all.filter((i) => i.partition === k).sort((x, y) => x.from - y.from);
       expect(mine.length, `partition ${k} was held`).toBeGreaterThan(0);
