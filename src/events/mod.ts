@@ -2,3 +2,4 @@
 export * from "./schema.ts";
 export * from "./subjects.ts";
 export * from "./decode.ts";
+export * from "./fields.ts";

@@ -131,13 +131,16 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
     duplicate_window: nanos(config.unlocks.duplicateWindow),
   });
   const kvm = new Kvm(nc);
-  const state = await kvm.create(Buckets.State, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false });
-  const unlocks = await kvm.create(Buckets.Unlocks, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false });
-  const rules = await kvm.create(Buckets.Rules, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false });
-  const seen = await kvm.create(Buckets.Seen, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false });
+  // No direct get: reads after writes see them, also on a cluster.
+  const bucket = (name: string, ttl?: number) =>
+    kvm.create(name, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ...(ttl ? { ttl } : {}) });
+  const state = await bucket(Buckets.State);
+  const unlocks = await bucket(Buckets.Unlocks);
+  const rules = await bucket(Buckets.Rules);
+  const seen = await bucket(Buckets.Seen);
   // Entries expire after the lease TTL unless renewed: a dead worker's leases and heartbeat go away on their own.
-  const leases = await kvm.create(Buckets.Leases, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ttl: config.leases.ttl });
-  const workers = await kvm.create(Buckets.Workers, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ttl: config.leases.ttl });
+  const leases = await bucket(Buckets.Leases, config.leases.ttl);
+  const workers = await bucket(Buckets.Workers, config.leases.ttl);
   const current = await partitionConsumers(jsm);
   for (let k = 0; k < config.partitions; k++) {
     if (!current.has(k)) await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));

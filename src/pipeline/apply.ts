@@ -109,6 +109,7 @@ export function applyEvents(
   for (const item of items) {
     const id = item.ev.event.event_id;
     const at: [number, number] = [item.ev.occurredAt, item.seq];
+    const ordered = needsOrdering(item.ev, rules);
     let fingerprinted = false;
     if (phase === "ordered") {
       // Applied before a crash (a redelivery), or late: a later event of this user went through already.
@@ -120,7 +121,7 @@ export function applyEvents(
       const redelivered = item.seq <= s.seq;
       if (redelivered || s.ids.includes(id) || s.oids?.includes(id) || inChunks(id)) {
         out.duplicates++;
-        if (phase === "eager" && redelivered && needsOrdering(item.ev, rules)) out.toOrder.push(item);
+        if (phase === "eager" && redelivered && ordered) out.toOrder.push(item);
         continue;
       }
       // Business fingerprint: the same action reported again (another source, another id) within the window.
@@ -134,7 +135,7 @@ export function applyEvents(
         s = { ...s, fp: pruneFingerprints({ ...s.fp, [fp.key]: item.ev.occurredAt }, item.ev.occurredAt, fingerprints) };
         fingerprinted = true;
       }
-      if (phase === "eager" && needsOrdering(item.ev, rules)) out.toOrder.push(item);
+      if (phase === "eager" && ordered) out.toOrder.push(item);
     }
     let r;
     try {
@@ -147,7 +148,7 @@ export function applyEvents(
     // so it need not be remembered. Sequences differ (a step that arrives
     // before its predecessor changes nothing, but would later), so every
     // event they see is remembered, and so is every fingerprinted one.
-    if (!r.changed && !fingerprinted && (phase === "eager" || !needsOrdering(item.ev, rules))) {
+    if (!r.changed && !fingerprinted && (phase === "eager" || !ordered)) {
       out.unchanged++;
       continue;
     }

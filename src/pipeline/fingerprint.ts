@@ -1,20 +1,11 @@
 import { createHash } from "node:crypto";
-import type { ValidEvent } from "../events/mod.ts";
+import { fieldAt, type ValidEvent } from "../events/mod.ts";
 
 /** A business fingerprint: which events, which fields, and how close in time they must be to collapse. */
 export type FingerprintSpec = { event: string[]; fields: string[]; within: number; round?: number | undefined };
 
 /** At most this many fingerprints are kept per user (the oldest go first). */
 export const MAX_FINGERPRINTS = 1000;
-
-function field(ev: ValidEvent, path: string): unknown {
-  let v: unknown = ev.event as unknown;
-  for (const p of path.split(".")) {
-    if (typeof v !== "object" || v === null || !Object.hasOwn(v, p)) return undefined;
-    v = (v as Record<string, unknown>)[p];
-  }
-  return v;
-}
 
 /**
  * The fingerprint of an event under the first spec that covers its type
@@ -26,7 +17,7 @@ export function fingerprintOf(ev: ValidEvent, specs: readonly FingerprintSpec[])
   const i = specs.findIndex((s) => s.event.includes(ev.event.event_type));
   if (i < 0) return undefined;
   const spec = specs[i]!;
-  const values = spec.fields.map((f) => field(ev, f));
+  const values = spec.fields.map((f) => fieldAt(ev.event, f));
   if (values.some((v) => v === undefined || v === null)) return undefined;
   const parts = [String(i), ev.event.event_type, JSON.stringify(values)];
   if (spec.round) parts.push(String(Math.floor(ev.occurredAt / spec.round)));

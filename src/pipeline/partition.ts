@@ -8,7 +8,7 @@ import type { Logger } from "../util/log.ts";
 import { applyEvents, chunksCovering, type Applied, type SeqEvent } from "./apply.ts";
 import { ReorderBuffer } from "./reorder.ts";
 import type { DeadLetter, DeadLetters } from "./dlq.ts";
-import { PoisonError, retrying, StoppedError, type RetryHooks } from "./retry.ts";
+import { PoisonError, retrying, StoppedError, TransientError, type RetryHooks } from "./retry.ts";
 import type { Stats } from "./stats.ts";
 import type { UnlockSink } from "./unlocks.ts";
 
@@ -60,8 +60,6 @@ export class PartitionWorker {
   #gap = false;
   /** Bumped on every (re)open, so late callbacks of a closed consumer are ignored. */
   #generation = 0;
-  /** Stream sequence of the last acknowledged message. */
-  lastAcked = 0;
   /** Events held for order-sensitive rules. */
   readonly #buffer: ReorderBuffer;
   /** Processed messages not yet acknowledged (some of their events are held), in stream order. */
@@ -148,7 +146,7 @@ export class PartitionWorker {
         // Created on a replica that is still catching up (after a node restart), the consumer starts past messages
         // that are not there yet and would skip them. Drop it and try again once the replica has caught up.
         await jsm.consumers.delete(Streams.Events, next.name).catch(() => undefined);
-        throw new ConsumerStartError(`partition ${this.partition}: new consumer starts after ${next.delivered.stream_seq}, not ${floor}; the stream is still catching up`);
+        throw new TransientError(`partition ${this.partition}: new consumer starts after ${next.delivered.stream_seq}, not ${floor}; the stream is still catching up`);
       }
       await jsm.consumers.delete(Streams.Events, info.name).catch(() => undefined);
       info = next;
@@ -203,7 +201,7 @@ export class PartitionWorker {
         }
       }
       const batch = this.#queue.splice(0, config.worker.batchSize);
-      if (batch.length) this.#log.debug({ first: batch[0]!.seq, last: batch[batch.length - 1]!.seq, n: batch.length, d0: batch[0]!.info.deliverySequence }, "batch");
+      if (batch.length && this.#log.isLevelEnabled("debug")) this.#log.debug({ first: batch[0]!.seq, last: batch[batch.length - 1]!.seq, n: batch.length, d0: batch[0]!.info.deliverySequence }, "batch");
       try {
         await this.#process(batch);
       } catch (err) {
@@ -228,7 +226,6 @@ export class PartitionWorker {
     if (!ack) return;
     this.#unacked.splice(0, i);
     ack.ack();
-    this.lastAcked = ack.seq;
   }
 
   /** Stops the work in hand when the lease may have passed to another worker. */
@@ -305,7 +302,7 @@ export class PartitionWorker {
     const now = Date.now();
     for (const u of users.values()) {
       if (poisoned.has(u.key)) continue;
-      for (const item of u.toOrder ?? []) {
+      for (const item of u.after?.toOrder ?? []) {
         const r = this.#buffer.add(u.key, item, now);
         if (r === "late") stats.late++;
       }
@@ -321,12 +318,19 @@ export class PartitionWorker {
     rethrow(await Promise.allSettled(deadJobs));
   }
 
+  /** The messages (of this batch or still unacknowledged) with the given stream sequences, once each. */
+  #messagesOf(seqs: ReadonlySet<number>, batch: readonly JsMsg[]): JsMsg[] {
+    const bySeq = new Map<number, JsMsg>();
+    for (const m of [...this.#unacked, ...batch]) if (seqs.has(m.seq)) bySeq.set(m.seq, m);
+    return [...bySeq.values()];
+  }
+
   /** Sends every event of a poisoned user's step to the DLQ, with the failures that led there. */
   async #deadUser(u: UserWork, err: PoisonError, batch: JsMsg[], hooks: RetryHooks): Promise<void> {
     const { stats, dlq } = this.#d;
     const seqs = new Set([...u.eager, ...u.ordered].map((i) => i.seq));
     this.#buffer.drop(u.key, seqs);
-    const msgs = [...batch, ...this.#unacked].filter((m, i, all) => seqs.has(m.seq) && all.findIndex((x) => x.seq === m.seq) === i);
+    const msgs = this.#messagesOf(seqs, batch);
     this.#log.error({ user: u.key, events: msgs.length, history: err.history }, "user's events keep failing; sending them to the DLQ");
     for (const m of msgs) {
       await retrying(() => dlq.send(this.#deadLetter(m, { code: RejectCodes.ProcessingFailed, message: err.history.join(" | "), issues: [] })), hooks);
@@ -374,7 +378,6 @@ export class PartitionWorker {
     const r = applyEvents(state, u.eager, this.#d.rules().forTenant(u.tenant), config.worker.recentIds, "eager", config.dedup.fingerprints, archived);
     u.base = { state, revision };
     u.after = r;
-    u.toOrder = r.toOrder;
   }
 
   /**
@@ -391,7 +394,7 @@ export class PartitionWorker {
     this.#checkFence();
     if (!u.base) await this.#eager(u);
     const rules = this.#d.rules().forTenant(u.tenant);
-    let r1 = u.after!;
+    const r1 = u.after!;
     let { revision } = u.base!;
     const r2 = applyEvents(r1.state, u.ordered, rules, config.worker.recentIds, "ordered");
     for (const f of [...r1.failed, ...r2.failed]) {
@@ -421,14 +424,7 @@ export class PartitionWorker {
     stats.duplicates += r1.duplicates + r2.duplicates;
     stats.fingerprinted += r1.fingerprinted;
     stats.unchanged += r1.unchanged + r2.unchanged;
-    r1 = undefined as never;
-    void r1;
   }
-}
-
-/** A rewound consumer came up at the wrong place (a replica catching up); retried like a connection problem. */
-export class ConsumerStartError extends Error {
-  override name = "TimeoutError";
 }
 
 /** One user's share of a step: new events (eager), released events (ordered), and the work in between. */
@@ -441,7 +437,6 @@ type UserWork = {
   ordered: SeqEvent[];
   base?: Versioned;
   after?: Applied;
-  toOrder?: SeqEvent[];
 };
 
 function rethrow(results: PromiseSettledResult<unknown>[]): void {

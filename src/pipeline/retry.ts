@@ -18,6 +18,11 @@ export class PoisonError extends Error {
   }
 }
 
+/** A failure the thrower knows to be passing (the cluster is settling); always retried. */
+export class TransientError extends Error {
+  override name = "TransientError";
+}
+
 /** Hooks of {@link retrying}. */
 export type RetryHooks = {
   isRunning(): boolean;
@@ -42,6 +47,7 @@ const POISON_TEXT = /max(imum)? payload|message size|exceeds the max/i;
  */
 export function isTransient(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  if (err instanceof TransientError) return true;
   if (POISON_TEXT.test(err.message)) return false;
   if (TRANSIENT_NAMES.has(err.name) || TRANSIENT_NAMES.has(err.constructor.name)) return true;
   // The server (or the client about the server) speaking: a node restarting says "jetstream is not enabled", and so on.

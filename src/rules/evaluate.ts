@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { ValidEvent } from "../events/mod.ts";
+import { fieldAt, type ValidEvent } from "../events/mod.ts";
 import { isValidTimeZone, periodIndex, periodLabel } from "../util/time.ts";
 import type { CompiledRule, EvalEvent } from "./compile.ts";
 import { kindOf, type KindContext, type UnlockRef } from "./kinds/mod.ts";
@@ -61,16 +61,7 @@ export function achievementKey(achievement: string, tier: string | null, occurre
 }
 
 function getter(ev: ValidEvent): (path: string) => unknown {
-  const root = ev.event as unknown as Record<string, unknown>;
-  return (path) => {
-    let v: unknown = root;
-    for (const p of path.split(".")) {
-      // Own properties only: `payload.constructor` must not find Object's.
-      if (typeof v !== "object" || v === null || !Object.hasOwn(v, p)) return undefined;
-      v = (v as Record<string, unknown>)[p];
-    }
-    return v;
-  };
+  return (path) => fieldAt(ev.event, path);
 }
 
 /** The time zone of an event for a rule: the event's `attributes.timezone`, else the rule's. */
