@@ -397,8 +397,11 @@ export class PartitionWorker {
     const r1 = u.after!;
     let { revision } = u.base!;
     const r2 = applyEvents(r1.state, u.ordered, rules, config.worker.recentIds, "ordered");
-    for (const f of [...r1.failed, ...r2.failed]) {
-      const m = u.msgs.find((x) => x.seq === f.item.seq);
+    // A released (ordered) event may come from an earlier batch: look in everything not yet acknowledged.
+    const failed = [...r1.failed, ...r2.failed];
+    const msgs = failed.length ? new Map(this.#messagesOf(new Set(failed.map((f) => f.item.seq)), u.msgs).map((m) => [m.seq, m])) : new Map<number, JsMsg>();
+    for (const f of failed) {
+      const m = msgs.get(f.item.seq);
       if (m) await dlq.send(this.#deadLetter(m, { code: RejectCodes.EvaluationFailed, message: `evaluation failed: ${f.error.message}`, issues: [] }));
       stats.rejected++;
     }
