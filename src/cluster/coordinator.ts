@@ -77,21 +77,12 @@ export class Coordinator {
         log.warn({ partition: p, err: String(err) }, "lease renewal failed");
         return undefined;
       });
-      if (ok === false || (ok === undefined && Date.now() - o.lease.renewedAt > ttl / 2)) {
-        // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest.
-        log.warn({ partition: p, lost: ok === false, writesUntil: o.lease.renewedAt + ttl / 2 }, "lease lost; stopping the partition");
-        this.#owned.delete(p);
-        await o.worker.stop();
-      }
+      // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest.
+      if (ok === false) await this.#letGo(p, o, false, "lease lost; partition stopped");
+      else if (ok === undefined && Date.now() - o.lease.renewedAt > ttl / 2) await this.#letGo(p, o, false, "lease not renewed in time; partition stopped");
     }
-    // A worker that stopped itself (its lease was not renewed in time) gives the lease back; it is taken again with a rewind.
-    for (const [p, o] of [...this.#owned]) {
-      if (o.worker.running) continue;
-      this.#owned.delete(p);
-      await o.worker.stop();
-      await leases.release(o.lease);
-      log.warn({ partition: p, writesUntil: o.lease.renewedAt + ttl / 2 }, "lease lost; the partition stopped itself");
-    }
+    // A worker that stopped itself (its fence tripped) gives the lease back; it is taken again with a rewind.
+    for (const [p, o] of [...this.#owned]) if (!o.worker.running) await this.#letGo(p, o, true, "partition stopped itself; lease released");
     if (this.#stopped) return;
     let live: string[];
     try {
@@ -104,10 +95,7 @@ export class Coordinator {
     // Hand over what another live worker should have.
     for (const [p, o] of [...this.#owned]) {
       if (plan.has(p)) continue;
-      this.#owned.delete(p);
-      await o.worker.stop();
-      await leases.release(o.lease);
-      log.info({ partition: p }, "partition handed over");
+      await this.#letGo(p, o, true, "partition handed over");
     }
     // Take what this worker should have, when it is free.
     for (const p of plan) {
@@ -132,8 +120,22 @@ export class Coordinator {
         continue;
       }
       this.#owned.set(p, { lease, worker });
-      log.info({ partition: p, epoch: lease.revision }, "partition acquired");
+      log.info({ partition: p, epoch: lease.revision, since: lease.since }, "partition acquired");
     }
+  }
+
+  /**
+   * Stops a partition's worker (it finishes the write in hand), gives the
+   * lease back if asked, and logs when the worker last wrote: the end of
+   * its tenure, which tests compare with the next owner's `since`.
+   */
+  async #letGo(p: number, o: Owned, release: boolean, why: string): Promise<void> {
+    this.#owned.delete(p);
+    await o.worker.stop();
+    if (release) await this.#d.leases.release(o.lease);
+    const fields = { partition: p, epoch: o.lease.revision, lastWriteAt: o.worker.lastWriteAt, lastRenewedAt: o.lease.renewedAt };
+    if (why === "partition handed over") this.#d.log.info(fields, why);
+    else this.#d.log.warn(fields, why);
   }
 
   /** Stops every partition (finishing the step in hand), releases the leases and leaves. */

@@ -93,7 +93,8 @@ export function partitionConsumerConfig(config: Config, k: number, startSeq?: nu
     max_ack_pending: config.worker.maxAckPending,
     max_deliver: -1,
     num_replicas: config.nats.replicas,
-    ...(startSeq && startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: DeliverPolicy.All }),
+    // A rewind names its start even when it is 1: a replica still catching up would start "all" at its own first message.
+    ...(startSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: DeliverPolicy.All }),
   };
 }
 

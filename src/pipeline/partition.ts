@@ -64,6 +64,8 @@ export class PartitionWorker {
   readonly #buffer: ReorderBuffer;
   /** Processed messages not yet acknowledged (some of their events are held), in stream order. */
   readonly #unacked: JsMsg[] = [];
+  /** When the last write or ack was let through the fence (0 before the first). */
+  #lastWriteAt = 0;
 
   constructor(
     deps: WorkerDeps,
@@ -72,6 +74,16 @@ export class PartitionWorker {
     this.#d = deps;
     this.#log = deps.log.child({ partition });
     this.#buffer = new ReorderBuffer(deps.config.reorder);
+  }
+
+  /**
+   * When this worker last let a write (state, seen ids, unlock, dead letter)
+   * or an ack through its fence: after it, it issued nothing for the
+   * partition. Compare-and-set on the state catches a write still in
+   * flight.
+   */
+  get lastWriteAt(): number {
+    return this.#lastWriteAt;
   }
 
   /** False once stopped (or once it stopped itself because its lease was not renewed in time). */
@@ -140,9 +152,14 @@ export class PartitionWorker {
     if (info.num_ack_pending > 0 || info.num_redelivered > 0 || info.delivered.stream_seq > floor) {
       // Messages were delivered but not acknowledged (a crash, a gap, another owner): start over from the floor,
       // with a new consumer, so they come back first and in order and no late ack reaches the new one.
+      // A consumer reads its leader's copy of the stream: do not place one while a copy is behind.
+      const stream = await jsm.streams.info(Streams.Events);
+      const lagging = stream.cluster?.replicas?.filter((r) => !r.current || r.offline) ?? [];
+      if (lagging.length > 0) throw new TransientError(`partition ${this.partition}: events stream replicas ${lagging.map((r) => r.name).join(", ")} are catching up`);
       const generation = (parseConsumerName(info.name)?.generation ?? 0) + 1;
       const next = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition, floor + 1, generation));
-      if (floor > 0 && next.delivered.stream_seq !== floor) {
+      // It must start right after the floor, or at the leader's first message when older ones have aged out.
+      if (next.delivered.stream_seq !== Math.max(floor, stream.state.first_seq - 1)) {
         // Created on a replica that is still catching up (after a node restart), the consumer starts past messages
         // that are not there yet and would skip them. Drop it and try again once the replica has caught up.
         await jsm.consumers.delete(Streams.Events, next.name).catch(() => undefined);
@@ -219,6 +236,7 @@ export class PartitionWorker {
    */
   #ackFloor(): void {
     if (this.#d.fence && !this.#d.fence(this.partition)) return;
+    this.#lastWriteAt = Date.now();
     const held = this.#buffer.minSeq();
     let ack: JsMsg | undefined;
     let i = 0;
@@ -228,12 +246,13 @@ export class PartitionWorker {
     ack.ack();
   }
 
-  /** Stops the work in hand when the lease may have passed to another worker. */
+  /** Called right before every write: stops the work in hand when the lease may have passed to another worker. */
   #checkFence(): void {
     if (this.#d.fence && !this.#d.fence(this.partition)) {
       this.#running = false;
       throw new StoppedError(`partition ${this.partition}: lease not renewed in time; not writing`);
     }
+    this.#lastWriteAt = Date.now();
   }
 
   async #rewind(): Promise<void> {
@@ -289,7 +308,11 @@ export class PartitionWorker {
       u.msgs.push(m);
     }
     const hooks = this.#hooks(batch);
-    const deadJobs = dead.map((d) => retrying(() => this.#d.dlq.send(d), hooks).then(() => stats.rejected++));
+    const send = (d: DeadLetter) => {
+      this.#checkFence();
+      return this.#d.dlq.send(d);
+    };
+    const deadJobs = dead.map((d) => retrying(() => send(d), hooks).then(() => stats.rejected++));
     // A user whose work keeps failing for reasons other than the connection is poison: its events go to the DLQ.
     const poisoned = new Map<string, PoisonError>();
     const guard = (u: UserWork, fn: () => Promise<void>) =>
@@ -314,7 +337,7 @@ export class PartitionWorker {
     }
     const todo = [...users.values()].filter((u) => !poisoned.has(u.key));
     rethrow(await Promise.allSettled(todo.map((u) => guard(u, () => this.#commit(u)))));
-    for (const [key, err] of poisoned) await this.#deadUser(users.get(key)!, err, batch, hooks);
+    for (const [key, err] of poisoned) await this.#deadUser(users.get(key)!, err, batch, hooks, send);
     rethrow(await Promise.allSettled(deadJobs));
   }
 
@@ -326,14 +349,14 @@ export class PartitionWorker {
   }
 
   /** Sends every event of a poisoned user's step to the DLQ, with the failures that led there. */
-  async #deadUser(u: UserWork, err: PoisonError, batch: JsMsg[], hooks: RetryHooks): Promise<void> {
-    const { stats, dlq } = this.#d;
+  async #deadUser(u: UserWork, err: PoisonError, batch: JsMsg[], hooks: RetryHooks, send: (d: DeadLetter) => Promise<unknown>): Promise<void> {
+    const { stats } = this.#d;
     const seqs = new Set([...u.eager, ...u.ordered].map((i) => i.seq));
     this.#buffer.drop(u.key, seqs);
     const msgs = this.#messagesOf(seqs, batch);
     this.#log.error({ user: u.key, events: msgs.length, history: err.history }, "user's events keep failing; sending them to the DLQ");
     for (const m of msgs) {
-      await retrying(() => dlq.send(this.#deadLetter(m, { code: RejectCodes.ProcessingFailed, message: err.history.join(" | "), issues: [] })), hooks);
+      await retrying(() => send(this.#deadLetter(m, { code: RejectCodes.ProcessingFailed, message: err.history.join(" | "), issues: [] })), hooks);
       stats.rejected++;
     }
   }
@@ -362,6 +385,7 @@ export class PartitionWorker {
     let { state, revision } = await store.load(u.key);
     if (state.outbox.length > 0) {
       const now = new Date();
+      this.#checkFence();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.recover(x, now)));
       stats.unlocks += fresh.filter(Boolean).length;
       state = { ...state, outbox: [] };
@@ -391,7 +415,6 @@ export class PartitionWorker {
    */
   async #commit(u: UserWork): Promise<void> {
     const { store, stats, config, unlocks, dlq } = this.#d;
-    this.#checkFence();
     if (!u.base) await this.#eager(u);
     const rules = this.#d.rules().forTenant(u.tenant);
     const r1 = u.after!;
@@ -402,14 +425,17 @@ export class PartitionWorker {
     const msgs = failed.length ? new Map(this.#messagesOf(new Set(failed.map((f) => f.item.seq)), u.msgs).map((m) => [m.seq, m])) : new Map<number, JsMsg>();
     for (const f of failed) {
       const m = msgs.get(f.item.seq);
+      this.#checkFence();
       if (m) await dlq.send(this.#deadLetter(m, { code: RejectCodes.EvaluationFailed, message: `evaluation failed: ${f.error.message}`, issues: [] }));
       stats.rejected++;
     }
     let state = r2.state;
     // Archive full id lists before the state that refers to them.
+    this.#checkFence();
     await Promise.all([...r1.chunks, ...r2.chunks].map((c) => this.#d.seen.write(u.key, c)));
     if (r1.dirty || r2.dirty) {
       try {
+        this.#checkFence();
         ({ state, revision } = await store.save(u.key, state, revision));
       } catch (err) {
         // Recompute from what is stored now; the retry loop calls us again.
@@ -419,6 +445,7 @@ export class PartitionWorker {
     }
     if (state.outbox.length > 0) {
       const now = new Date();
+      this.#checkFence();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.deliver(x, now)));
       stats.unlocks += fresh.filter(Boolean).length;
       store.remember(u.key, { state: { ...state, outbox: [] }, revision });

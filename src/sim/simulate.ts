@@ -1,4 +1,4 @@
-import { validateEvent, type Rejection } from "../events/mod.ts";
+import { validateEvent, type Rejection, type ValidEvent } from "../events/mod.ts";
 import { applyEvents, chunksCovering } from "../pipeline/apply.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
 import { unlockEvent } from "../pipeline/unlocks.ts";
@@ -18,32 +18,54 @@ export type Simulation = {
 };
 
 /**
+ * The workers' evaluation path in memory: each event applied to its user's
+ * state as it comes (validation done by the caller, event-id dedup with an
+ * in-memory seen-ids archive, the pure evaluator). The simulator and replay
+ * feed it; both see each user's events in the order given.
+ */
+export class InMemoryEvaluator {
+  readonly states = new Map<string, UserState>();
+  readonly unlocks: Unlock[] = [];
+  duplicates = 0;
+  applied = 0;
+  /** The seen-ids archive, in memory. */
+  readonly #archive = new Map<string, string[]>();
+
+  constructor(
+    private readonly book: RuleBook,
+    private readonly recentIds = 1000,
+    private readonly fingerprints: readonly FingerprintSpec[] = [],
+  ) {}
+
+  /** Applies one valid event; `seq` orders it (a stream sequence, or a position). */
+  apply(ev: ValidEvent, seq: number): void {
+    const e = ev.event;
+    const key = userKey(e.tenant_id, e.user_id);
+    const state = this.states.get(key) ?? emptyUserState();
+    const archived = new Set(chunksCovering(state, ev.occurredAt).flatMap((c) => this.#archive.get(`${key}.${c.phase}.${c.n}`) ?? []));
+    const r = applyEvents(state, [{ seq, ev }], this.book.forTenant(e.tenant_id), this.recentIds, "all", this.fingerprints, archived);
+    for (const c of r.chunks) this.#archive.set(`${key}.${c.phase}.${c.n}`, c.ids);
+    this.duplicates += r.duplicates + r.fingerprinted;
+    this.applied += r.applied;
+    for (const u of r.unlocks) this.unlocks.push(u);
+    this.states.set(key, r.state.outbox.length ? { ...r.state, outbox: [] } : r.state);
+  }
+}
+
+/**
  * Runs events through the same code the workers use (validation, event-id
  * dedup, the pure evaluator) without NATS: each user's events in the given
  * order, as if each had been published once in that order.
  */
 export function simulate(events: readonly unknown[], book: RuleBook, recentIds = 1000, fingerprints: readonly FingerprintSpec[] = []): Simulation {
-  const states = new Map<string, UserState>();
-  // The seen-ids archive, in memory.
-  const archive = new Map<string, string[]>();
-  const out: Simulation = { unlocks: [], rejected: [], duplicates: 0, states };
+  const ev = new InMemoryEvaluator(book, recentIds, fingerprints);
+  const rejected: Simulation["rejected"] = [];
   events.forEach((raw, index) => {
     const v = validateEvent(raw);
-    if (!v.ok) {
-      out.rejected.push({ index, rejection: v.rejection });
-      return;
-    }
-    const e = v.value.event;
-    const key = userKey(e.tenant_id, e.user_id);
-    const state = states.get(key) ?? emptyUserState();
-    const archived = new Set(chunksCovering(state, v.value.occurredAt).flatMap((c) => archive.get(`${key}.${c.phase}.${c.n}`) ?? []));
-    const r = applyEvents(state, [{ seq: index + 1, ev: v.value }], book.forTenant(e.tenant_id), recentIds, "all", fingerprints, archived);
-    for (const c of r.chunks) archive.set(`${key}.${c.phase}.${c.n}`, c.ids);
-    out.duplicates += r.duplicates + r.fingerprinted;
-    out.unlocks.push(...r.unlocks);
-    states.set(key, { ...r.state, outbox: [] });
+    if (v.ok) ev.apply(v.value, index + 1);
+    else rejected.push({ index, rejection: v.rejection });
   });
-  return out;
+  return { unlocks: ev.unlocks, rejected, duplicates: ev.duplicates, states: ev.states };
 }
 
 /** One user's achievements at `now`: unlocked keys and progress (what the API would show). */

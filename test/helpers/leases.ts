@@ -3,27 +3,29 @@ import type { ChildEngine } from "./child.ts";
 /** A time span during which a worker held (and could write for) a partition. */
 export type Interval = { worker: string; partition: number; from: number; to: number };
 
+const ENDS = new Set(["partition handed over", "lease lost; partition stopped", "lease not renewed in time; partition stopped", "partition stopped itself; lease released"]);
+
 /**
- * The lease intervals a worker logged: from "partition acquired" to its
- * handover, or to when its fence stopped writes after a lost lease, or to
- * its death (`diedAt`) or now.
+ * The tenures a worker logged: from the moment it asked for the lease
+ * (`since` of "partition acquired") to the last write or ack it let through
+ * its fence (`lastWriteAt` of the line that ends the tenure), or to its death
+ * (`diedAt`) or now when it still holds the partition.
  */
 export function leaseIntervals(worker: string, c: ChildEngine, diedAt?: number): Interval[] {
   const open = new Map<number, number>();
   const out: Interval[] = [];
   for (const line of c.output) {
-    let j: { msg?: string; partition?: number; time?: number; writesUntil?: number };
+    let j: { msg?: string; partition?: number; since?: number; lastWriteAt?: number };
     try {
       j = JSON.parse(line) as typeof j;
     } catch {
       continue;
     }
-    if (j.partition === undefined || j.time === undefined) continue;
-    if (j.msg === "partition acquired") open.set(j.partition, j.time);
-    if (j.msg === "partition handed over" || j.msg?.startsWith("lease lost")) {
+    if (j.partition === undefined || j.msg === undefined) continue;
+    if (j.msg === "partition acquired" && j.since !== undefined) open.set(j.partition, j.since);
+    if (ENDS.has(j.msg)) {
       const from = open.get(j.partition);
-      // A lost lease stopped writes at writesUntil (the fence), before the loss was noticed and logged.
-      if (from !== undefined) out.push({ worker, partition: j.partition, from, to: Math.min(j.time, j.writesUntil ?? j.time) });
+      if (from !== undefined) out.push({ worker, partition: j.partition, from, to: Math.max(from, j.lastWriteAt ?? from) });
       open.delete(j.partition);
     }
   }

@@ -1,0 +1,158 @@
+import { spawn } from "node:child_process";
+import { startEngine, type Engine } from "../engine.ts";
+import { eventSubject, type EventInput } from "../events/mod.ts";
+import { createLogger } from "../util/log.ts";
+import { benchConfig, drained, preload, rssOf, until, type Stack } from "./stack.ts";
+
+/** Sustained engine throughput over a pre-loaded stream. */
+export type ThroughputResult = { count: number; seconds: number; perSecond: number; unlocks: number; applied: number; duplicates: number; unchanged: number; conflicts: number };
+
+/** Starts the engine (workers only, every partition) in this process against the stack's server. */
+export async function startBenchEngine(stack: Stack, overrides: Record<string, unknown> = {}): Promise<Engine> {
+  const config = benchConfig(stack.url, stack.dir, { partitions: stack.config.partitions, ...overrides });
+  return startEngine(config, createLogger(config.log.level, "achd-bench"));
+}
+
+/**
+ * Starts the engine on a stream already holding `expected` events and
+ * times it until every partition has everything acknowledged: validated,
+ * deduplicated, evaluated, state stored, unlocks published and recorded.
+ */
+export async function measureThroughput(stack: Stack, expected: number): Promise<ThroughputResult> {
+  const engine = await startBenchEngine(stack);
+  const t0 = performance.now();
+  try {
+    await until(() => engine.stats.received >= expected, 50);
+    const t1 = await until(() => drained(stack.jsm, stack.config.partitions), 20);
+    const s = engine.stats;
+    const seconds = (t1 - t0) / 1000;
+    return { count: expected, seconds, perSecond: expected / seconds, unlocks: s.unlocks, applied: s.applied, duplicates: s.duplicates, unchanged: s.unchanged, conflicts: s.conflicts };
+  } finally {
+    await engine.stop();
+  }
+}
+
+/** Latency of one offered load, publish → unlock event received, in milliseconds. */
+export type LatencyResult = {
+  offered: number;
+  /** What was actually published per second. */
+  achieved: number;
+  seconds: number;
+  direct: Percentiles;
+  sequence: Percentiles;
+};
+export type Percentiles = { n: number; p50: number; p99: number; p999: number; max: number };
+
+export function percentiles(xs: number[]): Percentiles {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : Number.NaN);
+  return { n: s.length, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: s.length ? s[s.length - 1]! : Number.NaN };
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/**
+ * Offers `rate` events/s for `seconds` to a running engine: the background
+ * workload, with every 20th slot a probe that unlocks at once (`first-open`
+ * for a new user: no reordering) and every 200th slot the last of three
+ * onboarding steps of a new user (the `onboarded` sequence: it waits for
+ * the reorder window). Latency is from the probe's publish to its unlock
+ * event reaching a plain subscriber on `ach.unlocked.>`.
+ */
+export async function measureLatency(stack: Stack, background: Iterator<EventInput>, rate: number, seconds: number, tag: string): Promise<LatencyResult> {
+  const { nc, js } = stack;
+  const sentAt = new Map<string, number>();
+  const direct: number[] = [];
+  const sequence: number[] = [];
+  const sub = nc.subscribe("ach.unlocked.>", {
+    callback: (_err, m) => {
+      const now = performance.now();
+      const u = JSON.parse(dec.decode(m.data)) as { user_id: string; achievement_id: string };
+      const t = sentAt.get(u.user_id);
+      if (t === undefined) return;
+      if (u.achievement_id === "first-open" && u.user_id.startsWith("lat-d")) direct.push(now - t);
+      if (u.achievement_id === "onboarded") sequence.push(now - t);
+    },
+  });
+  await nc.flush();
+  const publish = (e: EventInput) => js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), { msgID: e.event_id });
+  const pending: Promise<unknown>[] = [];
+  const tickMs = 10;
+  const perTick = rate / (1000 / tickMs);
+  const t0 = performance.now();
+  let slot = 0;
+  let owed = 0;
+  const now = Date.now();
+  while (performance.now() - t0 < seconds * 1000) {
+    owed += perTick;
+    while (owed >= 1) {
+      owed--;
+      slot++;
+      const at = new Date(now + slot).toISOString();
+      if (slot % 200 === 0) {
+        const user = `lat-s${tag}-${slot}`;
+        // The first two steps go out now; the probe is the last one.
+        for (const [i, type] of ["account.created", "profile.completed"].entries()) pending.push(publish({ event_id: `${user}-${i}`, tenant_id: "t0", user_id: user, event_type: type, occurred_at: new Date(now + slot - 2 + i).toISOString() }));
+        sentAt.set(user, performance.now());
+        pending.push(publish({ event_id: `${user}-2`, tenant_id: "t0", user_id: user, event_type: "project.created", occurred_at: at }));
+      } else if (slot % 20 === 0) {
+        const user = `lat-d${tag}-${slot}`;
+        sentAt.set(user, performance.now());
+        pending.push(publish({ event_id: `${user}-0`, tenant_id: "t0", user_id: user, event_type: "app.opened", occurred_at: at }));
+      } else {
+        const e = background.next();
+        if (!e.done) pending.push(publish(e.value));
+      }
+    }
+    const next = t0 + (Math.floor((performance.now() - t0) / tickMs) + 1) * tickMs;
+    await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
+  }
+  const elapsed = (performance.now() - t0) / 1000;
+  await Promise.all(pending);
+  // Sequence probes wait for the reorder window; give every probe time to come through.
+  const want = [...sentAt.keys()].length;
+  await until(() => direct.length + sequence.length >= want, 50, 30_000).catch(() => undefined);
+  await sub.drain();
+  return { offered: rate, achieved: slot / elapsed, seconds: elapsed, direct: percentiles(direct), sequence: percentiles(sequence) };
+}
+
+/** Worker memory as distinct users grow. */
+export type MemoryResult = { users: number; cacheUsers: number; samples: { processed: number; rssMb: number }[]; peakMb: number };
+
+/**
+ * Publishes one event for each of `users` distinct users, runs `achd
+ * worker` as a child process on them, and samples its resident memory as
+ * the users go through: bounded by the state cache (`worker.cacheUsers`),
+ * not by how many users exist.
+ */
+export async function measureMemory(stack: Stack, users: number): Promise<MemoryResult> {
+  const t0 = Date.UTC(2026, 2, 1);
+  function* oneEach(): Generator<EventInput> {
+    for (let i = 0; i < users; i++) yield { event_id: `mem-${i}`, tenant_id: `t${i % 4}`, user_id: `m${i}`, event_type: i % 3 === 0 ? "lesson.completed" : "app.opened", occurred_at: new Date(t0 + i).toISOString(), payload: { course: "algebra", duration_seconds: 300, score: 70 } };
+  }
+  await preload(stack.js, oneEach());
+  const config = benchConfig(stack.url, stack.dir);
+  const child = spawn(process.execPath, ["bin/achd.js", "worker"], {
+    env: { ...process.env, NATS_URL: stack.url, ACH_RULES: "config/bench/rules.yaml", ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-memory", LOG_LEVEL: "warn" },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const samples: { processed: number; rssMb: number }[] = [];
+  let peak = 0;
+  try {
+    const sample = async () => {
+      const rss = (await rssOf(child.pid!)) / 2 ** 20;
+      peak = Math.max(peak, rss);
+      const info = await stack.jsm.streams.info("ACH_EVENTS");
+      let pending = 0;
+      for await (const c of stack.jsm.consumers.list("ACH_EVENTS")) pending += c.num_pending + c.num_ack_pending;
+      samples.push({ processed: info.state.messages - pending, rssMb: Math.round(rss) });
+      return pending === 0;
+    };
+    await until(sample, 2000);
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((r) => child.once("exit", r));
+  }
+  return { users, cacheUsers: config.worker.cacheUsers, samples, peakMb: Math.round(peak) };
+}

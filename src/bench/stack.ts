@@ -1,0 +1,96 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { loadConfig, type Config, type ConfigInput } from "../config/mod.ts";
+import { eventSubject, type EventInput } from "../events/mod.ts";
+import { ensureTopology, partitionConsumers, startNatsServer, type EmbeddedServer } from "../nats/mod.ts";
+
+/** A throw-away nats-server (loopback, random port, temp dir) with the engine's topology. */
+export type Stack = {
+  server: EmbeddedServer;
+  url: string;
+  dir: string;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  config: Config;
+  close(): Promise<void>;
+};
+
+/** The engine configuration the benchmark runs with: the defaults, the bench rules, no API. */
+export function benchConfig(url: string, dir: string, overrides: Record<string, unknown> = {}): Config {
+  const base = { nats: { url }, dataDir: dir, rules: "config/bench/rules.yaml", http: { enabled: false }, log: { level: "warn" as const }, worker: { id: "bench" } };
+  return loadConfig({}, { ...base, ...overrides } as ConfigInput);
+}
+
+export async function startStack(partitions: number): Promise<Stack> {
+  const dir = mkdtempSync(join(tmpdir(), "achd-bench-"));
+  const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir, baseConfig: "config/nats-server.conf", partitions });
+  const nc = await connect({ servers: server.url, name: "achd-bench" });
+  const config = benchConfig(server.url, dir, { partitions });
+  const jsm = await jetstreamManager(nc);
+  await ensureTopology(nc, jsm, config);
+  return {
+    server,
+    url: server.url,
+    dir,
+    nc,
+    js: jetstream(nc),
+    jsm,
+    config,
+    async close() {
+      await nc.close().catch(() => undefined);
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const enc = new TextEncoder();
+
+/** Publishes events with `Nats-Msg-Id = event_id`, keeping `window` publishes in flight. Returns events/s. */
+export async function preload(js: JetStreamClient, events: Iterable<EventInput>, window = 2000): Promise<{ count: number; perSecond: number }> {
+  const t0 = performance.now();
+  let inFlight: Promise<unknown>[] = [];
+  let count = 0;
+  for (const e of events) {
+    inFlight.push(js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), { msgID: e.event_id }));
+    count++;
+    if (inFlight.length >= window) {
+      await Promise.all(inFlight);
+      inFlight = [];
+    }
+  }
+  await Promise.all(inFlight);
+  return { count, perSecond: count / ((performance.now() - t0) / 1000) };
+}
+
+/** True once every partition consumer has nothing pending and nothing unacknowledged. */
+export async function drained(jsm: JetStreamManager, partitions: number): Promise<boolean> {
+  const consumers = await partitionConsumers(jsm);
+  for (let k = 0; k < partitions; k++) {
+    const i = consumers.get(k);
+    if (!i || i.num_pending > 0 || i.num_ack_pending > 0) return false;
+  }
+  return true;
+}
+
+/** Polls `check` every `everyMs` until it is true; returns when it became true. */
+export async function until(check: () => Promise<boolean> | boolean, everyMs = 100, timeoutMs = 3_600_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("benchmark step did not finish in time");
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return performance.now();
+}
+
+/** Resident set size of a process, in bytes (Linux /proc; 0 elsewhere). */
+export async function rssOf(pid: number): Promise<number> {
+  const { readFile } = await import("node:fs/promises");
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
+  return kb ? Number(kb) * 1024 : 0;
+}

@@ -1,0 +1,2 @@
+/** Re-evaluating the stored events stream in memory (backfills, reconciliation, the replay benchmark). */
+export * from "./replay.ts";
