@@ -10,6 +10,8 @@
  *   achd dlq list|show|redrive dead-letter tools
  *   achd simulate --rules <path> --events <file.jsonl> [--progress]
  *   achd status                partition owners, lag, lease ages
+ *   achd replay [--rules PATH] [--from SEQ]   re-evaluate the stored stream in memory; compare with recorded unlocks
+ *   achd bench [--smoke] [--only a,b] …       the benchmark (docs/benchmarks.md)
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -24,6 +26,9 @@ import { startEngine } from "../src/engine.ts";
 import { partitionMapping, partitionOf } from "../src/events/mod.ts";
 import { loadRules, RulesError } from "../src/rules/mod.ts";
 import { simulate, unlockLine, userProgress } from "../src/sim/mod.ts";
+import { DEFAULT_OPTIONS, runBench, SECTIONS, SMOKE_OPTIONS, type Section } from "../src/bench/mod.ts";
+import { replayStream } from "../src/replay/mod.ts";
+import { unlockRecordKey } from "../src/pipeline/mod.ts";
 import { createLogger } from "../src/util/log.ts";
 
 const USAGE = `usage: achd <command>
@@ -39,6 +44,11 @@ const USAGE = `usage: achd <command>
   dlq list [--tenant T] [--limit N] [--from SEQ]   list dead letters (JSON lines)
   dlq show <seq>             one dead letter with its body and headers
   dlq redrive <seq>… [--body FILE]   publish dead letters again and remove them
+  replay [--rules PATH] [--from SEQ]
+                             re-evaluate the stored events in memory (writes nothing); report the
+                             unlocks those rules give that are not recorded, and the reverse
+  bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--seconds S] [--out DIR]
+                             the benchmark: ${SECTIONS.join(", ")} (docs/benchmarks.md)
 Configuration: config/achd.yaml (or ACH_CONFIG) and environment variables; see README.md.`;
 
 async function run(overrides: ConfigInput): Promise<void> {
@@ -104,6 +114,10 @@ async function main(argv: string[]): Promise<number> {
       return simulateCmd(rest);
     case "status":
       return statusCmd();
+    case "replay":
+      return replayCmd(rest);
+    case "bench":
+      return benchCmd(rest);
     case "help":
     case "--help":
     case "-h":
@@ -223,3 +237,68 @@ main(process.argv.slice(2)).then(
     process.exit(1);
   },
 );
+
+async function benchCmd(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      smoke: { type: "boolean" },
+      only: { type: "string" },
+      events: { type: "string" },
+      users: { type: "string" },
+      "memory-users": { type: "string" },
+      seconds: { type: "string" },
+      out: { type: "string" },
+    },
+  });
+  const base = values.smoke ? SMOKE_OPTIONS : DEFAULT_OPTIONS;
+  const count = (name: string, v: string | undefined, fallback: number) => {
+    if (v === undefined) return fallback;
+    const x = Number(v);
+    if (!Number.isInteger(x) || x < 1) throw new ConfigError(`achd bench: --${name} must be a positive integer, not ${JSON.stringify(v)}`);
+    return x;
+  };
+  const only = values.only?.split(",").map((s) => s.trim()) ?? [...base.sections];
+  const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
+  if (unknown.length) throw new ConfigError(`achd bench: --only: unknown section ${unknown.join(", ")} (sections: ${SECTIONS.join(", ")})`);
+  await runBench({
+    ...base,
+    workload: { ...base.workload, events: count("events", values.events, base.workload.events), users: count("users", values.users, base.workload.users) },
+    memoryUsers: count("memory-users", values["memory-users"], base.memoryUsers),
+    loadSeconds: count("seconds", values.seconds, base.loadSeconds),
+    sections: only as Section[],
+    out: values.out ?? base.out,
+  });
+  return 0;
+}
+
+async function replayCmd(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { rules: { type: "string" }, from: { type: "string" } } });
+  const config = loadConfig();
+  const book = loadRules(values.rules ?? config.rules);
+  const url = config.nats.url ?? `nats://${config.nats.embedded.host}:${config.nats.embedded.port}`;
+  const nc = await connect({ servers: url.split(","), name: "achd-replay" });
+  try {
+    const t0 = performance.now();
+    const r = await replayStream(jetstream(nc), await jetstreamManager(nc), {
+      book,
+      maxBytes: config.events.maxBytes,
+      recentIds: config.worker.recentIds,
+      fingerprints: config.dedup.fingerprints,
+      ...(values.from ? { fromSeq: Number(values.from) } : {}),
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const recorded = new Set<string>();
+    const kv = await new Kvm(nc).open(Buckets.Unlocks);
+    for await (const k of await kv.keys()) recorded.add(k);
+    const replayed = new Map(r.unlocks.map((u) => [unlockRecordKey(u), u]));
+    const notRecorded = [...replayed].filter(([k]) => !recorded.has(k)).map(([, u]) => unlockLine(u));
+    const notReplayed = [...recorded].filter((k) => !replayed.has(k));
+    console.log(JSON.stringify({ from_seq: r.fromSeq, to_seq: r.toSeq, events: r.events, rejected: r.rejected, duplicates: r.duplicates, users: r.states.size, unlocks: r.unlocks.length, recorded: recorded.size, seconds: Number(seconds.toFixed(3)), events_per_second: Math.round(r.events / seconds) }));
+    for (const u of notRecorded) console.log(JSON.stringify({ would_unlock: u }));
+    for (const k of notReplayed) console.log(JSON.stringify({ recorded_only: k }));
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}

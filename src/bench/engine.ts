@@ -79,15 +79,13 @@ export async function measureLatency(stack: Stack, background: Iterator<EventInp
   const publish = (e: EventInput) => js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), { msgID: e.event_id });
   const pending: Promise<unknown>[] = [];
   const tickMs = 10;
-  const perTick = rate / (1000 / tickMs);
   const t0 = performance.now();
   let slot = 0;
-  let owed = 0;
   const now = Date.now();
   while (performance.now() - t0 < seconds * 1000) {
-    owed += perTick;
-    while (owed >= 1) {
-      owed--;
+    // Catch up to the offered rate every tick: slots due = rate × elapsed.
+    const due = Math.floor((rate * (performance.now() - t0)) / 1000);
+    while (slot < due) {
       slot++;
       const at = new Date(now + slot).toISOString();
       if (slot % 200 === 0) {

@@ -1,0 +1,210 @@
+/**
+ * `achd bench` / `npm run bench`: the engine measured against the ceiling of
+ * its own stack, in the same run. Prints a table, writes results.json and
+ * summary.md to a results folder. Asserts nothing.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { Kvm } from "@nats-io/kv";
+import { Buckets } from "../nats/mod.ts";
+import { unlockRecordKey } from "../pipeline/mod.ts";
+import { loadRules } from "../rules/mod.ts";
+import { replayStream } from "../replay/mod.ts";
+import { measureCeiling, type CeilingResult } from "./ceiling.ts";
+import { measureLatency, measureMemory, measureThroughput, startBenchEngine, type LatencyResult, type MemoryResult, type ThroughputResult } from "./engine.ts";
+import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";
+import { preload, startStack } from "./stack.ts";
+import { DEFAULT_WORKLOAD, workload, type Workload } from "./workload.ts";
+
+export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "memory"] as const;
+export type Section = (typeof SECTIONS)[number];
+
+export type BenchOptions = {
+  workload: Workload;
+  /** Distinct users for the memory section. */
+  memoryUsers: number;
+  /** Offered loads (events/s) for the latency section; the knee (80% of the measured engine throughput) is added. */
+  loads: number[];
+  /** Seconds per offered load. */
+  loadSeconds: number;
+  partitions: number;
+  sections: readonly Section[];
+  /** Where results go (a timestamped folder inside). */
+  out: string;
+};
+
+export const DEFAULT_OPTIONS: BenchOptions = {
+  workload: DEFAULT_WORKLOAD,
+  memoryUsers: 1_000_000,
+  loads: [1000, 5000],
+  loadSeconds: 10,
+  partitions: 8,
+  sections: SECTIONS,
+  out: "bench-results",
+};
+
+/** Small enough for the test suite: every section runs, the figures mean nothing. */
+export const SMOKE_OPTIONS: BenchOptions = {
+  workload: { ...DEFAULT_WORKLOAD, events: 2000, users: 400 },
+  memoryUsers: 1000,
+  loads: [200],
+  loadSeconds: 1,
+  partitions: 2,
+  sections: SECTIONS,
+  out: "bench-results",
+};
+
+export type BenchResults = {
+  startedAt: string;
+  machine: { cpus: number; cpu: string; memoryGb: number; node: string; natsServer?: string };
+  options: BenchOptions;
+  evaluator?: EvaluatorResult[];
+  ceiling?: CeilingResult[];
+  engine?: ThroughputResult & { ratioToCeiling?: number; ratioToBatchedCeiling?: number };
+  replay?: { count: number; seconds: number; perSecond: number; unlocks: number; ratioToEngine?: number; sameUnlocksAsEngine?: boolean };
+  latency?: LatencyResult[];
+  memory?: MemoryResult;
+  /** Where results.json and summary.md were written. */
+  dir?: string;
+};
+
+type Say = (line: string) => void;
+
+/** Runs the chosen sections; `say` gets progress and the final table. */
+export async function runBench(opts: BenchOptions, say: Say = (l) => console.log(l)): Promise<BenchResults> {
+  const res: BenchResults = {
+    startedAt: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? "?", memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version },
+    options: opts,
+  };
+  const on = (s: Section) => opts.sections.includes(s);
+  const w = opts.workload;
+  say(`workload: ${w.events} events, ${w.users} users, ${w.tenants} tenants, Zipf s=${w.zipf}, sessions of ~${w.sessionMean} events (${w.concurrentSessions} open at once), ${w.days} days, seed ${w.seed}; rules: config/bench/rules.yaml; ${opts.partitions} partitions`);
+
+  if (on("evaluator")) {
+    say("evaluator: the pure evaluator, in-process, per rule type …");
+    res.evaluator = measureEvaluator(w);
+  }
+
+  if (on("ceiling") || on("engine") || on("replay") || on("latency")) {
+    const stack = await startStack(opts.partitions);
+    res.machine.natsServer = stack.nc.info?.version;
+    try {
+      say(`loading ${w.events} events into the stream …`);
+      const loaded = await preload(stack.js, workload(w));
+      say(`  published at ${Math.round(loaded.perSecond)} events/s`);
+      if (on("ceiling")) {
+        res.ceiling = [];
+        for (const mode of ["ack-each", "ack-batched"] as const) {
+          say(`ceiling (${mode}): bare pull consumers, parse + ack …`);
+          res.ceiling.push(await measureCeiling(stack, mode, loaded.count));
+        }
+      }
+      if (on("engine")) {
+        say("engine: every event validated, deduplicated, evaluated, stored, unlocks published and recorded, acked …");
+        const t = await measureThroughput(stack, loaded.count);
+        const each = res.ceiling?.find((c) => c.mode === "ack-each");
+        const batched = res.ceiling?.find((c) => c.mode === "ack-batched");
+        res.engine = { ...t, ...(each ? { ratioToCeiling: t.perSecond / each.perSecond } : {}), ...(batched ? { ratioToBatchedCeiling: t.perSecond / batched.perSecond } : {}) };
+      }
+      if (on("replay")) {
+        say("replay: the stored stream re-evaluated in memory …");
+        const t0 = performance.now();
+        const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints });
+        const seconds = (performance.now() - t0) / 1000;
+        const replay: NonNullable<BenchResults["replay"]> = { count: r.events, seconds, perSecond: r.events / seconds, unlocks: r.unlocks.length };
+        if (res.engine) {
+          replay.ratioToEngine = replay.perSecond / res.engine.perSecond;
+          // The workers and replay must agree on what the stream unlocks (guarantee 3).
+          const kv = await new Kvm(stack.nc).open(Buckets.Unlocks);
+          const recorded = new Set<string>();
+          for await (const k of await kv.keys()) recorded.add(k);
+          const replayed = new Set(r.unlocks.map(unlockRecordKey));
+          replay.sameUnlocksAsEngine = recorded.size === replayed.size && [...replayed].every((k) => recorded.has(k));
+        }
+        res.replay = replay;
+      }
+      if (on("latency")) {
+        const engine = await startBenchEngine(stack);
+        try {
+          const loads = [...opts.loads];
+          if (res.engine) loads.push(Math.round(res.engine.perSecond * 0.8));
+          res.latency = [];
+          const background = workload({ ...w, seed: w.seed + 1, events: Number.MAX_SAFE_INTEGER / 2 });
+          for (const [i, rate] of loads.entries()) {
+            say(`latency at ${rate} events/s for ${opts.loadSeconds} s …`);
+            res.latency.push(await measureLatency(stack, background, rate, opts.loadSeconds, String(i)));
+          }
+        } finally {
+          await engine.stop();
+        }
+      }
+    } finally {
+      await stack.close();
+    }
+  }
+
+  if (on("memory")) {
+    say(`memory: ${opts.memoryUsers} distinct users through one worker process …`);
+    const stack = await startStack(opts.partitions);
+    try {
+      res.memory = await measureMemory(stack, opts.memoryUsers);
+    } finally {
+      await stack.close();
+    }
+  }
+
+  const md = summary(res);
+  const dir = join(opts.out, res.startedAt.replace(/[:.]/g, "-"));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "results.json"), JSON.stringify(res, null, 2) + "\n");
+  writeFileSync(join(dir, "summary.md"), md);
+  res.dir = dir;
+  say("");
+  say(md);
+  say(`results: ${join(dir, "results.json")}, ${join(dir, "summary.md")}`);
+  return res;
+}
+
+const n = (x: number | undefined, digits = 0) => (x === undefined || Number.isNaN(x) ? "–" : x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+
+/** The markdown summary: one table per section, targets beside the figures. */
+export function summary(r: BenchResults): string {
+  const w = r.options.workload;
+  const lines = [
+    `# achd benchmark, ${r.startedAt}`,
+    "",
+    `Machine: ${r.machine.cpus} × ${r.machine.cpu}, ${r.machine.memoryGb} GiB, Node ${r.machine.node}, nats-server ${r.machine.natsServer ?? "–"}.`,
+    `Workload: ${n(w.events)} events from ${n(w.users)} users (${w.tenants} tenants, Zipf s=${w.zipf}, sessions of ~${w.sessionMean}), ${w.days} days of event time, seed ${w.seed}; 23 rules (config/bench/rules.yaml); ${r.options.partitions} partitions.`,
+    "",
+  ];
+  if (r.ceiling || r.engine || r.replay) {
+    lines.push("| Throughput | events/s | ratio | target |", "|---|---:|---:|---|");
+    for (const c of r.ceiling ?? []) lines.push(`| ceiling: bare consumer, ${c.mode === "ack-each" ? "one ack per message" : "one ack per 100 (AckAll)"} | ${n(c.perSecond)} | | |`);
+    if (r.engine) lines.push(`| engine (${n(r.engine.unlocks)} unlocks, ${n(r.engine.applied)} applied, ${n(r.engine.unchanged)} unchanged) | ${n(r.engine.perSecond)} | ${n(r.engine.ratioToCeiling, 2)}× ceiling | ≥ 1.0× |`);
+    if (r.replay) lines.push(`| replay, in memory (${n(r.replay.unlocks)} unlocks${r.replay.sameUnlocksAsEngine === undefined ? "" : r.replay.sameUnlocksAsEngine ? ", same count as the engine" : ", NOT the engine's count"}) | ${n(r.replay.perSecond)} | ${n(r.replay.ratioToEngine, 2)}× engine | ≥ 3× |`);
+    lines.push("");
+  }
+  if (r.latency) {
+    lines.push("| Offered load (events/s) | achieved | no-reorder p50 / p99 / p99.9 ms (n) | sequence p50 / p99 / p99.9 ms (n) | target |", "|---:|---:|---|---|---|");
+    for (const l of r.latency) {
+      const f = (p: LatencyResult["direct"]) => `${n(p.p50, 1)} / ${n(p.p99, 1)} / ${n(p.p999, 1)} (${p.n})`;
+      lines.push(`| ${n(l.offered)} | ${n(l.achieved)} | ${f(l.direct)} | ${f(l.sequence)} | ${l.offered === 1000 ? "no-reorder p99 ≤ 20 ms" : ""} |`);
+    }
+    lines.push("");
+  }
+  if (r.memory) {
+    const m = r.memory;
+    lines.push(`| Memory: ${n(m.users)} distinct users, cache of ${n(m.cacheUsers)} | RSS MB |`, "|---:|---:|");
+    const step = Math.max(1, Math.floor(m.samples.length / 8));
+    for (const [i, s] of m.samples.entries()) if (i % step === 0 || i === m.samples.length - 1) lines.push(`| ${n(s.processed)} processed | ${n(s.rssMb)} |`);
+    lines.push(`| peak (target ≤ 300) | ${n(m.peakMb)} |`, "");
+  }
+  if (r.evaluator) {
+    lines.push("| Pure evaluator, rule set | rules | evaluations/s | unlocks |", "|---|---:|---:|---:|");
+    for (const e of r.evaluator) lines.push(`| ${e.set} | ${e.rules} | ${n(e.perSecond)} | ${n(e.unlocks)} |`);
+    lines.push("");
+  }
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,53 @@
+/**
+ * The benchmark's smoke variant (`achd bench --smoke`): every section runs
+ * on a tiny workload so the harness cannot rot. Timings are not checked;
+ * what the sections count is, and they must agree with each other.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { runBench, SMOKE_OPTIONS, type BenchResults } from "../../src/bench/mod.ts";
+
+describe("achd bench --smoke", () => {
+  const out = mkdtempSync(join(tmpdir(), "achd-bench-test-"));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it("runs every section and writes results that agree with each other", { timeout: 120_000 }, async () => {
+    const lines: string[] = [];
+    const res = await runBench({ ...SMOKE_OPTIONS, out }, (l) => lines.push(l));
+    const events = SMOKE_OPTIONS.workload.events;
+
+    const written = JSON.parse(readFileSync(join(res.dir!, "results.json"), "utf8")) as BenchResults;
+    expect(written.engine?.count).toBe(events);
+    const md = readFileSync(join(res.dir!, "summary.md"), "utf8");
+    for (const heading of ["ceiling: bare consumer, one ack per message", "engine (", "replay, in memory", "Offered load", "Memory:", "Pure evaluator"]) expect(md).toContain(heading);
+    expect(lines.join("\n")).toContain(`workload: ${events} events`);
+
+    // Both bare consumers saw every event; so did the engine.
+    expect(res.ceiling?.map((c) => [c.mode, c.count])).toEqual([
+      ["ack-each", events],
+      ["ack-batched", events],
+    ]);
+    expect(res.engine!.applied + res.engine!.unchanged + res.engine!.duplicates).toBeGreaterThanOrEqual(events);
+    // The workers, the in-memory replay and the bare evaluator agree on what the stream unlocks.
+    expect(res.engine!.unlocks).toBeGreaterThan(0);
+    expect(res.replay?.count).toBe(events);
+    expect(res.replay?.sameUnlocksAsEngine).toBe(true);
+    expect(res.replay?.unlocks).toBe(res.engine!.unlocks);
+    const all = res.evaluator!.find((e) => e.set.startsWith("all "));
+    expect(all?.unlocks).toBe(res.replay?.unlocks);
+    expect(res.evaluator!.map((e) => e.set.split(" ")[0])).toEqual(["count", "threshold", "streak", "sequence", "composite", "all"]);
+
+    // Every probe came back: the direct ones quickly, the sequence ones after the reorder window.
+    for (const l of res.latency!) {
+      expect(l.direct.n).toBeGreaterThan(0);
+      expect(l.direct.p50).toBeLessThanOrEqual(l.direct.max);
+    }
+    expect(res.latency!.reduce((n, l) => n + l.sequence.n, 0)).toBeGreaterThan(0);
+
+    // The memory section's worker went through every user.
+    expect(res.memory!.samples.at(-1)?.processed).toBe(SMOKE_OPTIONS.memoryUsers);
+    expect(res.memory!.peakMb).toBeGreaterThan(0);
+  });
+});
