@@ -3,7 +3,9 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { FastifyInstance } from "fastify";
 import { buildApi } from "./api/mod.ts";
 import type { Config } from "./config/mod.ts";
-import { checkPartitionMapping, ensureTopology, startNatsServer, type EmbeddedServer } from "./nats/mod.ts";
+import { Kvm } from "@nats-io/kv";
+import pLimit from "p-limit";
+import { Buckets, checkPartitionMapping, ensureTopology, startNatsServer, type EmbeddedServer } from "./nats/mod.ts";
 import { hostname } from "node:os";
 import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
@@ -30,7 +32,8 @@ async function connectWithin(servers: string[], timeoutMs: number, log: Logger):
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await connect({ servers, name: "achd", maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 2000 });
+      // No async traces: they build two Error objects (with stack traces) per request, a quarter of a busy worker's CPU.
+      return await connect({ servers, name: "achd", maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 2000, noAsyncTraces: true });
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`cannot reach NATS at ${servers.join(", ")}: ${(err as Error).message}`, { cause: err });
       if (attempt === 1) log.warn({ servers, err: (err as Error).message }, "NATS not reachable yet; retrying");
@@ -65,6 +68,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     await stopServer();
     throw err;
   }
+  let control: NatsConnection | undefined;
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
@@ -102,13 +106,18 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       stats,
       log,
       config,
+      io: pLimit(config.worker.concurrency),
     };
     let coordinator: Coordinator | undefined;
     if (config.worker.enabled) {
       const id = config.worker.id ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64) || "worker");
+      // Leases and heartbeats get their own connection: behind thousands of in-flight state writes on the
+      // data connection, a renewal could wait long enough for the fence to stop a busy partition.
+      control = await connectWithin(natsUrl.split(",").map((u) => u.trim()), config.nats.connectTimeout, log);
+      const kvm = new Kvm(control);
       coordinator = new Coordinator({
-        leases: new LeaseTable(buckets.leases, id),
-        members: new Membership(buckets.workers, id),
+        leases: new LeaseTable(await kvm.open(Buckets.Leases), id),
+        members: new Membership(await kvm.open(Buckets.Workers), id),
         makeWorker: (k, fence) => new PartitionWorker({ ...deps, fence }, k),
         store: deps.store,
         config,
@@ -139,6 +148,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         await coordinator?.stop();
         stopWatch();
         await reloading;
+        await control?.drain().catch(() => undefined);
         await nc.drain().catch(() => undefined);
         await stopServer();
         log.info({ stats: stats.snapshot() }, "stopped");
@@ -155,6 +165,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       stop,
     };
   } catch (err) {
+    await control?.close().catch(() => undefined);
     await nc.close().catch(() => undefined);
     await stopServer();
     throw err;

@@ -18,8 +18,8 @@ export async function startBenchEngine(stack: Stack, overrides: Record<string, u
  * times it until every partition has everything acknowledged: validated,
  * deduplicated, evaluated, state stored, unlocks published and recorded.
  */
-export async function measureThroughput(stack: Stack, expected: number): Promise<ThroughputResult> {
-  const engine = await startBenchEngine(stack);
+export async function measureThroughput(stack: Stack, expected: number, overrides: Record<string, unknown> = {}): Promise<ThroughputResult> {
+  const engine = await startBenchEngine(stack, overrides);
   const t0 = performance.now();
   try {
     await until(() => engine.stats.received >= expected, 50);

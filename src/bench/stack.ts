@@ -28,7 +28,7 @@ export function benchConfig(url: string, dir: string, overrides: Record<string, 
 export async function startStack(partitions: number): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "achd-bench-"));
   const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir, baseConfig: "config/nats-server.conf", partitions });
-  const nc = await connect({ servers: server.url, name: "achd-bench" });
+  const nc = await connect({ servers: server.url, name: "achd-bench", noAsyncTraces: true });
   const config = benchConfig(server.url, dir, { partitions });
   const jsm = await jetstreamManager(nc);
   await ensureTopology(nc, jsm, config);

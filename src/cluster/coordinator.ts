@@ -16,23 +16,29 @@ export type CoordinatorDeps = {
   log: Logger;
 };
 
-type Owned = { lease: Held; worker: PartitionWorker };
+type Owned = { lease: Held; worker: PartitionWorker; starting?: boolean };
 
 /**
- * Decides which partitions this process consumes. Every `ttl/3` it renews
- * its heartbeat and leases, computes the shared plan (partition k to the
- * (k mod W)-th live worker), hands over partitions another live worker
- * should have (stop after the step in hand, then release) and takes the
- * free ones it should have. A lease that cannot be renewed stops its
- * partition at once: when renewal fails outright (taken by another), or
- * when half a TTL has passed without a successful renewal — well before
- * anyone else can acquire it.
+ * Decides which partitions this process consumes. Every `ttl/5` it renews
+ * its heartbeat and all its leases at once; a lease that cannot be renewed
+ * stops its partition at once: when renewal fails outright (taken by
+ * another), or when half a TTL has passed without a successful renewal —
+ * well before anyone else can acquire it. Separately, every `ttl/3`, it
+ * computes the shared plan (partition k to the (k mod W)-th live worker,
+ * counting only workers seen live for a whole TTL, so a flapping heartbeat
+ * moves nothing), hands over partitions another live worker should have
+ * (stop after the step in hand, then release) and takes the free ones it
+ * should have.
  */
 export class Coordinator {
   readonly #d: CoordinatorDeps;
   readonly #owned = new Map<number, Owned>();
+  /** When each live worker was first seen in an unbroken run of heartbeats. */
+  readonly #seenSince = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
+  #renewTimer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
+  #renewing: Promise<void> | undefined;
   #stopped = false;
 
   constructor(deps: CoordinatorDeps) {
@@ -55,34 +61,51 @@ export class Coordinator {
 
   /** Joins, takes this worker's share of the free partitions, and keeps doing so every tick. */
   async start(): Promise<void> {
+    const ttl = this.#d.config.leases.ttl;
+    await this.#renewals();
+    // Renewals run on their own, often (every ttl/5, all leases at once), so that a slow handover or a partition
+    // that is slow to start never delays them — not even the first round, which starts every partition in turn
+    // while the first ones are already busy: two renewals in a row may fail before the fence (ttl/2) stops writes.
+    this.#renewTimer = setInterval(() => void this.#renewals(), Math.max(100, Math.floor(ttl / 5)));
     await this.tick();
-    const every = Math.max(200, Math.floor(this.#d.config.leases.ttl / 3));
-    this.#timer = setInterval(() => void this.tick(), every);
+    this.#timer = setInterval(() => void this.tick(), Math.max(200, Math.floor(ttl / 3)));
   }
 
-  /** One round of heartbeat, renewals, handovers and acquisitions (never two at once). */
+  /** One round of handovers and acquisitions (never two at once). */
   async tick(): Promise<void> {
     if (this.#ticking || this.#stopped) return this.#ticking;
     this.#ticking = this.#round().finally(() => (this.#ticking = undefined));
     return this.#ticking;
   }
 
+  /** Heartbeat and lease renewals (never two rounds at once); a lease that is lost or too old stops its partition. */
+  async #renewals(): Promise<void> {
+    if (this.#renewing || this.#stopped) return this.#renewing;
+    this.#renewing = (async () => {
+      const { leases, members, config, log } = this.#d;
+      const ttl = config.leases.ttl;
+      const timeout = Math.max(100, Math.floor(ttl / 5));
+      await members.heartbeat(Date.now()).catch((err: unknown) => log.warn({ err: String(err) }, "heartbeat failed"));
+      await Promise.all(
+        [...this.#owned].map(async ([p, o]) => {
+          const ok = await leases.renew(o.lease, Date.now(), timeout).catch((err: unknown) => {
+            log.warn({ partition: p, err: String(err) }, "lease renewal failed");
+            return undefined;
+          });
+          // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest.
+          if (ok === false) await this.#letGo(p, o, false, "lease lost; partition stopped");
+          else if (ok === undefined && Date.now() - o.lease.renewedAt > ttl / 2) await this.#letGo(p, o, false, "lease not renewed in time; partition stopped");
+        }),
+      );
+    })().finally(() => (this.#renewing = undefined));
+    return this.#renewing;
+  }
+
   async #round(): Promise<void> {
     const { leases, members, config, log } = this.#d;
     const ttl = config.leases.ttl;
-    const now = Date.now();
-    await members.heartbeat(now).catch((err: unknown) => log.warn({ err: String(err) }, "heartbeat failed"));
-    for (const [p, o] of [...this.#owned]) {
-      const ok = await leases.renew(o.lease, Date.now(), Math.max(100, Math.floor(ttl / 4))).catch((err: unknown) => {
-        log.warn({ partition: p, err: String(err) }, "lease renewal failed");
-        return undefined;
-      });
-      // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest.
-      if (ok === false) await this.#letGo(p, o, false, "lease lost; partition stopped");
-      else if (ok === undefined && Date.now() - o.lease.renewedAt > ttl / 2) await this.#letGo(p, o, false, "lease not renewed in time; partition stopped");
-    }
     // A worker that stopped itself (its fence tripped) gives the lease back; it is taken again with a rewind.
-    for (const [p, o] of [...this.#owned]) if (!o.worker.running) await this.#letGo(p, o, true, "partition stopped itself; lease released");
+    for (const [p, o] of [...this.#owned]) if (!o.worker.running && !o.starting) await this.#letGo(p, o, true, "partition stopped itself; lease released");
     if (this.#stopped) return;
     let live: string[];
     try {
@@ -91,7 +114,13 @@ export class Coordinator {
       log.warn({ err: String(err) }, "cannot list workers; keeping the current partitions");
       return;
     }
-    const plan = new Set(plannedPartitions(this.workerId, live, config.partitions));
+    // A worker counts for the plan once it has been seen live for a whole TTL without a gap: a heartbeat that
+    // goes missing for a moment (a slow bucket while the cluster elects a leader) must not move partitions back and forth.
+    const seenAt = Date.now();
+    for (const id of [...this.#seenSince.keys()]) if (!live.includes(id)) this.#seenSince.delete(id);
+    for (const id of live) if (!this.#seenSince.has(id)) this.#seenSince.set(id, seenAt);
+    const settled = live.filter((id) => id === this.workerId || seenAt - this.#seenSince.get(id)! >= ttl);
+    const plan = new Set(plannedPartitions(this.workerId, settled, config.partitions));
     // Hand over what another live worker should have.
     for (const [p, o] of [...this.#owned]) {
       if (plan.has(p)) continue;
@@ -112,14 +141,20 @@ export class Coordinator {
       });
       // Writes stop once half a TTL passes without a renewal: the lease cannot have passed to anyone before a full TTL.
       const worker = this.#d.makeWorker(p, () => Date.now() - lease.renewedAt < config.leases.ttl / 2);
+      // Owned (and so renewed) while it starts: a rewind may take a while.
+      const owned: Owned = { lease, worker, starting: true };
+      this.#owned.set(p, owned);
       try {
         await worker.start();
       } catch (err) {
         log.warn({ partition: p, err: String(err) }, "partition did not start; releasing it");
+        if (this.#owned.get(p) === owned) this.#owned.delete(p);
+        await worker.stop();
         await leases.release(lease);
         continue;
       }
-      this.#owned.set(p, { lease, worker });
+      owned.starting = false;
+      if (this.#owned.get(p) !== owned) continue;
       log.info({ partition: p, epoch: lease.revision, since: lease.since }, "partition acquired");
     }
   }
@@ -130,6 +165,7 @@ export class Coordinator {
    * its tenure, which tests compare with the next owner's `since`.
    */
   async #letGo(p: number, o: Owned, release: boolean, why: string): Promise<void> {
+    if (this.#owned.get(p) !== o) return;
     this.#owned.delete(p);
     await o.worker.stop();
     if (release) await this.#d.leases.release(o.lease);
@@ -142,7 +178,9 @@ export class Coordinator {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearInterval(this.#renewTimer);
     await this.#ticking;
+    await this.#renewing;
     const owned = [...this.#owned.values()];
     this.#owned.clear();
     await Promise.all(owned.map((o) => o.worker.stop()));

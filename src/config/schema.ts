@@ -77,6 +77,8 @@ export const ConfigSchema = z
         ackWait: Duration.default(30_000),
         /** Per-partition cap on delivered but unacknowledged messages. */
         maxAckPending: z.number().int().min(1).default(20_000),
+        /** Users read or written at once, across all partitions of a process: keeps the server's queues (and so lease renewals) short. */
+        concurrency: z.number().int().min(1).max(100_000).default(256),
         /** Users whose state is cached in memory (LRU); bounds the worker's memory. */
         cacheUsers: z.number().int().min(0).default(100_000),
         /** Event ids kept in a user's state before they move, as one chunk, to the seen-ids archive (0: no event-id record). */

@@ -1,4 +1,5 @@
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type { LimitFunction } from "p-limit";
 import type { Config } from "../config/mod.ts";
 import { decodeMessage, eventSubject, parsePartitionedSubject, RejectCodes, type Rejection } from "../events/mod.ts";
 import { parseConsumerName, partitionConsumer, partitionConsumerConfig, PROBE_HEADER, Streams } from "../nats/mod.ts";
@@ -31,6 +32,12 @@ export type WorkerDeps = {
    * paused for a long time, writes nothing more.
    */
   fence?: (partition: number) => boolean;
+  /**
+   * Shared by every partition of the process: bounds how many users are
+   * read or written at once, so requests wait here rather than in the
+   * server's queues, where a lease renewal would wait behind them.
+   */
+  io?: LimitFunction;
 };
 
 
@@ -95,6 +102,8 @@ export class PartitionWorker {
   async start(): Promise<void> {
     this.#running = true;
     await this.#open();
+    // Stopped while it opened (its lease was lost): let nothing run.
+    if (!this.#running) return this.#closeConsumer();
     this.#loop = this.#supervise();
   }
 
@@ -321,7 +330,8 @@ export class PartitionWorker {
         poisoned.set(u.key, err);
       });
     // Stage 1: load and apply eagerly; collect what sequences need.
-    rethrow(await Promise.allSettled([...users.values()].map((u) => guard(u, () => this.#eager(u)))));
+    const io = this.#d.io ?? ((fn: () => Promise<void>) => fn());
+    rethrow(await Promise.allSettled([...users.values()].map((u) => guard(u, () => io(() => this.#eager(u))))));
     const now = Date.now();
     for (const u of users.values()) {
       if (poisoned.has(u.key)) continue;
@@ -336,7 +346,7 @@ export class PartitionWorker {
       work(ev.tenant_id, ev.user_id).ordered.push(...items);
     }
     const todo = [...users.values()].filter((u) => !poisoned.has(u.key));
-    rethrow(await Promise.allSettled(todo.map((u) => guard(u, () => this.#commit(u)))));
+    rethrow(await Promise.allSettled(todo.map((u) => guard(u, () => io(() => this.#commit(u))))));
     for (const [key, err] of poisoned) await this.#deadUser(users.get(key)!, err, batch, hooks, send);
     rethrow(await Promise.allSettled(deadJobs));
   }
