@@ -5,7 +5,18 @@ import { createLogger } from "../util/log.ts";
 import { benchConfig, drained, preload, rssOf, until, type Stack } from "./stack.ts";
 
 /** Sustained engine throughput over a pre-loaded stream. */
-export type ThroughputResult = { count: number; seconds: number; perSecond: number; unlocks: number; applied: number; duplicates: number; unchanged: number; conflicts: number };
+export type ThroughputResult = {
+  count: number;
+  seconds: number;
+  perSecond: number;
+  unlocks: number;
+  applied: number;
+  duplicates: number;
+  unchanged: number;
+  conflicts: number;
+  /** JetStream writes the engine made per event: user states, plus an unlock event and a record per unlock. */
+  writesPerEvent: number;
+};
 
 /** Starts the engine (workers only, every partition) in this process against the stack's server. */
 export async function startBenchEngine(stack: Stack, overrides: Record<string, unknown> = {}): Promise<Engine> {
@@ -26,7 +37,17 @@ export async function measureThroughput(stack: Stack, expected: number, override
     const t1 = await until(() => drained(stack.jsm, stack.config.partitions), 20);
     const s = engine.stats;
     const seconds = (t1 - t0) / 1000;
-    return { count: expected, seconds, perSecond: expected / seconds, unlocks: s.unlocks, applied: s.applied, duplicates: s.duplicates, unchanged: s.unchanged, conflicts: s.conflicts };
+    return {
+      count: expected,
+      seconds,
+      perSecond: expected / seconds,
+      unlocks: s.unlocks,
+      applied: s.applied,
+      duplicates: s.duplicates,
+      unchanged: s.unchanged,
+      conflicts: s.conflicts,
+      writesPerEvent: (s.stateWrites + 2 * s.unlocks) / expected,
+    };
   } finally {
     await engine.stop();
   }

@@ -447,6 +447,7 @@ export class PartitionWorker {
       try {
         this.#checkFence();
         ({ state, revision } = await store.save(u.key, state, revision));
+        stats.stateWrites++;
       } catch (err) {
         // Recompute from what is stored now; the retry loop calls us again.
         u.base = undefined;

@@ -12,6 +12,8 @@ export class Stats {
   unchanged = 0;
   rejected = 0;
   unlocks = 0;
+  /** User states written (one compare-and-set each). */
+  stateWrites = 0;
   /** Transient failures retried in-process. */
   retries = 0;
   /** Compare-and-set conflicts on user state. */
