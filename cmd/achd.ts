@@ -47,7 +47,7 @@ const USAGE = `usage: achd <command>
   replay [--rules PATH] [--from SEQ]
                              re-evaluate the stored events in memory (writes nothing); report the
                              unlocks those rules give that are not recorded, and the reverse
-  bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--seconds S] [--out DIR]
+  bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--out DIR]
                              the benchmark: ${SECTIONS.join(", ")} (docs/benchmarks.md)
 Configuration: config/achd.yaml (or ACH_CONFIG) and environment variables; see README.md.`;
 
@@ -247,6 +247,7 @@ async function benchCmd(args: string[]): Promise<number> {
       events: { type: "string" },
       users: { type: "string" },
       "memory-users": { type: "string" },
+      "memory-heap": { type: "string" },
       seconds: { type: "string" },
       out: { type: "string" },
     },
@@ -265,6 +266,7 @@ async function benchCmd(args: string[]): Promise<number> {
     ...base,
     workload: { ...base.workload, events: count("events", values.events, base.workload.events), users: count("users", values.users, base.workload.users) },
     memoryUsers: count("memory-users", values["memory-users"], base.memoryUsers),
+    memoryHeapMB: values["memory-heap"] === "0" ? 0 : count("memory-heap", values["memory-heap"], base.memoryHeapMB),
     loadSeconds: count("seconds", values.seconds, base.loadSeconds),
     sections: only as Section[],
     out: values.out ?? base.out,

@@ -98,7 +98,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     const deps = {
       js,
       jsm,
-      store: new StateStore(buckets.state, config.worker.cacheUsers),
+      store: new StateStore(buckets.state, config.worker.cacheUsers, config.worker.cacheMB * 2 ** 20),
       seen: new SeenArchive(buckets.seen),
       rules: () => rules,
       unlocks: new UnlockSink(js, buckets.unlocks),

@@ -137,22 +137,23 @@ export async function measureLatency(stack: Stack, background: Iterator<EventInp
 }
 
 /** Worker memory as distinct users grow. */
-export type MemoryResult = { users: number; cacheUsers: number; samples: { processed: number; rssMb: number }[]; peakMb: number };
+export type MemoryResult = { users: number; cacheUsers: number; cacheMB: number; heapMB?: number; samples: { processed: number; rssMb: number }[]; peakMb: number };
 
 /**
  * Publishes one event for each of `users` distinct users, runs `achd
- * worker` as a child process on them, and samples its resident memory as
- * the users go through: bounded by the state cache (`worker.cacheUsers`),
- * not by how many users exist.
+ * worker` as a child process on them (with V8's old space capped at
+ * `heapMB`, as a production worker should run), and samples its resident
+ * memory as the users go through: bounded by the state cache
+ * (`worker.cacheMB`), not by how many users exist.
  */
-export async function measureMemory(stack: Stack, users: number): Promise<MemoryResult> {
+export async function measureMemory(stack: Stack, users: number, heapMB?: number): Promise<MemoryResult> {
   const t0 = Date.UTC(2026, 2, 1);
   function* oneEach(): Generator<EventInput> {
     for (let i = 0; i < users; i++) yield { event_id: `mem-${i}`, tenant_id: `t${i % 4}`, user_id: `m${i}`, event_type: i % 3 === 0 ? "lesson.completed" : "app.opened", occurred_at: new Date(t0 + i).toISOString(), payload: { course: "algebra", duration_seconds: 300, score: 70 } };
   }
   await preload(stack.js, oneEach());
   const config = benchConfig(stack.url, stack.dir);
-  const child = spawn(process.execPath, ["bin/achd.js", "worker"], {
+  const child = spawn(process.execPath, [...(heapMB ? [`--max-old-space-size=${heapMB}`] : []), "bin/achd.js", "worker"], {
     env: { ...process.env, NATS_URL: stack.url, ACH_RULES: "config/bench/rules.yaml", ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-memory", LOG_LEVEL: "warn" },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -164,7 +165,8 @@ export async function measureMemory(stack: Stack, users: number): Promise<Memory
       peak = Math.max(peak, rss);
       const info = await stack.jsm.streams.info("ACH_EVENTS");
       let pending = 0;
-      for await (const c of stack.jsm.consumers.list("ACH_EVENTS")) pending += c.num_pending + c.num_ack_pending;
+      // A rewind may delete a consumer while it is listed.
+      for await (const c of stack.jsm.consumers.list("ACH_EVENTS")) if (c) pending += c.num_pending + c.num_ack_pending;
       samples.push({ processed: info.state.messages - pending, rssMb: Math.round(rss) });
       return pending === 0;
     };
@@ -173,5 +175,5 @@ export async function measureMemory(stack: Stack, users: number): Promise<Memory
     child.kill("SIGTERM");
     await new Promise((r) => child.once("exit", r));
   }
-  return { users, cacheUsers: config.worker.cacheUsers, samples, peakMb: Math.round(peak) };
+  return { users, cacheUsers: config.worker.cacheUsers, cacheMB: config.worker.cacheMB, ...(heapMB ? { heapMB } : {}), samples, peakMb: Math.round(peak) };
 }

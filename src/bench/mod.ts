@@ -24,6 +24,8 @@ export type BenchOptions = {
   workload: Workload;
   /** Distinct users for the memory section. */
   memoryUsers: number;
+  /** V8 old-space cap of the memory section's worker (`--max-old-space-size`), MB; 0: none. */
+  memoryHeapMB: number;
   /** Offered loads (events/s) for the latency section; the knee (80% of the measured engine throughput) is added. */
   loads: number[];
   /** Seconds per offered load. */
@@ -37,6 +39,7 @@ export type BenchOptions = {
 export const DEFAULT_OPTIONS: BenchOptions = {
   workload: DEFAULT_WORKLOAD,
   memoryUsers: 1_000_000,
+  memoryHeapMB: 160,
   loads: [1000, 5000],
   loadSeconds: 10,
   partitions: 8,
@@ -48,6 +51,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
 export const SMOKE_OPTIONS: BenchOptions = {
   workload: { ...DEFAULT_WORKLOAD, events: 2000, users: 400 },
   memoryUsers: 1000,
+  memoryHeapMB: 160,
   loads: [200],
   loadSeconds: 1,
   partitions: 2,
@@ -67,6 +71,8 @@ export type BenchResults = {
   replay?: { count: number; seconds: number; perSecond: number; unlocks: number; ratioToEngine?: number; sameUnlocksAsEngine?: boolean };
   latency?: LatencyResult[];
   memory?: MemoryResult;
+  /** Sections that failed, with the reason. */
+  errors?: Partial<Record<Section, string>>;
   /** Where results.json and summary.md were written. */
   dir?: string;
 };
@@ -81,12 +87,30 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
     options: opts,
   };
   const on = (s: Section) => opts.sections.includes(s);
+  const dir = join(opts.out, res.startedAt.replace(/[:.]/g, "-"));
+  mkdirSync(dir, { recursive: true });
+  res.dir = dir;
+  const save = () => {
+    writeFileSync(join(dir, "results.json"), JSON.stringify(res, null, 2) + "\n");
+    writeFileSync(join(dir, "summary.md"), summary(res));
+  };
+  // A section that fails is reported and the others still run; results are saved after each.
+  const attempt = async (section: Section, fn: () => Promise<void> | void) => {
+    try {
+      await fn();
+    } catch (err) {
+      (res.errors ??= {})[section] = (err as Error).message;
+      say(`${section}: failed: ${(err as Error).message}`);
+    } finally {
+      save();
+    }
+  };
   const w = opts.workload;
   say(`workload: ${w.events} events, ${w.users} users, ${w.tenants} tenants, Zipf s=${w.zipf}, sessions of ~${w.sessionMean} events (${w.concurrentSessions} open at once), ${w.days} days, seed ${w.seed}; rules: config/bench/rules.yaml; ${opts.partitions} partitions`);
 
   if (on("evaluator")) {
     say("evaluator: the pure evaluator, in-process, per rule type …");
-    res.evaluator = measureEvaluator(w);
+    await attempt("evaluator", () => void (res.evaluator = measureEvaluator(w)));
   }
 
   if (on("ceiling") || on("engine") || on("replay") || on("latency")) {
@@ -101,17 +125,17 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
         res.ceiling = [];
         for (const mode of ["ack-each", "ack-batched"] as const) {
           say(`ceiling (${mode}): bare pull consumers, parse + ack …`);
-          res.ceiling.push(await measureCeiling(stack, mode, loaded.count));
+          await attempt("ceiling", async () => void res.ceiling!.push(await measureCeiling(stack, mode, loaded.count)));
         }
       }
-      if (on("engine")) {
+      if (on("engine")) await attempt("engine", async () => {
         say("engine: every event validated, deduplicated, evaluated, stored, unlocks published and recorded, acked …");
         const t = await measureThroughput(stack, loaded.count);
         const each = res.ceiling?.find((c) => c.mode === "ack-each");
         const batched = res.ceiling?.find((c) => c.mode === "ack-batched");
         res.engine = { ...t, ...(each ? { ratioToCeiling: t.perSecond / each.perSecond } : {}), ...(batched ? { ratioToBatchedCeiling: t.perSecond / batched.perSecond } : {}) };
-      }
-      if (on("replay")) {
+      });
+      if (on("replay")) await attempt("replay", async () => {
         say("replay: the stored stream re-evaluated in memory …");
         const t0 = performance.now();
         const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints });
@@ -127,8 +151,8 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
           replay.sameUnlocksAsEngine = recorded.size === replayed.size && [...replayed].every((k) => recorded.has(k));
         }
         res.replay = replay;
-      }
-      if (on("latency")) {
+      });
+      if (on("latency")) await attempt("latency", async () => {
         const engine = await startBenchEngine(stack);
         try {
           const loads = [...opts.loads];
@@ -142,28 +166,26 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
         } finally {
           await engine.stop();
         }
-      }
+      });
     } finally {
       await stack.close();
     }
   }
 
   if (on("memory")) {
-    say(`memory: ${opts.memoryUsers} distinct users through one worker process …`);
-    const stack = await startStack(opts.partitions);
-    try {
-      res.memory = await measureMemory(stack, opts.memoryUsers);
-    } finally {
-      await stack.close();
-    }
+    say(`memory: ${opts.memoryUsers} distinct users through one worker process${opts.memoryHeapMB ? ` (--max-old-space-size=${opts.memoryHeapMB})` : ""} …`);
+    await attempt("memory", async () => {
+      const stack = await startStack(opts.partitions);
+      try {
+        res.memory = await measureMemory(stack, opts.memoryUsers, opts.memoryHeapMB || undefined);
+      } finally {
+        await stack.close();
+      }
+    });
   }
 
+  save();
   const md = summary(res);
-  const dir = join(opts.out, res.startedAt.replace(/[:.]/g, "-"));
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "results.json"), JSON.stringify(res, null, 2) + "\n");
-  writeFileSync(join(dir, "summary.md"), md);
-  res.dir = dir;
   say("");
   say(md);
   say(`results: ${join(dir, "results.json")}, ${join(dir, "summary.md")}`);
@@ -204,7 +226,7 @@ export function summary(r: BenchResults): string {
   }
   if (r.memory) {
     const m = r.memory;
-    lines.push(`| Memory: ${n(m.users)} distinct users, cache of ${n(m.cacheUsers)} | RSS MB |`, "|---:|---:|");
+    lines.push(`| Memory: ${n(m.users)} distinct users; cache ≤ ${n(m.cacheUsers)} users and ${m.cacheMB} MB; ${m.heapMB ? `--max-old-space-size=${m.heapMB}` : "no heap cap"} | RSS MB |`, "|---:|---:|");
     const step = Math.max(1, Math.floor(m.samples.length / 8));
     for (const [i, s] of m.samples.entries()) if (i % step === 0 || i === m.samples.length - 1) lines.push(`| ${n(s.processed)} processed | ${n(s.rssMb)} |`);
     lines.push(`| peak (target ≤ 300) | ${n(m.peakMb)} |`, "");
@@ -214,5 +236,6 @@ export function summary(r: BenchResults): string {
     for (const e of r.evaluator) lines.push(`| ${e.set} | ${e.rules} | ${n(e.perSecond)} | ${n(e.unlocks)} |`);
     lines.push("");
   }
+  for (const [section, why] of Object.entries(r.errors ?? {})) lines.push(`**${section} failed:** ${why}`, "");
   return lines.join("\n") + "\n";
 }

@@ -81,6 +81,8 @@ export const ConfigSchema = z
         concurrency: z.number().int().min(1).max(100_000).default(256),
         /** Users whose state is cached in memory (LRU); bounds the worker's memory. */
         cacheUsers: z.number().int().min(0).default(100_000),
+        /** Memory the state cache may use, in MB (states are cached as their stored bytes). */
+        cacheMB: z.number().int().min(1).max(65_536).default(64),
         /** Event ids kept in a user's state before they move, as one chunk, to the seen-ids archive (0: no event-id record). */
         recentIds: z.number().int().min(0).max(1000).default(64),
         /** Longest pause between retries of a transient failure. */

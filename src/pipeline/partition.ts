@@ -61,6 +61,8 @@ export class PartitionWorker {
   readonly #queue: JsMsg[] = [];
   #messages: ConsumerMessages | undefined;
   #wake: (() => void) | undefined;
+  /** Wakes the pump when the queue has room again. */
+  #space: (() => void) | undefined;
   #running = false;
   #loop: Promise<void> | undefined;
   #expect = 1;
@@ -145,6 +147,7 @@ export class PartitionWorker {
     const m = this.#messages;
     this.#messages = undefined;
     this.#generation++;
+    this.#space?.();
     if (m) await m.close().catch(() => undefined);
   }
 
@@ -185,12 +188,33 @@ export class PartitionWorker {
     this.#gap = false;
     const gen = ++this.#generation;
     const consumer = await js.consumers.get(Streams.Events, info.name);
-    this.#messages = await consumer.consume({
-      max_messages: Math.max(config.worker.batchSize * 2, 100),
-      callback: (m) => {
-        if (gen === this.#generation) this.#onMessage(m);
-      },
-    });
+    const messages = await consumer.consume({ max_messages: Math.max(config.worker.batchSize * 2, 100) });
+    this.#messages = messages;
+    void this.#pump(messages, gen);
+  }
+
+  /**
+   * Moves messages from the consumer into the queue, and stops reading
+   * while the queue holds two batches: the client then stops pulling, so a
+   * slow partition keeps a bounded number of messages in memory and none
+   * waits past the ack wait to be redelivered.
+   */
+  async #pump(messages: ConsumerMessages, gen: number): Promise<void> {
+    const full = Math.max(this.#d.config.worker.batchSize * 2, 100);
+    try {
+      for await (const m of messages) {
+        if (gen !== this.#generation) break;
+        this.#onMessage(m);
+        while (this.#queue.length >= full && gen === this.#generation && this.#running) await new Promise<void>((r) => (this.#space = r));
+      }
+    } catch (err) {
+      // The consumer failed (deleted, connection closed for good): the gap check or a rewind reopens it.
+      if (gen === this.#generation && this.#running) {
+        this.#log.warn({ err: String(err) }, "consumer stopped; rewinding");
+        this.#gap = true;
+        this.#wake?.();
+      }
+    }
   }
 
   #onMessage(m: JsMsg): void {
@@ -227,6 +251,7 @@ export class PartitionWorker {
         }
       }
       const batch = this.#queue.splice(0, config.worker.batchSize);
+      this.#space?.();
       if (batch.length && this.#log.isLevelEnabled("debug")) this.#log.debug({ first: batch[0]!.seq, last: batch[batch.length - 1]!.seq, n: batch.length, d0: batch[0]!.info.deliverySequence }, "batch");
       try {
         await this.#process(batch);

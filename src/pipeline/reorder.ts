@@ -41,8 +41,13 @@ function cmp(a: SeqEvent, b: SeqEvent): number {
 export class ReorderBuffer {
   readonly #o: ReorderOptions;
   readonly #users = new Map<string, UserBuffer>();
-  /** Last released (event time, seq) per user, to recognise late events (bounded). */
-  readonly #released = new LRUCache<string, [number, number]>({ max: 100_000 });
+  /**
+   * Last released (event time, seq) of recently active users, to recognise
+   * late events. Bounded per partition; for a user no longer here the
+   * stored state's `ot` still makes the ordered phase skip a late event
+   * (it is then counted as a duplicate, not as late).
+   */
+  readonly #released = new LRUCache<string, [number, number]>({ max: 10_000 });
   #size = 0;
 
   constructor(options: ReorderOptions) {

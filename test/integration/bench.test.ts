@@ -17,6 +17,7 @@ describe("achd bench --smoke", () => {
     const lines: string[] = [];
     const res = await runBench({ ...SMOKE_OPTIONS, out }, (l) => lines.push(l));
     const events = SMOKE_OPTIONS.workload.events;
+    expect(res.errors).toBeUndefined();
 
     const written = JSON.parse(readFileSync(join(res.dir!, "results.json"), "utf8")) as BenchResults;
     expect(written.engine?.count).toBe(events);
