@@ -146,15 +146,15 @@ export type MemoryResult = { users: number; cacheUsers: number; cacheMB: number;
  * memory as the users go through: bounded by the state cache
  * (`worker.cacheMB`), not by how many users exist.
  */
-export async function measureMemory(stack: Stack, users: number, heapMB?: number): Promise<MemoryResult> {
+export async function measureMemory(stack: Stack, users: number, heapMB?: number, cacheMB?: number): Promise<MemoryResult> {
   const t0 = Date.UTC(2026, 2, 1);
   function* oneEach(): Generator<EventInput> {
     for (let i = 0; i < users; i++) yield { event_id: `mem-${i}`, tenant_id: `t${i % 4}`, user_id: `m${i}`, event_type: i % 3 === 0 ? "lesson.completed" : "app.opened", occurred_at: new Date(t0 + i).toISOString(), payload: { course: "algebra", duration_seconds: 300, score: 70 } };
   }
   await preload(stack.js, oneEach());
-  const config = benchConfig(stack.url, stack.dir);
+  const config = benchConfig(stack.url, stack.dir, cacheMB ? { worker: { id: "bench", cacheMB } } : {});
   const child = spawn(process.execPath, [...(heapMB ? [`--max-old-space-size=${heapMB}`] : []), "bin/achd.js", "worker"], {
-    env: { ...process.env, NATS_URL: stack.url, ACH_RULES: "config/bench/rules.yaml", ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-memory", LOG_LEVEL: "warn" },
+    env: { ...process.env, NATS_URL: stack.url, ACH_RULES: "config/bench/rules.yaml", ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-memory", LOG_LEVEL: "warn", ...(cacheMB ? { ACH_CACHE_MB: String(cacheMB) } : {}) },
     stdio: ["ignore", "ignore", "inherit"],
   });
   const samples: { processed: number; rssMb: number }[] = [];
@@ -163,12 +163,17 @@ export async function measureMemory(stack: Stack, users: number, heapMB?: number
     const sample = async () => {
       const rss = (await rssOf(child.pid!)) / 2 ** 20;
       peak = Math.max(peak, rss);
-      const info = await stack.jsm.streams.info("ACH_EVENTS");
-      let pending = 0;
-      // A rewind may delete a consumer while it is listed.
-      for await (const c of stack.jsm.consumers.list("ACH_EVENTS")) if (c) pending += c.num_pending + c.num_ack_pending;
-      samples.push({ processed: info.state.messages - pending, rssMb: Math.round(rss) });
-      return pending === 0;
+      try {
+        const info = await stack.jsm.streams.info("ACH_EVENTS");
+        let pending = 0;
+        // A rewind may delete a consumer while it is listed.
+        for await (const c of stack.jsm.consumers.list("ACH_EVENTS")) if (c) pending += c.num_pending + c.num_ack_pending;
+        samples.push({ processed: info.state.messages - pending, rssMb: Math.round(rss) });
+        return pending === 0;
+      } catch {
+        // The server is busy with the worker's writes: sample again next time.
+        return false;
+      }
     };
     await until(sample, 2000);
   } finally {

@@ -26,6 +26,8 @@ export type BenchOptions = {
   memoryUsers: number;
   /** V8 old-space cap of the memory section's worker (`--max-old-space-size`), MB; 0: none. */
   memoryHeapMB: number;
+  /** The memory section's worker.cacheMB. */
+  memoryCacheMB: number;
   /** Offered loads (events/s) for the latency section; the knee (80% of the measured engine throughput) is added. */
   loads: number[];
   /** Seconds per offered load. */
@@ -40,6 +42,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   workload: DEFAULT_WORKLOAD,
   memoryUsers: 1_000_000,
   memoryHeapMB: 160,
+  memoryCacheMB: 32,
   loads: [1000, 5000],
   loadSeconds: 10,
   partitions: 8,
@@ -52,6 +55,7 @@ export const SMOKE_OPTIONS: BenchOptions = {
   workload: { ...DEFAULT_WORKLOAD, events: 2000, users: 400 },
   memoryUsers: 1000,
   memoryHeapMB: 160,
+  memoryCacheMB: 32,
   loads: [200],
   loadSeconds: 1,
   partitions: 2,
@@ -173,11 +177,11 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
   }
 
   if (on("memory")) {
-    say(`memory: ${opts.memoryUsers} distinct users through one worker process${opts.memoryHeapMB ? ` (--max-old-space-size=${opts.memoryHeapMB})` : ""} …`);
+    say(`memory: ${opts.memoryUsers} distinct users through one worker process (worker.cacheMB ${opts.memoryCacheMB}${opts.memoryHeapMB ? `, --max-old-space-size=${opts.memoryHeapMB}` : ""}) …`);
     await attempt("memory", async () => {
       const stack = await startStack(opts.partitions);
       try {
-        res.memory = await measureMemory(stack, opts.memoryUsers, opts.memoryHeapMB || undefined);
+        res.memory = await measureMemory(stack, opts.memoryUsers, opts.memoryHeapMB || undefined, opts.memoryCacheMB);
       } finally {
         await stack.close();
       }
@@ -213,7 +217,7 @@ export function summary(r: BenchResults): string {
       lines.push(`| engine (${n(e.unlocks)} unlocks; ${n(e.writesPerEvent, 2)} JetStream writes per event) | ${n(e.perSecond)} | ${n(e.ratioToCeiling, 2)}× ceiling | ≥ 1.0× |`);
       if (r.publish) lines.push(`| engine's JetStream writes per second | ${n(e.perSecond * e.writesPerEvent)} | ${n((e.perSecond * e.writesPerEvent) / r.publish.perSecond, 2)}× publish rate | |`);
     }
-    if (r.replay) lines.push(`| replay, in memory (${n(r.replay.unlocks)} unlocks${r.replay.sameUnlocksAsEngine === undefined ? "" : r.replay.sameUnlocksAsEngine ? ", same count as the engine" : ", NOT the engine's count"}) | ${n(r.replay.perSecond)} | ${n(r.replay.ratioToEngine, 2)}× engine | ≥ 3× |`);
+    if (r.replay) lines.push(`| replay, in memory (${n(r.replay.unlocks)} unlocks${r.replay.sameUnlocksAsEngine === undefined ? "" : r.replay.sameUnlocksAsEngine ? ", the same ones the engine recorded" : ", NOT the ones the engine recorded"}) | ${n(r.replay.perSecond)} | ${n(r.replay.ratioToEngine, 2)}× engine | ≥ 3× |`);
     lines.push("");
   }
   if (r.latency) {

@@ -21,6 +21,7 @@ export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "numb
   ACH_WORKER_ENABLED: { path: ["worker", "enabled"], type: "boolean" },
   ACH_WORKER_ID: { path: ["worker", "id"], type: "string" },
   ACH_LEASE_TTL: { path: ["leases", "ttl"], type: "string" },
+  ACH_CACHE_MB: { path: ["worker", "cacheMB"], type: "number" },
   ACH_ACK_WAIT: { path: ["worker", "ackWait"], type: "string" },
   ACH_REORDER_WINDOW: { path: ["reorder", "window"], type: "string" },
   LOG_LEVEL: { path: ["log", "level"], type: "string" },

@@ -17,6 +17,8 @@ export type Simulation = {
   states: Map<string, UserState>;
 };
 
+const NOTHING: ReadonlySet<string> = new Set();
+
 /**
  * The workers' evaluation path in memory: each event applied to its user's
  * state as it comes (validation done by the caller, event-id dedup with an
@@ -42,7 +44,7 @@ export class InMemoryEvaluator {
     const e = ev.event;
     const key = userKey(e.tenant_id, e.user_id);
     const state = this.states.get(key) ?? emptyUserState();
-    const archived = new Set(chunksCovering(state, ev.occurredAt).flatMap((c) => this.#archive.get(`${key}.${c.phase}.${c.n}`) ?? []));
+    const archived = state.arch ? new Set(chunksCovering(state, ev.occurredAt).flatMap((c) => this.#archive.get(`${key}.${c.phase}.${c.n}`) ?? [])) : NOTHING;
     const r = applyEvents(state, [{ seq, ev }], this.book.forTenant(e.tenant_id), this.recentIds, "all", this.fingerprints, archived);
     for (const c of r.chunks) this.#archive.set(`${key}.${c.phase}.${c.n}`, c.ids);
     this.duplicates += r.duplicates + r.fingerprinted;
