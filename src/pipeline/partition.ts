@@ -424,7 +424,7 @@ export class PartitionWorker {
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.recover(x, now)));
       stats.unlocks += fresh.filter(Boolean).length;
       state = { ...state, outbox: [] };
-      store.remember(u.key, { state, revision });
+      store.outboxDelivered(u.key, revision);
     }
     // Events the recent id lists do not know but whose time falls in an archived chunk: read those chunks.
     const need = new Map<string, { phase: "e" | "o"; n: number }>();
@@ -484,7 +484,7 @@ export class PartitionWorker {
       this.#checkFence();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.deliver(x, now)));
       stats.unlocks += fresh.filter(Boolean).length;
-      store.remember(u.key, { state: { ...state, outbox: [] }, revision });
+      store.outboxDelivered(u.key, revision);
     }
     stats.applied += r1.applied + r2.applied;
     stats.duplicates += r1.duplicates + r2.duplicates;

@@ -23,7 +23,7 @@ export function isCasFailure(err: unknown): boolean {
 }
 
 /** A cached state: its stored bytes (well under half the memory of the object), decoded on use. */
-type Cached = { bytes: Uint8Array | undefined; revision: number };
+type Cached = { bytes: Uint8Array | undefined; revision: number; delivered?: boolean };
 
 /**
  * User state in a KV bucket, fronted by a bounded LRU cache. Every write is
@@ -50,7 +50,10 @@ export class StateStore {
   /** The current state of `key`, from the cache or the bucket. */
   async load(key: string): Promise<Versioned> {
     const hit = this.#cache?.get(key);
-    if (hit) return { state: hit.bytes ? decodeState(hit.bytes) : emptyUserState(), revision: hit.revision };
+    if (hit) {
+      const state = hit.bytes ? decodeState(hit.bytes) : emptyUserState();
+      return { state: hit.delivered ? { ...state, outbox: [] } : state, revision: hit.revision };
+    }
     return this.read(key);
   }
 
@@ -83,12 +86,14 @@ export class StateStore {
   }
 
   /**
-   * Replaces the cached copy of `key` without writing (same revision): used
-   * when the stored value carries work the worker has since finished, such
-   * as delivered outbox entries.
+   * Notes, without writing, that the outbox stored at `revision` has been
+   * delivered: the cached copy loads with an empty outbox (the stored one
+   * keeps it until the user's next write, and a worker that reads it from
+   * the bucket checks each entry's record).
    */
-  remember(key: string, v: Versioned): void {
-    this.#cache?.set(key, { bytes: encodeState(v.state), revision: v.revision });
+  outboxDelivered(key: string, revision: number): void {
+    const hit = this.#cache?.get(key);
+    if (hit && hit.revision === revision) hit.delivered = true;
   }
 
   /** Drops cached entries (all, or those whose key starts with `prefix`). */
