@@ -15,20 +15,19 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { clusterStatus, LeaseTable, Membership } from "../src/cluster/mod.ts";
 import { Buckets } from "../src/nats/mod.ts";
 import { listDeadLetters, redriveDeadLetter, showDeadLetter } from "../src/pipeline/mod.ts";
-import { ConfigError, loadConfig, type ConfigInput } from "../src/config/mod.ts";
+import { ConfigError, loadConfig, type Config, type ConfigInput } from "../src/config/mod.ts";
 import { startEngine } from "../src/engine.ts";
 import { partitionMapping, partitionOf } from "../src/events/mod.ts";
 import { loadRules, RulesError } from "../src/rules/mod.ts";
 import { simulate, unlockLine, userProgress } from "../src/sim/mod.ts";
 import { DEFAULT_OPTIONS, runBench, SECTIONS, SMOKE_OPTIONS, type Section } from "../src/bench/mod.ts";
-import { replayStream } from "../src/replay/mod.ts";
-import { unlockRecordKey } from "../src/pipeline/mod.ts";
+import { reconcile, replayStream } from "../src/replay/mod.ts";
 import { createLogger } from "../src/util/log.ts";
 
 const USAGE = `usage: achd <command>
@@ -73,6 +72,12 @@ async function run(overrides: ConfigInput): Promise<void> {
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   if (engine.httpUrl) log.info(`ready: API at ${engine.httpUrl}, NATS at ${engine.natsUrl}; Ctrl-C stops`);
+}
+
+/** Connects a CLI command to the configured server (the embedded default's address when none is set). */
+function cliConnect(config: Config, name: string): Promise<NatsConnection> {
+  const url = config.nats.url ?? `nats://${config.nats.embedded.host}:${config.nats.embedded.port}`;
+  return connect({ servers: url.split(",").map((u) => u.trim()), name });
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -137,7 +142,8 @@ function simulateCmd(args: string[]): number {
     console.error("achd simulate: --events FILE.jsonl is required (one event per line); --rules defaults to the configured rules");
     return 2;
   }
-  const book = loadRules(values.rules ?? loadConfig().rules);
+  const config = loadConfig();
+  const book = loadRules(values.rules ?? config.rules);
   const lines = readFileSync(values.events, "utf8").split("\n");
   const events: unknown[] = [];
   lines.forEach((line, i) => {
@@ -148,7 +154,7 @@ function simulateCmd(args: string[]): number {
       console.error(JSON.stringify({ line: i + 1, rejected: "bad_json", message: (err as Error).message }));
     }
   });
-  const sim = simulate(events, book, 1000, loadConfig().dedup.fingerprints);
+  const sim = simulate(events, book, 1000, config.dedup.fingerprints);
   for (const r of sim.rejected) console.error(JSON.stringify({ index: r.index, rejected: r.rejection.code, message: r.rejection.message }));
   for (const u of sim.unlocks) console.log(JSON.stringify(unlockLine(u)));
   if (values.progress) {
@@ -165,8 +171,7 @@ function simulateCmd(args: string[]): number {
 
 async function statusCmd(): Promise<number> {
   const config = loadConfig();
-  const url = config.nats.url ?? `nats://${config.nats.embedded.host}:${config.nats.embedded.port}`;
-  const nc = await connect({ servers: url.split(","), name: "achd-status" });
+  const nc = await cliConnect(config, "achd-status");
   try {
     const jsm = await jetstreamManager(nc);
     const kvm = new Kvm(nc);
@@ -192,8 +197,7 @@ async function dlq(args: string[]): Promise<number> {
     options: { tenant: { type: "string" }, limit: { type: "string" }, from: { type: "string" }, body: { type: "string" } },
   });
   const config = loadConfig();
-  const url = config.nats.url ?? `nats://${config.nats.embedded.host}:${config.nats.embedded.port}`;
-  const nc = await connect({ servers: url.split(","), name: "achd-dlq" });
+  const nc = await cliConnect(config, "achd-dlq");
   try {
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
@@ -278,8 +282,7 @@ async function replayCmd(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { rules: { type: "string" }, from: { type: "string" } } });
   const config = loadConfig();
   const book = loadRules(values.rules ?? config.rules);
-  const url = config.nats.url ?? `nats://${config.nats.embedded.host}:${config.nats.embedded.port}`;
-  const nc = await connect({ servers: url.split(","), name: "achd-replay" });
+  const nc = await cliConnect(config, "achd-replay");
   try {
     const t0 = performance.now();
     const r = await replayStream(jetstream(nc), await jetstreamManager(nc), {
@@ -290,15 +293,10 @@ async function replayCmd(args: string[]): Promise<number> {
       ...(values.from ? { fromSeq: Number(values.from) } : {}),
     });
     const seconds = (performance.now() - t0) / 1000;
-    const recorded = new Set<string>();
-    const kv = await new Kvm(nc).open(Buckets.Unlocks);
-    for await (const k of await kv.keys()) recorded.add(k);
-    const replayed = new Map(r.unlocks.map((u) => [unlockRecordKey(u), u]));
-    const notRecorded = [...replayed].filter(([k]) => !recorded.has(k)).map(([, u]) => unlockLine(u));
-    const notReplayed = [...recorded].filter((k) => !replayed.has(k));
-    console.log(JSON.stringify({ from_seq: r.fromSeq, to_seq: r.toSeq, events: r.events, rejected: r.rejected, duplicates: r.duplicates, users: r.states.size, unlocks: r.unlocks.length, recorded: recorded.size, seconds: Number(seconds.toFixed(3)), events_per_second: Math.round(r.events / seconds) }));
-    for (const u of notRecorded) console.log(JSON.stringify({ would_unlock: u }));
-    for (const k of notReplayed) console.log(JSON.stringify({ recorded_only: k }));
+    const diff = await reconcile(nc, r.unlocks);
+    console.log(JSON.stringify({ from_seq: r.fromSeq, to_seq: r.toSeq, events: r.events, rejected: r.rejected, duplicates: r.duplicates, users: r.states.size, unlocks: r.unlocks.length, recorded: diff.recorded, seconds: Number(seconds.toFixed(3)), events_per_second: Math.round(r.events / seconds) }));
+    for (const u of diff.notRecorded) console.log(JSON.stringify({ would_unlock: unlockLine(u) }));
+    for (const k of diff.recordedOnly) console.log(JSON.stringify({ recorded_only: k }));
     return 0;
   } finally {
     await nc.close();

@@ -1,8 +1,12 @@
 import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { startEngine, type Engine } from "../engine.ts";
-import { eventSubject, type EventInput } from "../events/mod.ts";
+import { UNLOCKED_PREFIX, type EventInput } from "../events/mod.ts";
 import { createLogger } from "../util/log.ts";
-import { benchConfig, drained, preload, rssOf, until, type Stack } from "./stack.ts";
+import { partitionBacklog, partitionsDrained } from "../nats/mod.ts";
+import { BENCH_RULES, preload, publishEvent, rssOf, until, type Stack } from "./stack.ts";
+
+const ACHD = fileURLToPath(new URL("../../bin/achd.js", import.meta.url));
 
 /** Sustained engine throughput over a pre-loaded stream. */
 export type ThroughputResult = {
@@ -19,9 +23,8 @@ export type ThroughputResult = {
 };
 
 /** Starts the engine (workers only, every partition) in this process against the stack's server. */
-export async function startBenchEngine(stack: Stack, overrides: Record<string, unknown> = {}): Promise<Engine> {
-  const config = benchConfig(stack.url, stack.dir, { partitions: stack.config.partitions, ...overrides });
-  return startEngine(config, createLogger(config.log.level, "achd-bench"));
+export async function startBenchEngine(stack: Stack): Promise<Engine> {
+  return startEngine(stack.config, createLogger(stack.config.log.level, "achd-bench"));
 }
 
 /**
@@ -29,12 +32,12 @@ export async function startBenchEngine(stack: Stack, overrides: Record<string, u
  * times it until every partition has everything acknowledged: validated,
  * deduplicated, evaluated, state stored, unlocks published and recorded.
  */
-export async function measureThroughput(stack: Stack, expected: number, overrides: Record<string, unknown> = {}): Promise<ThroughputResult> {
-  const engine = await startBenchEngine(stack, overrides);
+export async function measureThroughput(stack: Stack, expected: number): Promise<ThroughputResult> {
+  const engine = await startBenchEngine(stack);
   const t0 = performance.now();
   try {
     await until(() => engine.stats.received >= expected, 50);
-    const t1 = await until(() => drained(stack.jsm, stack.config.partitions), 20);
+    const t1 = await until(() => partitionsDrained(stack.jsm, stack.config.partitions), 20);
     const s = engine.stats;
     const seconds = (t1 - t0) / 1000;
     return {
@@ -70,7 +73,6 @@ export function percentiles(xs: number[]): Percentiles {
   return { n: s.length, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: s.length ? s[s.length - 1]! : Number.NaN };
 }
 
-const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /**
@@ -86,7 +88,7 @@ export async function measureLatency(stack: Stack, background: Iterator<EventInp
   const sentAt = new Map<string, number>();
   const direct: number[] = [];
   const sequence: number[] = [];
-  const sub = nc.subscribe("ach.unlocked.>", {
+  const sub = nc.subscribe(`${UNLOCKED_PREFIX}.>`, {
     callback: (_err, m) => {
       const now = performance.now();
       const u = JSON.parse(dec.decode(m.data)) as { user_id: string; achievement_id: string };
@@ -97,7 +99,7 @@ export async function measureLatency(stack: Stack, background: Iterator<EventInp
     },
   });
   await nc.flush();
-  const publish = (e: EventInput) => js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), { msgID: e.event_id });
+  const publish = (e: EventInput) => publishEvent(js, e);
   const pending: Promise<unknown>[] = [];
   const tickMs = 10;
   const t0 = performance.now();
@@ -130,7 +132,7 @@ export async function measureLatency(stack: Stack, background: Iterator<EventInp
   const elapsed = (performance.now() - t0) / 1000;
   await Promise.all(pending);
   // Sequence probes wait for the reorder window; give every probe time to come through.
-  const want = [...sentAt.keys()].length;
+  const want = sentAt.size;
   await until(() => direct.length + sequence.length >= want, 50, 30_000).catch(() => undefined);
   await sub.drain();
   return { offered: rate, achieved: slot / elapsed, seconds: elapsed, direct: percentiles(direct), sequence: percentiles(sequence) };
@@ -152,9 +154,8 @@ export async function measureMemory(stack: Stack, users: number, heapMB?: number
     for (let i = 0; i < users; i++) yield { event_id: `mem-${i}`, tenant_id: `t${i % 4}`, user_id: `m${i}`, event_type: i % 3 === 0 ? "lesson.completed" : "app.opened", occurred_at: new Date(t0 + i).toISOString(), payload: { course: "algebra", duration_seconds: 300, score: 70 } };
   }
   await preload(stack.js, oneEach());
-  const config = benchConfig(stack.url, stack.dir, cacheMB ? { worker: { id: "bench", cacheMB } } : {});
-  const child = spawn(process.execPath, [...(heapMB ? [`--max-old-space-size=${heapMB}`] : []), "bin/achd.js", "worker"], {
-    env: { ...process.env, NATS_URL: stack.url, ACH_RULES: "config/bench/rules.yaml", ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-memory", LOG_LEVEL: "warn", ...(cacheMB ? { ACH_CACHE_MB: String(cacheMB) } : {}) },
+  const child = spawn(process.execPath, [...(heapMB ? [`--max-old-space-size=${heapMB}`] : []), ACHD, "worker"], {
+    env: { ...process.env, NATS_URL: stack.url, ACH_RULES: BENCH_RULES, ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-memory", LOG_LEVEL: "warn", ...(cacheMB ? { ACH_CACHE_MB: String(cacheMB) } : {}) },
     stdio: ["ignore", "ignore", "inherit"],
   });
   const samples: { processed: number; rssMb: number }[] = [];
@@ -164,11 +165,8 @@ export async function measureMemory(stack: Stack, users: number, heapMB?: number
       const rss = (await rssOf(child.pid!)) / 2 ** 20;
       peak = Math.max(peak, rss);
       try {
-        const info = await stack.jsm.streams.info("ACH_EVENTS");
-        let pending = 0;
-        // A rewind may delete a consumer while it is listed.
-        for await (const c of stack.jsm.consumers.list("ACH_EVENTS")) if (c) pending += c.num_pending + c.num_ack_pending;
-        samples.push({ processed: info.state.messages - pending, rssMb: Math.round(rss) });
+        const pending = await partitionBacklog(stack.jsm);
+        samples.push({ processed: users - pending, rssMb: Math.round(rss) });
         return pending === 0;
       } catch {
         // The server is busy with the worker's writes: sample again next time.
@@ -180,5 +178,5 @@ export async function measureMemory(stack: Stack, users: number, heapMB?: number
     child.kill("SIGTERM");
     await new Promise((r) => child.once("exit", r));
   }
-  return { users, cacheUsers: config.worker.cacheUsers, cacheMB: config.worker.cacheMB, ...(heapMB ? { heapMB } : {}), samples, peakMb: Math.round(peak) };
+  return { users, cacheUsers: stack.config.worker.cacheUsers, cacheMB: cacheMB ?? stack.config.worker.cacheMB, ...(heapMB ? { heapMB } : {}), samples, peakMb: Math.round(peak) };
 }

@@ -1,5 +1,6 @@
 import { validateEvent, type ValidEvent } from "../events/mod.ts";
 import { emptyEvalState, evaluate, readRuleFiles, RuleBook, type EvalState, type Rule } from "../rules/mod.ts";
+import { BENCH_RULES } from "./stack.ts";
 import { workload, type Workload } from "./workload.ts";
 
 /** Evaluations per second of the pure evaluator for one rule set. */
@@ -31,7 +32,7 @@ function subset(all: readonly Rule[], types: readonly string[]): Rule[] {
  * events are validated first (not timed), then each is evaluated against
  * its user's state, in stream order.
  */
-export function measureEvaluator(w: Workload, rulesPath = "config/bench/rules.yaml"): EvaluatorResult[] {
+export function measureEvaluator(w: Workload, rulesPath = BENCH_RULES): EvaluatorResult[] {
   const all = readRuleFiles(rulesPath).map((f) => f.rule);
   const events: ValidEvent[] = [];
   for (const e of workload(w)) {

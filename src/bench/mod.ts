@@ -6,15 +6,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
-import { Kvm } from "@nats-io/kv";
-import { Buckets } from "../nats/mod.ts";
-import { unlockRecordKey } from "../pipeline/mod.ts";
-import { loadRules } from "../rules/mod.ts";
-import { replayStream } from "../replay/mod.ts";
+import { loadRules, readRuleFiles } from "../rules/mod.ts";
+import { reconcile, replayStream } from "../replay/mod.ts";
 import { measureCeiling, type CeilingResult } from "./ceiling.ts";
 import { measureLatency, measureMemory, measureThroughput, startBenchEngine, type LatencyResult, type MemoryResult, type ThroughputResult } from "./engine.ts";
 import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";
-import { preload, startStack } from "./stack.ts";
+import { BENCH_RULES, preload, startStack } from "./stack.ts";
 import { DEFAULT_WORKLOAD, workload, type Workload } from "./workload.ts";
 
 export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "memory"] as const;
@@ -67,6 +64,8 @@ export type BenchResults = {
   startedAt: string;
   machine: { cpus: number; cpu: string; memoryGb: number; node: string; natsServer?: string };
   options: BenchOptions;
+  /** Rules in the bench rule set. */
+  rules: number;
   evaluator?: EvaluatorResult[];
   /** Publishing the workload: JetStream publishes with acks (2000 in flight), the stack's write rate. */
   publish?: { count: number; perSecond: number };
@@ -89,6 +88,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
     startedAt: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? "?", memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version },
     options: opts,
+    rules: readRuleFiles(BENCH_RULES).length,
   };
   const on = (s: Section) => opts.sections.includes(s);
   const dir = join(opts.out, res.startedAt.replace(/[:.]/g, "-"));
@@ -110,7 +110,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
     }
   };
   const w = opts.workload;
-  say(`workload: ${w.events} events, ${w.users} users, ${w.tenants} tenants, Zipf s=${w.zipf}, sessions of ~${w.sessionMean} events (${w.concurrentSessions} open at once), ${w.days} days, seed ${w.seed}; rules: config/bench/rules.yaml; ${opts.partitions} partitions`);
+  say(`workload: ${w.events} events, ${w.users} users, ${w.tenants} tenants, Zipf s=${w.zipf}, sessions of ~${w.sessionMean} events (${w.concurrentSessions} open at once), ${w.days} days, seed ${w.seed}; rules: ${BENCH_RULES}; ${opts.partitions} partitions`);
 
   if (on("evaluator")) {
     say("evaluator: the pure evaluator, in-process, per rule type …");
@@ -148,11 +148,8 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
         if (res.engine) {
           replay.ratioToEngine = replay.perSecond / res.engine.perSecond;
           // The workers and replay must agree on what the stream unlocks (guarantee 3).
-          const kv = await new Kvm(stack.nc).open(Buckets.Unlocks);
-          const recorded = new Set<string>();
-          for await (const k of await kv.keys()) recorded.add(k);
-          const replayed = new Set(r.unlocks.map(unlockRecordKey));
-          replay.sameUnlocksAsEngine = recorded.size === replayed.size && [...replayed].every((k) => recorded.has(k));
+          const diff = await reconcile(stack.nc, r.unlocks);
+          replay.sameUnlocksAsEngine = diff.notRecorded.length === 0 && diff.recordedOnly.length === 0;
         }
         res.replay = replay;
       });
@@ -205,7 +202,7 @@ export function summary(r: BenchResults): string {
     `# achd benchmark, ${r.startedAt}`,
     "",
     `Machine: ${r.machine.cpus} × ${r.machine.cpu}, ${r.machine.memoryGb} GiB, Node ${r.machine.node}, nats-server ${r.machine.natsServer ?? "–"}.`,
-    `Workload: ${n(w.events)} events from ${n(w.users)} users (${w.tenants} tenants, Zipf s=${w.zipf}, sessions of ~${w.sessionMean}), ${w.days} days of event time, seed ${w.seed}; 23 rules (config/bench/rules.yaml); ${r.options.partitions} partitions.`,
+    `Workload: ${n(w.events)} events from ${n(w.users)} users (${w.tenants} tenants, Zipf s=${w.zipf}, sessions of ~${w.sessionMean}), ${w.days} days of event time, seed ${w.seed}; ${r.rules} rules (${BENCH_RULES}); ${r.options.partitions} partitions.`,
     "",
   ];
   if (r.ceiling || r.engine || r.replay) {

@@ -1,11 +1,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type PubAck } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { loadConfig, type Config, type ConfigInput } from "../config/mod.ts";
+import { readFile } from "node:fs/promises";
+import { loadConfig, type Config } from "../config/mod.ts";
 import { eventSubject, type EventInput } from "../events/mod.ts";
-import { ensureTopology, partitionConsumers, startNatsServer, type EmbeddedServer } from "../nats/mod.ts";
+import { ensureTopology, startNatsServer, type EmbeddedServer } from "../nats/mod.ts";
 
 /** A throw-away nats-server (loopback, random port, temp dir) with the engine's topology. */
 export type Stack = {
@@ -19,17 +20,19 @@ export type Stack = {
   close(): Promise<void>;
 };
 
+/** The benchmark's rule set. */
+export const BENCH_RULES = "config/bench/rules.yaml";
+
 /** The engine configuration the benchmark runs with: the defaults, the bench rules, no API. */
-export function benchConfig(url: string, dir: string, overrides: Record<string, unknown> = {}): Config {
-  const base = { nats: { url }, dataDir: dir, rules: "config/bench/rules.yaml", http: { enabled: false }, log: { level: "warn" as const }, worker: { id: "bench" } };
-  return loadConfig({}, { ...base, ...overrides } as ConfigInput);
+function benchConfig(url: string, dir: string, partitions: number): Config {
+  return loadConfig({}, { nats: { url }, dataDir: dir, partitions, rules: BENCH_RULES, http: { enabled: false }, log: { level: "warn" }, worker: { id: "bench" } });
 }
 
 export async function startStack(partitions: number): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "achd-bench-"));
   const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir, baseConfig: "config/nats-server.conf", partitions });
   const nc = await connect({ servers: server.url, name: "achd-bench", noAsyncTraces: true });
-  const config = benchConfig(server.url, dir, { partitions });
+  const config = benchConfig(server.url, dir, partitions);
   const jsm = await jetstreamManager(nc);
   await ensureTopology(nc, jsm, config);
   return {
@@ -50,13 +53,18 @@ export async function startStack(partitions: number): Promise<Stack> {
 
 const enc = new TextEncoder();
 
+/** Publishes one event on its subject, with `Nats-Msg-Id = event_id` unless `msgId` is false. */
+export function publishEvent(js: JetStreamClient, e: EventInput, msgId = true): Promise<PubAck> {
+  return js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), msgId ? { msgID: e.event_id } : {});
+}
+
 /** Publishes events with `Nats-Msg-Id = event_id`, keeping `window` publishes in flight. Returns events/s. */
 export async function preload(js: JetStreamClient, events: Iterable<EventInput>, window = 2000): Promise<{ count: number; perSecond: number }> {
   const t0 = performance.now();
   let inFlight: Promise<unknown>[] = [];
   let count = 0;
   for (const e of events) {
-    inFlight.push(js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), { msgID: e.event_id }));
+    inFlight.push(publishEvent(js, e));
     count++;
     if (inFlight.length >= window) {
       await Promise.all(inFlight);
@@ -65,16 +73,6 @@ export async function preload(js: JetStreamClient, events: Iterable<EventInput>,
   }
   await Promise.all(inFlight);
   return { count, perSecond: count / ((performance.now() - t0) / 1000) };
-}
-
-/** True once every partition consumer has nothing pending and nothing unacknowledged. */
-export async function drained(jsm: JetStreamManager, partitions: number): Promise<boolean> {
-  const consumers = await partitionConsumers(jsm);
-  for (let k = 0; k < partitions; k++) {
-    const i = consumers.get(k);
-    if (!i || i.num_pending > 0 || i.num_ack_pending > 0) return false;
-  }
-  return true;
 }
 
 /** Polls `check` every `everyMs` until it is true; returns when it became true. */
@@ -89,7 +87,6 @@ export async function until(check: () => Promise<boolean> | boolean, everyMs = 1
 
 /** Resident set size of a process, in bytes (Linux /proc; 0 elsewhere). */
 export async function rssOf(pid: number): Promise<number> {
-  const { readFile } = await import("node:fs/promises");
   const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
   const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
   return kb ? Number(kb) * 1024 : 0;

@@ -67,6 +67,8 @@ export async function partitionConsumers(jsm: JetStreamManager): Promise<Map<num
   const out = new Map<number, ConsumerInfo>();
   const gen = new Map<number, number>();
   for await (const ci of jsm.consumers.list(Streams.Events)) {
+    // A consumer deleted while it is listed (an old generation after a rewind) comes back as null.
+    if (!ci) continue;
     const p = parseConsumerName(ci.name);
     if (!p) continue;
     if ((gen.get(p.partition) ?? -1) < p.generation) {
@@ -75,6 +77,23 @@ export async function partitionConsumers(jsm: JetStreamManager): Promise<Map<num
     }
   }
   return out;
+}
+
+/** Messages every partition still has to finish: pending plus delivered and not acknowledged. */
+export async function partitionBacklog(jsm: JetStreamManager): Promise<number> {
+  let n = 0;
+  for (const ci of (await partitionConsumers(jsm)).values()) n += ci.num_pending + ci.num_ack_pending;
+  return n;
+}
+
+/** True when each of the `partitions` partitions has a consumer with nothing pending and nothing unacknowledged. */
+export async function partitionsDrained(jsm: JetStreamManager, partitions: number): Promise<boolean> {
+  const consumers = await partitionConsumers(jsm);
+  for (let k = 0; k < partitions; k++) {
+    const i = consumers.get(k);
+    if (!i || i.num_pending > 0 || i.num_ack_pending > 0) return false;
+  }
+  return true;
 }
 
 /** The current consumer of partition `k`, or undefined. */

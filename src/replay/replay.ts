@@ -1,7 +1,10 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { decodeMessage, PARTITIONED_PREFIX } from "../events/mod.ts";
-import { PROBE_HEADER, Streams } from "../nats/mod.ts";
+import { Buckets, PROBE_HEADER, Streams } from "../nats/mod.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
+import { unlockRecordKey } from "../pipeline/unlocks.ts";
 import type { RuleBook, Unlock } from "../rules/mod.ts";
 import { InMemoryEvaluator } from "../sim/mod.ts";
 import type { UserState } from "../state/mod.ts";
@@ -58,4 +61,27 @@ export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, o
   await messages.close();
   out.duplicates = ev.duplicates;
   return out;
+}
+
+/** How a replay's unlocks compare with the unlock records the workers wrote. */
+export type Reconciliation = {
+  /** Records in `ach_unlocks`. */
+  recorded: number;
+  /** Unlocks the replay gives that have no record (what a backfill would add). */
+  notRecorded: Unlock[];
+  /** Record keys the replay does not give. */
+  recordedOnly: string[];
+};
+
+/** Compares `unlocks` (from {@link replayStream}) with the unlock records in the bucket. */
+export async function reconcile(nc: NatsConnection, unlocks: readonly Unlock[]): Promise<Reconciliation> {
+  const kv = await new Kvm(nc).open(Buckets.Unlocks);
+  const recorded = new Set<string>();
+  for await (const k of await kv.keys()) recorded.add(k);
+  const replayed = new Map(unlocks.map((u) => [unlockRecordKey(u), u]));
+  return {
+    recorded: recorded.size,
+    notRecorded: [...replayed].filter(([k]) => !recorded.has(k)).map(([, u]) => u),
+    recordedOnly: [...recorded].filter((k) => !replayed.has(k)),
+  };
 }

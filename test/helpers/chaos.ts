@@ -9,6 +9,7 @@ import { createLogger } from "../../src/util/log.ts";
 import { mix, type Delivery } from "../fixtures/streams/generators.ts";
 import { eventually, fixture } from "./engine.ts";
 import { drained as drainedPartitions, startTestNats, type TestNats } from "./nats.ts";
+import { publishRaw } from "./stream.ts";
 
 export const SEED = Number(process.env.ACH_SEED ?? Date.now() % 1_000_000);
 export const SCALE = Number(process.env.ACH_CHAOS_SCALE ?? 1);
@@ -55,11 +56,9 @@ export function plan(rnd: () => number) {
 }
 
 export async function publish(nats: TestNats, d: Delivery): Promise<void> {
-  const h = (await import("@nats-io/transport-node")).headers();
-  if (d.msgId) h.set("Nats-Msg-Id", d.msgId);
   for (let attempt = 0; ; attempt++) {
     try {
-      await nats.js.publish(d.subject, new TextEncoder().encode(d.body), { headers: h, timeout: 2000 });
+      await publishRaw(nats.js, d.subject, d.body, d.msgId, 2000);
       return;
     } catch (err) {
       // The server is restarting: publish again (the msg id makes that safe).

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { partitionConsumers, startNatsServer, type EmbeddedServer } from "../../src/nats/mod.ts";
+import { partitionsDrained, startNatsServer, type EmbeddedServer } from "../../src/nats/mod.ts";
 
 /** A real nats-server on a free loopback port, in a temp dir, with a client. */
 export type TestNats = {
@@ -45,14 +45,9 @@ export async function startTestNats(partitions: number): Promise<TestNats> {
   return t;
 }
 
-/** True when every partition's consumer has nothing pending and nothing unacknowledged (undefined otherwise, for `eventually`). */
+/** {@link partitionsDrained}, as `true | undefined` for `eventually`. */
 export async function drained(jsm: JetStreamManager, partitions: number): Promise<true | undefined> {
-  const consumers = await partitionConsumers(jsm);
-  for (let k = 0; k < partitions; k++) {
-    const i = consumers.get(k);
-    if (!i || i.num_pending > 0 || i.num_ack_pending > 0) return undefined;
-  }
-  return true;
+  return (await partitionsDrained(jsm, partitions)) || undefined;
 }
 
 /** A free TCP port on loopback (bind port 0, read it, close). */

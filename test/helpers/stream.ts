@@ -1,24 +1,18 @@
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { EventInput } from "../../src/events/mod.ts";
-import { eventSubject, validateEvent } from "../../src/events/mod.ts";
+import { validateEvent } from "../../src/events/mod.ts";
 import { applyEvents, type SeqEvent } from "../../src/pipeline/mod.ts";
 import { emptyUserState, type UserState } from "../../src/state/mod.ts";
 import type { RuleBook } from "../../src/rules/mod.ts";
 import { Streams } from "../../src/nats/mod.ts";
 import type { UnlockEvent } from "../../src/pipeline/mod.ts";
 
-/** A small seeded PRNG (mulberry32), so every generated stream can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../../src/bench/workload.ts";
+import { publishEvent } from "../../src/bench/stack.ts";
+
+// The seeded PRNG the benchmark's workload uses, so every generated stream can be replayed.
+export { prng };
 
 let counter = 0;
 
@@ -62,17 +56,14 @@ export function generate(seed: number, n: number, users = 20, tenants = ["acme",
 
 /** Publishes events over NATS with `Nats-Msg-Id = event_id`. */
 export async function publishAll(js: JetStreamClient, events: EventInput[], opts: { msgId?: boolean } = {}): Promise<void> {
-  const enc = new TextEncoder();
-  await Promise.all(
-    events.map((e) => js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), opts.msgId === false ? {} : { msgID: e.event_id })),
-  );
+  await Promise.all(events.map((e) => publishEvent(js, e, opts.msgId !== false)));
 }
 
 /** Publishes raw bytes on a subject (for malformed input), optionally with a msg id. */
-export async function publishRaw(js: JetStreamClient, subject: string, data: Uint8Array | string, msgId?: string): Promise<void> {
+export async function publishRaw(js: JetStreamClient, subject: string, data: Uint8Array | string, msgId?: string, timeout?: number): Promise<void> {
   const h = headers();
   if (msgId) h.set("Nats-Msg-Id", msgId);
-  await js.publish(subject, typeof data === "string" ? new TextEncoder().encode(data) : data, { headers: h });
+  await js.publish(subject, typeof data === "string" ? new TextEncoder().encode(data) : data, { headers: h, ...(timeout ? { timeout } : {}) });
 }
 
 /**
