@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
 import { RuleRegistry } from "./registry/mod.ts";
-import { bookFromFileRules, crossProblems, readRuleFiles, RulesError, type RuleBook } from "./rules/mod.ts";
+import { checkedRuleFiles, type RuleBook } from "./rules/mod.ts";
 import { SeenArchive, StateStore } from "./state/mod.ts";
 import type { Logger } from "./util/log.ts";
 
@@ -48,9 +48,7 @@ async function connectWithin(servers: string[], timeoutMs: number, log: Logger):
  */
 export async function startEngine(config: Config, log: Logger): Promise<Engine> {
   // Rule files are checked before anything starts, so a bad file stops start-up at once.
-  const fileRules = readRuleFiles(config.rules);
-  const problems = crossProblems(bookFromFileRules(fileRules), fileRules);
-  if (problems.length) throw new RulesError(problems);
+  const fileRules = checkedRuleFiles(config.rules).files;
 
   let server: EmbeddedServer | undefined;
   let natsUrl = config.nats.url;
@@ -81,9 +79,14 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     let rules: RuleBook = await registry.book();
     log.info({ versions: rules.all().length, created: synced.created, retired: synced.retired, path: config.rules }, "rules loaded");
     // Versions added through the API (by any process) reach every worker through the bucket.
+    // Changes that arrive while a reload waits are covered by it (it reads the whole bucket): one reload each.
     let reloading = Promise.resolve();
+    let queued = false;
     const stopWatch = await registry.watch(() => {
+      if (queued) return;
+      queued = true;
       reloading = reloading.then(async () => {
+        queued = false;
         try {
           rules = await registry.book();
           log.info({ versions: rules.all().length }, "rules reloaded");

@@ -10,7 +10,7 @@ export type CoordinatorDeps = {
   leases: LeaseTable;
   members: Membership;
   /** Builds a partition worker; `fence` says whether it may still write. */
-  makeWorker: (partition: number, fence: (partition: number) => boolean) => PartitionWorker;
+  makeWorker: (partition: number, fence: () => boolean) => PartitionWorker;
   store: StateStore;
   config: Config;
   log: Logger;
@@ -52,11 +52,6 @@ export class Coordinator {
   /** The workers of the partitions held now, by partition. */
   get workers(): PartitionWorker[] {
     return [...this.#owned.entries()].sort((a, b) => a[0] - b[0]).map(([, o]) => o.worker);
-  }
-
-  /** Held partitions with their lease ages. */
-  held(now: number): { partition: number; since: number; renewedMsAgo: number }[] {
-    return [...this.#owned.values()].map((o) => ({ partition: o.lease.partition, since: o.lease.since, renewedMsAgo: now - o.lease.renewedAt })).sort((a, b) => a.partition - b.partition);
   }
 
   /** Joins, takes this worker's share of the free partitions, and keeps doing so every tick. */

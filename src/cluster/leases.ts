@@ -111,10 +111,8 @@ export class Membership {
   /** Ids of the live workers, sorted. */
   async live(): Promise<string[]> {
     const ids: string[] = [];
-    for await (const k of await this.kv.keys("w.*")) {
-      const e = await this.kv.get(k);
-      if (e && e.operation === "PUT") ids.push(k.slice(2));
-    }
+    // keys() lists live entries only (not deleted, purged or expired ones).
+    for await (const k of await this.kv.keys("w.*")) ids.push(k.slice(2));
     return ids.sort();
   }
 }

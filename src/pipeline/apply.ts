@@ -1,6 +1,6 @@
 import type { ValidEvent } from "../events/mod.ts";
 import { evaluate, needsOrdering, type RuleSource, type Unlock } from "../rules/mod.ts";
-import type { UserState } from "../state/mod.ts";
+import type { SeenChunk, UserState } from "../state/mod.ts";
 import { fingerprintOf, MAX_FINGERPRINTS, type FingerprintSpec } from "./fingerprint.ts";
 
 /** One event of a user's batch, with its stream sequence. */
@@ -12,7 +12,7 @@ export type SeqEvent = { seq: number; ev: ValidEvent };
  * can still be checked: `from`..`to` is the event-time range of its events,
  * which is where a retry of one of them would fall.
  */
-export type Chunk = { phase: "e" | "o"; n: number; ids: string[]; from: number; to: number };
+export type Chunk = SeenChunk;
 
 /** Archived chunks kept per phase in a state (the oldest are forgotten beyond this). */
 export const MAX_CHUNKS = 256;
@@ -22,6 +22,22 @@ export function chunksCovering(state: UserState, time: number): { phase: "e" | "
   const out: { phase: "e" | "o"; n: number }[] = [];
   for (const phase of ["e", "o"] as const) for (const [n, from, to] of state.arch?.[phase] ?? []) if (from <= time && time <= to) out.push({ phase, n });
   return out;
+}
+
+/** True when the state already knows `item` without the archive: a redelivery, or an id in the recent lists. */
+function knownToState(s: UserState, item: SeqEvent): boolean {
+  const id = item.ev.event.event_id;
+  return item.seq <= s.seq || s.ids.includes(id) || s.oids?.includes(id) === true;
+}
+
+/** The archived chunks to read before applying `items`: those covering events the state does not know by itself. */
+export function chunksToLoad(state: UserState, items: readonly SeqEvent[]): { phase: "e" | "o"; n: number }[] {
+  const need = new Map<string, { phase: "e" | "o"; n: number }>();
+  for (const item of items) {
+    if (knownToState(state, item)) continue;
+    for (const c of chunksCovering(state, item.ev.occurredAt)) need.set(`${c.phase}.${c.n}`, c);
+  }
+  return [...need.values()];
 }
 
 /** What applying a user's events did. */
@@ -62,13 +78,11 @@ function record(s: UserState, phase: "e" | "o", id: string, time: number, size: 
 }
 
 /** Keeps the fingerprints that can still match: inside the longest window of the newest, at most MAX_FINGERPRINTS. */
-function pruneFingerprints(fp: Record<string, number>, newest: number, specs: readonly FingerprintSpec[]): Record<string, number> {
-  const horizon = Math.max(...specs.map((s) => s.within));
-  const kept = Object.entries(fp)
-    .filter(([, t]) => t >= newest - horizon)
-    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-    .slice(0, MAX_FINGERPRINTS);
-  return Object.fromEntries(kept.sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+function pruneFingerprints(fp: Record<string, number>, newest: number, horizon: number): Record<string, number> {
+  let kept = Object.entries(fp).filter(([, t]) => t >= newest - horizon);
+  // Beyond the cap, the newest win. (Key order does not matter: the stored state sorts it.)
+  if (kept.length > MAX_FINGERPRINTS) kept = kept.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, MAX_FINGERPRINTS);
+  return Object.fromEntries(kept);
 }
 
 function before(a: readonly [number, number], b: readonly [number, number]): boolean {
@@ -105,6 +119,7 @@ export function applyEvents(
 ): Applied {
   let s = state;
   const out: Applied = { state, dirty: false, applied: 0, duplicates: 0, fingerprinted: 0, unchanged: 0, toOrder: [], failed: [], unlocks: [], chunks: [] };
+  const horizon = fingerprints.length ? Math.max(...fingerprints.map((f) => f.within)) : 0;
   const inChunks = (id: string) => archived.has(id) || out.chunks.some((c) => c.ids.includes(id));
   for (const item of items) {
     const id = item.ev.event.event_id;
@@ -119,7 +134,7 @@ export function applyEvents(
       }
     } else {
       const redelivered = item.seq <= s.seq;
-      if (redelivered || s.ids.includes(id) || s.oids?.includes(id) || inChunks(id)) {
+      if (knownToState(s, item) || inChunks(id)) {
         out.duplicates++;
         if (phase === "eager" && redelivered && ordered) out.toOrder.push(item);
         continue;
@@ -132,7 +147,7 @@ export function applyEvents(
         continue;
       }
       if (fp) {
-        s = { ...s, fp: pruneFingerprints({ ...s.fp, [fp.key]: item.ev.occurredAt }, item.ev.occurredAt, fingerprints) };
+        s = { ...s, fp: pruneFingerprints({ ...s.fp, [fp.key]: item.ev.occurredAt }, item.ev.occurredAt, horizon) };
         fingerprinted = true;
       }
       if (phase === "eager" && ordered) out.toOrder.push(item);

@@ -6,7 +6,7 @@ import { parseConsumerName, partitionConsumer, partitionConsumerConfig, PROBE_HE
 import type { RuleBook } from "../rules/mod.ts";
 import { userKey, type SeenArchive, type StateStore, type Versioned } from "../state/mod.ts";
 import type { Logger } from "../util/log.ts";
-import { applyEvents, chunksCovering, type Applied, type SeqEvent } from "./apply.ts";
+import { applyEvents, chunksToLoad, type Applied, type SeqEvent } from "./apply.ts";
 import { ReorderBuffer } from "./reorder.ts";
 import type { DeadLetter, DeadLetters } from "./dlq.ts";
 import { PoisonError, retrying, StoppedError, TransientError, type RetryHooks } from "./retry.ts";
@@ -31,7 +31,7 @@ export type WorkerDeps = {
    * every state write and every ack: a worker that lost its lease, even one
    * paused for a long time, writes nothing more.
    */
-  fence?: (partition: number) => boolean;
+  fence?: () => boolean;
   /**
    * Shared by every partition of the process: bounds how many users are
    * read or written at once, so requests wait here rather than in the
@@ -269,7 +269,7 @@ export class PartitionWorker {
    * event still held in the reorder window: everything up to it is applied.
    */
   #ackFloor(): void {
-    if (this.#d.fence && !this.#d.fence(this.partition)) return;
+    if (this.#d.fence && !this.#d.fence()) return;
     this.#lastWriteAt = Date.now();
     const held = this.#buffer.minSeq();
     let ack: JsMsg | undefined;
@@ -282,7 +282,7 @@ export class PartitionWorker {
 
   /** Called right before every write: stops the work in hand when the lease may have passed to another worker. */
   #checkFence(): void {
-    if (this.#d.fence && !this.#d.fence(this.partition)) {
+    if (this.#d.fence && !this.#d.fence()) {
       this.#running = false;
       throw new StoppedError(`partition ${this.partition}: lease not renewed in time; not writing`);
     }
@@ -326,7 +326,7 @@ export class PartitionWorker {
     const work = (tenant: string, user: string) => {
       const key = userKey(tenant, user);
       let u = users.get(key);
-      if (!u) users.set(key, (u = { key, tenant, user, eager: [], msgs: [], ordered: [] }));
+      if (!u) users.set(key, (u = { key, tenant, eager: [], msgs: [], ordered: [] }));
       return u;
     };
     for (const m of batch) {
@@ -427,13 +427,8 @@ export class PartitionWorker {
       store.outboxDelivered(u.key, revision);
     }
     // Events the recent id lists do not know but whose time falls in an archived chunk: read those chunks.
-    const need = new Map<string, { phase: "e" | "o"; n: number }>();
-    for (const item of u.eager) {
-      const id = item.ev.event.event_id;
-      if (item.seq <= state.seq || state.ids.includes(id) || state.oids?.includes(id)) continue;
-      for (const c of chunksCovering(state, item.ev.occurredAt)) need.set(`${c.phase}.${c.n}`, c);
-    }
-    const archived = need.size ? await this.#d.seen.load(u.key, [...need.values()]) : new Set<string>();
+    const need = chunksToLoad(state, u.eager);
+    const archived = need.length ? await this.#d.seen.load(u.key, need) : new Set<string>();
     const r = applyEvents(state, u.eager, this.#d.rules().forTenant(u.tenant), config.worker.recentIds, "eager", config.dedup.fingerprints, archived);
     u.base = { state, revision };
     u.after = r;
@@ -497,7 +492,6 @@ export class PartitionWorker {
 type UserWork = {
   key: string;
   tenant: string;
-  user: string;
   eager: SeqEvent[];
   msgs: JsMsg[];
   ordered: SeqEvent[];

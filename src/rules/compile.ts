@@ -25,6 +25,8 @@ export type CompiledRule = {
   parts: (Predicate | undefined)[];
   /** Availability window and segment: does this event count at all? */
   admits: (e: EvalEvent) => boolean;
+  /** Is event time `t` inside the availability window (`starts_at` ≤ t < `ends_at`)? */
+  inWindow: (t: number) => boolean;
   levels: Level[];
   /** Depends on the order of events (sequences): applied only after the reorder window. */
   ordered: boolean;
@@ -99,6 +101,7 @@ export function compileRule(rule: Rule, version: number, effectiveFrom = Number.
     where,
     parts,
     admits: (e) => inWindow(e.time) && segment(e.get),
+    inWindow,
     levels: levelsOf(rule),
     ordered: rule.type === "sequence",
     deps: [...new Set(deps)],

@@ -64,49 +64,54 @@ function getter(ev: ValidEvent): (path: string) => unknown {
   return (path) => fieldAt(ev.event, path);
 }
 
-/** The time zone of an event for a rule: the event's `attributes.timezone`, else the rule's. */
-export function zoneOf(c: CompiledRule, e: EvalEvent): string {
+/** The event's own time zone (`attributes.timezone`), when it names a valid one; rules fall back to theirs. */
+function eventZone(e: EvalEvent): string | undefined {
   const tz = e.get("attributes.timezone");
-  return typeof tz === "string" && isValidTimeZone(tz) ? tz : c.rule.timezone;
+  return typeof tz === "string" && isValidTimeZone(tz) ? tz : undefined;
 }
+
+/** Key of a rule's state in {@link EvalState.rules}: its id, plus `#<period>` for repeatable rules. */
+function ruleStateKey(c: CompiledRule, occ: number | null): string {
+  return achievementKey(c.id, null, occ);
+}
+
+type Maps = Pick<EvalState, "rules" | "unlocked">;
 
 /** Working copy of a state: copy-on-write maps, so unchanged parts stay shared. */
 class Draft {
   rules: EvalState["rules"];
   unlocked: EvalState["unlocked"];
-  #rulesCopied = false;
-  #unlockedCopied = false;
+  readonly #copied = { rules: false, unlocked: false };
   readonly unlocks: Unlock[] = [];
 
-  constructor(readonly base: EvalState) {
+  constructor(base: EvalState) {
     this.rules = base.rules;
     this.unlocked = base.unlocked;
   }
 
-  setRule(key: string, s: { k: string }): void {
-    if (!this.#rulesCopied) (this.rules = { ...this.rules }), (this.#rulesCopied = true);
-    this.rules[key] = s;
+  /** The map, copied on its first change. */
+  #own<K extends keyof Maps>(which: K): Maps[K] {
+    if (!this.#copied[which]) {
+      this[which] = { ...this[which] };
+      this.#copied[which] = true;
+    }
+    return this[which];
   }
 
-  dropRule(key: string): void {
-    if (!(key in this.rules)) return;
-    if (!this.#rulesCopied) (this.rules = { ...this.rules }), (this.#rulesCopied = true);
-    delete this.rules[key];
+  setRule(key: string, s: { k: string }): void {
+    this.#own("rules")[key] = s;
   }
 
   addUnlock(key: string, ref: UnlockRef): void {
-    if (!this.#unlockedCopied) (this.unlocked = { ...this.unlocked }), (this.#unlockedCopied = true);
-    this.unlocked[key] = ref;
+    this.#own("unlocked")[key] = ref;
   }
 
-  dropUnlock(key: string): void {
-    if (!(key in this.unlocked)) return;
-    if (!this.#unlockedCopied) (this.unlocked = { ...this.unlocked }), (this.#unlockedCopied = true);
-    delete this.unlocked[key];
+  drop(which: keyof Maps, key: string): void {
+    if (key in this[which]) delete this.#own(which)[key];
   }
 
   get changed(): boolean {
-    return this.#rulesCopied || this.#unlockedCopied;
+    return this.#copied.rules || this.#copied.unlocked;
   }
 }
 
@@ -114,31 +119,31 @@ function stateOf(c: CompiledRule, raw: { k: string } | undefined): { k: string }
   return raw && kindOf(c.rule).tags.includes(raw.k) ? raw : undefined;
 }
 
-/** The period of a repeatable rule for an event; null for other rules. */
-function occurrenceOf(c: CompiledRule, e: EvalEvent): number | null {
-  return c.rule.repeatable ? periodIndex(e.time, zoneOf(c, e), c.rule.repeatable.every) : null;
+/** The period of a repeatable rule for an event time in zone `tz`; null for other rules. */
+function occurrenceOf(c: CompiledRule, time: number, tz: string): number | null {
+  return c.rule.repeatable ? periodIndex(time, tz, c.rule.repeatable.every) : null;
+}
+
+/** The state and unlock entries a repeatable rule keeps per period: where each is, its key, its period. */
+function occurrences(d: Draft, c: CompiledRule): { which: keyof Maps; key: string; occ: number }[] {
+  const out: { which: keyof Maps; key: string; occ: number }[] = [];
+  const prefix = `${c.id}#`;
+  for (const key of Object.keys(d.rules)) if (key.startsWith(prefix)) out.push({ which: "rules", key, occ: Number(key.slice(prefix.length)) });
+  for (const key of Object.keys(d.unlocked)) {
+    const hash = key.lastIndexOf("#");
+    if (hash > 0 && key.split(/[:#]/)[0] === c.id) out.push({ which: "unlocked", key, occ: Number(key.slice(hash + 1)) });
+  }
+  return out;
 }
 
 /** The newest period a repeatable rule has state or unlocks for (-Infinity when none). */
 function newestOccurrence(d: Draft, c: CompiledRule): number {
-  let newest = Number.NEGATIVE_INFINITY;
-  const prefix = `${c.id}#`;
-  for (const key of Object.keys(d.rules)) if (key.startsWith(prefix)) newest = Math.max(newest, Number(key.slice(prefix.length)));
-  for (const key of Object.keys(d.unlocked)) {
-    const hash = key.lastIndexOf("#");
-    if (hash > 0 && key.split(/[:#]/)[0] === c.id) newest = Math.max(newest, Number(key.slice(hash + 1)));
-  }
-  return newest;
+  return occurrences(d, c).reduce((newest, o) => Math.max(newest, o.occ), Number.NEGATIVE_INFINITY);
 }
 
 /** Forgets the state and unlock records of periods of a repeatable rule older than the kept ones. */
 function pruneOccurrences(d: Draft, c: CompiledRule, newest: number): void {
-  const prefix = `${c.id}#`;
-  for (const key of Object.keys(d.rules)) if (key.startsWith(prefix) && Number(key.slice(prefix.length)) <= newest - KEEP_OCCURRENCES) d.dropRule(key);
-  for (const key of Object.keys(d.unlocked)) {
-    const hash = key.lastIndexOf("#");
-    if (hash > 0 && key.split(/[:#]/)[0] === c.id && Number(key.slice(hash + 1)) <= newest - KEEP_OCCURRENCES) d.dropUnlock(key);
-  }
+  for (const o of occurrences(d, c)) if (o.occ <= newest - KEEP_OCCURRENCES) d.drop(o.which, o.key);
 }
 
 /**
@@ -147,8 +152,7 @@ function pruneOccurrences(d: Draft, c: CompiledRule, newest: number): void {
  * became true: the level's own time, or a later prerequisite's.
  */
 function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, ev: ValidEvent, tz: string): void {
-  const stateKey = occ === null ? c.id : `${c.id}#${occ}`;
-  const state = stateOf(c, d.rules[stateKey]);
+  const state = stateOf(c, d.rules[ruleStateKey(c, occ)]);
   const ctx: KindContext = { unlocked: d.unlocked, tz };
   const kind = kindOf(c.rule);
   for (const level of c.levels) {
@@ -164,7 +168,7 @@ function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, 
     }
     // Not before the version that decides it took effect (a composite's items may be older).
     at = Math.max(at, c.effectiveFrom);
-    if ((c.rule.starts_at !== undefined && at < c.rule.starts_at) || (c.rule.ends_at !== undefined && at >= c.rule.ends_at)) return;
+    if (!c.inWindow(at)) return;
     const { tenant_id, user_id } = ev.event;
     const ref: UnlockRef = {
       unlock_id: unlockId(tenant_id, user_id, c.id, level.tier, occ ?? 1),
@@ -209,15 +213,16 @@ export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource, ph
   const set: RuleSet = rules.at(ev.occurredAt);
   const e: EvalEvent = { id: ev.event.event_id, type: ev.event.event_type, time: ev.occurredAt, get: getter(ev) };
   const d = new Draft(state);
+  const evTz = eventZone(e);
   for (const c of set.byEventType.get(e.type) ?? []) {
     if (phase !== "all" && c.ordered !== (phase === "ordered")) continue;
     if (!c.admits(e)) continue;
-    const tz = zoneOf(c, e);
-    const occ = occurrenceOf(c, e);
+    const tz = evTz ?? c.rule.timezone;
+    const occ = occurrenceOf(c, e.time, tz);
     // A period older than the kept ones is over: its unlocks may have been forgotten, so it must not unlock again.
     if (occ !== null && occ <= newestOccurrence(d, c) - KEEP_OCCURRENCES) continue;
     if (finished(d, c, occ)) continue;
-    const stateKey = occ === null ? c.id : `${c.id}#${occ}`;
+    const stateKey = ruleStateKey(c, occ);
     const kind = kindOf(c.rule);
     const next = kind.apply(stateOf(c, d.rules[stateKey]), e, c, { unlocked: d.unlocked, tz });
     if (next === undefined) continue;
@@ -227,14 +232,14 @@ export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource, ph
   }
   if (d.unlocks.length > 0 && set.dependents.length > 0) {
     // Settle: unlocks may complete other rules' prerequisites or composite items.
+    // A repeatable rule settles the occurrence of the current event's period.
+    const settling = set.dependents.filter((c) => c.admits(e)).map((c) => {
+      const tz = evTz ?? c.rule.timezone;
+      return { c, tz, occ: occurrenceOf(c, e.time, tz) };
+    });
     for (let before = -1; before !== d.unlocks.length; ) {
       before = d.unlocks.length;
-      for (const c of set.dependents) {
-        // A repeatable rule settles the occurrence of the current event's period.
-        const occ = occurrenceOf(c, e);
-        if (finished(d, c, occ) || !c.admits(e)) continue;
-        tryUnlock(d, c, occ, e, ev, zoneOf(c, e));
-      }
+      for (const { c, tz, occ } of settling) if (!finished(d, c, occ)) tryUnlock(d, c, occ, e, ev, tz);
     }
   }
   if (!d.changed) return { state, unlocks: [], changed: false };
@@ -275,8 +280,7 @@ export function progressOf(state: EvalState, set: RuleSet, now: number): Progres
     const occ = r.repeatable ? periodIndex(now, r.timezone, r.repeatable.every) : null;
     const level = c.levels.find((l) => !state.unlocked[achievementKey(c.id, l.tier, occ)]);
     if (!level) continue;
-    const stateKey = occ === null ? c.id : `${c.id}#${occ}`;
-    const fig = kindOf(r).progress(stateOf(c, state.rules[stateKey]), c, { unlocked: state.unlocked, tz: r.timezone });
+    const fig = kindOf(r).progress(stateOf(c, state.rules[ruleStateKey(c, occ)]), c, { unlocked: state.unlocked, tz: r.timezone });
     out.push({
       achievement_id: c.id,
       tier: level.tier,

@@ -129,9 +129,18 @@ export function crossProblems(book: RuleBook, rules: readonly FileRule[]): RuleP
  * tenant. Throws {@link RulesError} listing every problem.
  */
 export function loadRules(path: string): RuleBook {
-  const rules = readRuleFiles(path);
-  const book = bookFromFileRules(rules);
-  const problems = crossProblems(book, rules);
+  return checkedRuleFiles(path).book;
+}
+
+/**
+ * Reads and validates every rules file under `path`, the references between
+ * rules included; returns the rules with their files and their book, or
+ * throws {@link RulesError} listing every problem.
+ */
+export function checkedRuleFiles(path: string): { files: FileRule[]; book: RuleBook } {
+  const files = readRuleFiles(path);
+  const book = bookFromFileRules(files);
+  const problems = crossProblems(book, files);
   if (problems.length) throw new RulesError(problems);
-  return book;
+  return { files, book };
 }

@@ -29,7 +29,6 @@ export class InMemoryEvaluator {
   readonly states = new Map<string, UserState>();
   readonly unlocks: Unlock[] = [];
   duplicates = 0;
-  applied = 0;
   /** The seen-ids archive, in memory. */
   readonly #archive = new Map<string, string[]>();
 
@@ -48,7 +47,6 @@ export class InMemoryEvaluator {
     const r = applyEvents(state, [{ seq, ev }], this.book.forTenant(e.tenant_id), this.recentIds, "all", this.fingerprints, archived);
     for (const c of r.chunks) this.#archive.set(`${key}.${c.phase}.${c.n}`, c.ids);
     this.duplicates += r.duplicates + r.fingerprinted;
-    this.applied += r.applied;
     for (const u of r.unlocks) this.unlocks.push(u);
     this.states.set(key, r.state.outbox.length ? { ...r.state, outbox: [] } : r.state);
   }

@@ -96,13 +96,6 @@ export class StateStore {
     if (hit && hit.revision === revision) hit.delivered = true;
   }
 
-  /** Drops cached entries (all, or those whose key starts with `prefix`). */
-  forget(prefix?: string): void {
-    if (!this.#cache) return;
-    if (prefix === undefined) return this.#cache.clear();
-    for (const k of this.#cache.keys()) if (k.startsWith(prefix)) this.#cache.delete(k);
-  }
-
   /** Drops cached entries whose key matches (e.g. the users of a partition just taken over). */
   forgetWhere(match: (key: string) => boolean): void {
     if (!this.#cache) return;
