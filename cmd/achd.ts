@@ -6,9 +6,9 @@
  *   achd api                   HTTP API only (no workers)
  *   achd rules validate [path] check a rules file or folder
  *   achd partition <tenant> <user>   the partition a user's events go to
- *   achd nats-config           the server config lines a 2.9 server needs
+ *   achd nats-config [--partitions N]   the server config lines a 2.9 server needs
  *   achd dlq list|show|redrive dead-letter tools
- *   achd simulate --rules <path> --events <file.jsonl> [--progress]
+ *   achd simulate --rules <path> --events <file.jsonl> [--progress] [--at TIME]
  *   achd status                partition owners, lag, lease ages
  *   achd replay [--rules PATH] [--from SEQ]   re-evaluate the stored stream in memory; compare with recorded unlocks
  *   achd bench [--smoke] [--only a,b] …       the benchmark (docs/benchmarks.md)
@@ -36,7 +36,8 @@ const USAGE = `usage: achd <command>
   api                        run the HTTP API only
   rules validate [path]      validate rules (default: the configured rules path)
   partition <tenant> <user>  print the partition of a user
-  nats-config                print the mapping a nats-server 2.9 config needs
+  nats-config [--partitions N]
+                             print the mapping a nats-server 2.9 config needs
   status                     which worker owns which partition, lag per partition, lease ages
   simulate --rules PATH --events FILE.jsonl [--progress] [--at TIME]
                              run rules over events offline; print unlocks (and progress) as JSON lines
