@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { eventSubject, ID_TOKEN, RejectCodes, validateEvent, type Issue, type ValidEvent } from "../events/mod.ts";
-import { fingerprintOf } from "../pipeline/mod.ts";
+import { fingerprintMatch, fingerprintOf } from "../pipeline/mod.ts";
 import { userKey } from "../state/mod.ts";
 import type { ApiContext } from "./context.ts";
 
@@ -97,6 +97,5 @@ async function fingerprintSeen(ctx: ApiContext, ev: ValidEvent): Promise<number 
   const fp = fingerprintOf(ev, ctx.config.dedup.fingerprints);
   if (!fp) return undefined;
   const { state } = await ctx.state.read(userKey(ev.event.tenant_id, ev.event.user_id));
-  const seen = state.fp?.[fp.key];
-  return seen !== undefined && Math.abs(seen - ev.occurredAt) <= fp.within ? seen : undefined;
+  return fingerprintMatch(fp, state.fp, ev.occurredAt);
 }

@@ -1,7 +1,7 @@
 import type { ValidEvent } from "../events/mod.ts";
 import { evaluate, needsOrdering, type RuleSource, type Unlock } from "../rules/mod.ts";
 import type { SeenChunk, UserState } from "../state/mod.ts";
-import { fingerprintOf, MAX_FINGERPRINTS, type FingerprintSpec } from "./fingerprint.ts";
+import { fingerprintMatch, fingerprintOf, MAX_FINGERPRINTS, type FingerprintSpec } from "./fingerprint.ts";
 
 /** One event of a user's batch, with its stream sequence. */
 export type SeqEvent = { seq: number; ev: ValidEvent };
@@ -141,8 +141,7 @@ export function applyEvents(
       }
       // Business fingerprint: the same action reported again (another source, another id) within the window.
       const fp = fingerprintOf(item.ev, fingerprints);
-      const seen = fp ? s.fp?.[fp.key] : undefined;
-      if (fp && seen !== undefined && Math.abs(seen - item.ev.occurredAt) <= fp.within) {
+      if (fingerprintMatch(fp, s.fp, item.ev.occurredAt) !== undefined) {
         out.fingerprinted++;
         continue;
       }

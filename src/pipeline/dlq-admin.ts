@@ -1,8 +1,8 @@
-import { headers, type MsgHdrs } from "@nats-io/transport-node";
+import type { MsgHdrs } from "@nats-io/transport-node";
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { DLQ_PREFIX, EVENT_TYPE, eventSubject, EVENTS_PREFIX, ID_TOKEN } from "../events/mod.ts";
 import { Streams } from "../nats/mod.ts";
-import { DlqHeaders } from "./dlq.ts";
+import { DlqHeaders, producerHeaders } from "./dlq.ts";
 
 /** One dead letter, as listed by `achd dlq list` and `GET /v1/dlq`. */
 export type DeadLetterSummary = {
@@ -121,11 +121,7 @@ export async function redriveDeadLetter(js: JetStreamClient, jsm: JetStreamManag
       `dead letter ${seq} has no event subject to go back to (${subject || "none"}): its tenant or user id was not valid; redrive it with a corrected body`,
     );
   }
-  const h = headers();
-  for (const [k, vs] of m.header ?? []) {
-    if (k.startsWith("Ach-") || k.startsWith("Nats-")) continue;
-    for (const v of vs) h.append(k, v);
-  }
+  const h = producerHeaders(m.header);
   h.set("Ach-Redriven-From", String(seq));
   const ack = await js.publish(subject, body ?? m.data, { headers: h });
   await jsm.streams.deleteMessage(Streams.Dlq, seq, false);

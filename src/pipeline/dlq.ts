@@ -39,17 +39,21 @@ function oneLine(s: string, max = 2000): string {
  * and stream sequence as `Ach-*` headers, so that `achd dlq redrive` can
  * publish the event again exactly as the producer sent it.
  */
+/** A copy of the producer's own headers: without the server's (`Nats-*`) and the engine's (`Ach-*`). */
+export function producerHeaders(from: MsgHdrs | undefined): MsgHdrs {
+  const h = headers();
+  for (const [k, vs] of from ?? []) {
+    if (k.startsWith("Nats-") || k.startsWith("Ach-")) continue;
+    for (const v of vs) h.append(k, v);
+  }
+  return h;
+}
+
 export class DeadLetters {
   constructor(private readonly js: JetStreamClient) {}
 
   async send(d: DeadLetter, now: Date = new Date()): Promise<number> {
-    const h = headers();
-    if (d.headers) {
-      for (const [k, vs] of d.headers) {
-        if (k.startsWith("Nats-") || k.startsWith("Ach-")) continue;
-        for (const v of vs) h.append(k, v);
-      }
-    }
+    const h = producerHeaders(d.headers);
     const msgId = d.headers?.get("Nats-Msg-Id");
     if (msgId) h.set(DlqHeaders.MsgId, msgId);
     h.set(DlqHeaders.Reason, d.rejection.code);

@@ -7,6 +7,13 @@ export type FingerprintSpec = { event: string[]; fields: string[]; within: numbe
 /** At most this many fingerprints are kept per user (the oldest go first). */
 export const MAX_FINGERPRINTS = 1000;
 
+/** The time of an earlier report of the same action within the window, from a user's stored fingerprints. */
+export function fingerprintMatch(fp: { key: string; within: number } | undefined, seen: Readonly<Record<string, number>> | undefined, time: number): number | undefined {
+  if (!fp) return undefined;
+  const t = seen?.[fp.key];
+  return t !== undefined && Math.abs(t - time) <= fp.within ? t : undefined;
+}
+
 /**
  * The fingerprint of an event under the first spec that covers its type
  * (hash of spec, type, field values and, with `round`, the rounded event
