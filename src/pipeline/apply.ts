@@ -125,7 +125,9 @@ export function applyEvents(
     const id = item.ev.event.event_id;
     const at: [number, number] = [item.ev.occurredAt, item.seq];
     const ordered = needsOrdering(item.ev, rules);
-    let fingerprinted = false;
+    // What a fresh event adds besides its evaluation; kept only if the evaluation succeeds,
+    // so an event that fails (and goes to the DLQ) leaves no trace that would drop its redrive.
+    let fpState: UserState | undefined;
     if (phase === "ordered") {
       // Applied before a crash (a redelivery), or late: a later event of this user went through already.
       if (s.ot && before(at, s.ot)) {
@@ -145,11 +147,7 @@ export function applyEvents(
         out.fingerprinted++;
         continue;
       }
-      if (fp) {
-        s = { ...s, fp: pruneFingerprints({ ...s.fp, [fp.key]: item.ev.occurredAt }, item.ev.occurredAt, horizon) };
-        fingerprinted = true;
-      }
-      if (phase === "eager" && ordered) out.toOrder.push(item);
+      if (fp) fpState = { ...s, fp: pruneFingerprints({ ...s.fp, [fp.key]: item.ev.occurredAt }, item.ev.occurredAt, horizon) };
     }
     let r;
     try {
@@ -158,6 +156,9 @@ export function applyEvents(
       out.failed.push({ item, error: err instanceof Error ? err : new Error(String(err)) });
       continue;
     }
+    const fingerprinted = fpState !== undefined;
+    if (fpState) s = fpState;
+    if (phase === "eager" && ordered) out.toOrder.push(item);
     // Order-insensitive rules: an event that changes nothing now never will,
     // so it need not be remembered. Sequences differ (a step that arrives
     // before its predecessor changes nothing, but would later), so every

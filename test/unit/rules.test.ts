@@ -20,6 +20,7 @@ import {
   unlockId,
   type EvalState,
   type Rule,
+  type RuleSource,
 } from "../../src/rules/mod.ts";
 import type { CountState } from "../../src/rules/kinds/count.ts";
 import { emptyUserState, type UserState } from "../../src/state/mod.ts";
@@ -762,6 +763,33 @@ describe("applyEvents", () => {
     expect(r2.state.outbox.map((u) => u.achievement_id)).toEqual(["filtered", "two"]);
     expect(r2.state.outbox[1]).toEqual(r2.unlocks[0]);
     expect(start.outbox).toEqual([]);
+  });
+
+  it("keeps no fingerprint and hands nothing to the reorder window for an event whose evaluation throws", () => {
+    // A rule that fails on payload.boom, as a rule bug or an unexpected value would.
+    const failing: RuleSource = {
+      at: (t) => {
+        const base = set.at(t);
+        const byEventType = new Map([...base.byEventType].map(([type, cs]) => [type, cs.map((c) => ({ ...c, admits: (e: Parameters<typeof c.admits>[0]) => (e.get("payload.boom") === true ? fail() : c.admits(e)) }))]));
+        return { ...base, byEventType, orderedTypes: new Set(["a.b"]) };
+      },
+    };
+    const fail = (): never => {
+      throw new Error("boom");
+    };
+    const fps = [{ event: ["a.b"], fields: ["payload.order"], within: 60_000 }];
+    const bad = item(1, "e1", "a.b", { order: 7, boom: true });
+    const r1 = applyEvents(emptyUserState(), [bad, item(2, "e2", "a.b", { order: 8 })], failing, 64, "eager", fps);
+    expect(r1.failed.map((f) => f.item.seq)).toEqual([1]);
+    expect(r1.toOrder.map((i) => i.seq)).toEqual([2]);
+    expect(r1.applied).toBe(1);
+    // The corrected event, redriven under a new id, is not a near-duplicate of the one that failed.
+    const fixed = item(3, "e1-fixed", "a.b", { order: 7 });
+    const r2 = applyEvents(r1.state, [fixed], failing, 64, "eager", fps);
+    expect(r2).toMatchObject({ applied: 1, fingerprinted: 0, failed: [] });
+    // While a genuine retry of a processed event still is.
+    const r3 = applyEvents(r2.state, [item(4, "e1-again", "a.b", { order: 7 })], failing, 64, "eager", fps);
+    expect(r3).toMatchObject({ applied: 0, fingerprinted: 1 });
   });
 
   it("treats seq at or below state.seq as a duplicate", () => {
