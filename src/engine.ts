@@ -5,7 +5,7 @@ import { buildApi } from "./api/mod.ts";
 import type { Config } from "./config/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import pLimit from "p-limit";
-import { Buckets, checkPartitionMapping, ensureTopology, startNatsServer, type EmbeddedServer } from "./nats/mod.ts";
+import { Buckets, checkPartitionMapping, ensureTopology, FastKv, JsRequests, startNatsServer, type EmbeddedServer } from "./nats/mod.ts";
 import { hostname } from "node:os";
 import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
@@ -98,13 +98,15 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
 
     const stats = new Stats();
     const dlq = new DeadLetters(js);
+    // The hot path's reads and writes (state, seen ids, unlocks and their records) skip nats.js's per-request cost.
+    const requests = new JsRequests(nc);
     const deps = {
       js,
       jsm,
-      store: new StateStore(buckets.state, config.worker.cacheUsers, config.worker.cacheMB * 2 ** 20),
-      seen: new SeenArchive(buckets.seen),
+      store: new StateStore(await FastKv.open(buckets.state, requests), config.worker.cacheUsers, config.worker.cacheMB * 2 ** 20),
+      seen: new SeenArchive(await FastKv.open(buckets.seen, requests)),
       rules: () => rules,
-      unlocks: new UnlockSink(js, buckets.unlocks),
+      unlocks: new UnlockSink(requests, await FastKv.open(buckets.unlocks, requests)),
       dlq,
       stats,
       log,

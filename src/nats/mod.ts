@@ -3,3 +3,4 @@ export * from "./names.ts";
 export * from "./server-binary.ts";
 export * from "./embedded.ts";
 export * from "./topology.ts";
+export * from "./requests.ts";

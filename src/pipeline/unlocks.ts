@@ -1,5 +1,5 @@
-import type { JetStreamClient } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
+import type { PubAck } from "@nats-io/jetstream";
+import type { KvStore } from "../nats/mod.ts";
 import { unlockedSubject } from "../events/mod.ts";
 import type { Unlock } from "../rules/mod.ts";
 import { isCasFailure } from "../state/mod.ts";
@@ -62,8 +62,8 @@ const enc = new TextEncoder();
  */
 export class UnlockSink {
   constructor(
-    private readonly js: JetStreamClient,
-    private readonly records: KV,
+    private readonly js: { publish(subject: string, data: Uint8Array, opts: { msgID: string }): Promise<PubAck> },
+    private readonly records: KvStore,
   ) {}
 
   /** Publishes and records one unlock; true when the event was new to the stream. */

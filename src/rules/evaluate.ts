@@ -1,8 +1,8 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { fieldAt, type ValidEvent } from "../events/mod.ts";
 import { isValidTimeZone, periodIndex, periodLabel } from "../util/time.ts";
 import type { CompiledRule, EvalEvent } from "./compile.ts";
-import { kindOf, type KindContext, type UnlockRef } from "./kinds/mod.ts";
+import { kindOf, type Kind, type KindContext, type UnlockRef } from "./kinds/mod.ts";
 import type { RuleSet, RuleSource } from "./ruleset.ts";
 
 export { TRIGGER_LIMIT, type UnlockRef } from "./kinds/mod.ts";
@@ -50,8 +50,7 @@ export function emptyEvalState(): EvalState {
  * lets JetStream's `Nats-Msg-Id` dedup and the create-only record agree.
  */
 export function unlockId(tenant: string, user: string, achievement: string, tier: string | null, occurrence: number): string {
-  const h = createHash("sha256").update([tenant, user, achievement, tier ?? "", String(occurrence)].join("\u0000"));
-  return `ul_${h.digest("hex").slice(0, 32)}`;
+  return `ul_${hash("sha256", [tenant, user, achievement, tier ?? "", String(occurrence)].join("\u0000"), "hex").slice(0, 32)}`;
 }
 
 /** Key of an unlock in {@link EvalState.unlocked}: `id`, `id:tier`, plus `#<period>` for repeatable rules. */
@@ -115,8 +114,27 @@ class Draft {
   }
 }
 
+/** What the evaluator derives once per compiled rule: its state machine, and its keys when it is not repeatable. */
+type Plan = { kind: Kind<{ k: string }>; tags: ReadonlySet<string>; stateKey: string; levelKeys: string[] };
+const plans = new WeakMap<CompiledRule, Plan>();
+
+function planOf(c: CompiledRule): Plan {
+  let p = plans.get(c);
+  if (!p) {
+    const kind = kindOf(c.rule);
+    p = { kind, tags: new Set(kind.tags), stateKey: ruleStateKey(c, null), levelKeys: c.levels.map((l) => achievementKey(c.id, l.tier)) };
+    plans.set(c, p);
+  }
+  return p;
+}
+
+/** Key of the unlock of level `i` of `c` (for occurrence `occ`). */
+function levelKey(c: CompiledRule, p: Plan, i: number, occ: number | null): string {
+  return occ === null ? p.levelKeys[i]! : achievementKey(c.id, c.levels[i]!.tier, occ);
+}
+
 function stateOf(c: CompiledRule, raw: { k: string } | undefined): { k: string } | undefined {
-  return raw && kindOf(c.rule).tags.includes(raw.k) ? raw : undefined;
+  return raw && planOf(c).tags.has(raw.k) ? raw : undefined;
 }
 
 /** The period of a repeatable rule for an event time in zone `tz`; null for other rules. */
@@ -152,11 +170,13 @@ function pruneOccurrences(d: Draft, c: CompiledRule, newest: number): void {
  * became true: the level's own time, or a later prerequisite's.
  */
 function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, ev: ValidEvent, tz: string): void {
-  const state = stateOf(c, d.rules[ruleStateKey(c, occ)]);
+  const p = planOf(c);
+  const state = stateOf(c, d.rules[occ === null ? p.stateKey : ruleStateKey(c, occ)]);
   const ctx: KindContext = { unlocked: d.unlocked, tz };
-  const kind = kindOf(c.rule);
-  for (const level of c.levels) {
-    const key = achievementKey(c.id, level.tier, occ);
+  const kind = p.kind;
+  for (let i = 0; i < c.levels.length; i++) {
+    const level = c.levels[i]!;
+    const key = levelKey(c, p, i, occ);
     if (d.unlocked[key]) continue;
     const met = kind.met(state, level.target, c, e.time, ctx);
     if (!met) return; // higher tiers are not met either
@@ -195,7 +215,9 @@ function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, 
 
 /** True when every level of `c` (for occurrence `occ`) is unlocked: the rule has nothing left to do. */
 function finished(d: Draft, c: CompiledRule, occ: number | null): boolean {
-  return c.levels.every((l) => d.unlocked[achievementKey(c.id, l.tier, occ)] !== undefined);
+  const p = planOf(c);
+  for (let i = 0; i < c.levels.length; i++) if (d.unlocked[levelKey(c, p, i, occ)] === undefined) return false;
+  return true;
 }
 
 /**
@@ -222,9 +244,8 @@ export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource, ph
     // A period older than the kept ones is over: its unlocks may have been forgotten, so it must not unlock again.
     if (occ !== null && occ <= newestOccurrence(d, c) - KEEP_OCCURRENCES) continue;
     if (finished(d, c, occ)) continue;
-    const stateKey = ruleStateKey(c, occ);
-    const kind = kindOf(c.rule);
-    const next = kind.apply(stateOf(c, d.rules[stateKey]), e, c, { unlocked: d.unlocked, tz });
+    const stateKey = occ === null ? planOf(c).stateKey : ruleStateKey(c, occ);
+    const next = planOf(c).kind.apply(stateOf(c, d.rules[stateKey]), e, c, { unlocked: d.unlocked, tz });
     if (next === undefined) continue;
     d.setRule(stateKey, next);
     if (occ !== null) pruneOccurrences(d, c, occ);
@@ -280,7 +301,7 @@ export function progressOf(state: EvalState, set: RuleSet, now: number): Progres
     const occ = r.repeatable ? periodIndex(now, r.timezone, r.repeatable.every) : null;
     const level = c.levels.find((l) => !state.unlocked[achievementKey(c.id, l.tier, occ)]);
     if (!level) continue;
-    const fig = kindOf(r).progress(stateOf(c, state.rules[ruleStateKey(c, occ)]), c, { unlocked: state.unlocked, tz: r.timezone });
+    const fig = planOf(c).kind.progress(stateOf(c, state.rules[ruleStateKey(c, occ)]), c, { unlocked: state.unlocked, tz: r.timezone });
     out.push({
       achievement_id: c.id,
       tier: level.tier,

@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import type { KV } from "@nats-io/kv";
+import type { KvStore } from "../nats/requests.ts";
 
 /** A chunk of event ids as the archive stores it (see `Chunk` in the pipeline). */
 export type SeenChunk = { phase: "e" | "o"; n: number; ids: string[]; from: number; to: number };
@@ -16,10 +16,10 @@ const dec = new TextDecoder();
  * content), so they are cached.
  */
 export class SeenArchive {
-  readonly #kv: KV;
+  readonly #kv: KvStore;
   readonly #cache: LRUCache<string, ReadonlySet<string>>;
 
-  constructor(kv: KV, cacheChunks = 10_000) {
+  constructor(kv: KvStore, cacheChunks = 10_000) {
     this.#kv = kv;
     this.#cache = new LRUCache({ max: Math.max(1, cacheChunks) });
   }

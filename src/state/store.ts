@@ -1,6 +1,6 @@
 import { LRUCache } from "lru-cache";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
+import type { KvStore } from "../nats/requests.ts";
 import { decodeState, emptyUserState, encodeState, type UserState } from "./user-state.ts";
 
 /** Someone else wrote the key since we read it; reload and recompute. */
@@ -37,11 +37,11 @@ type Cached = { bytes: Uint8Array | undefined; revision: number; delivered?: boo
  * trip.
  */
 export class StateStore {
-  readonly #kv: KV;
+  readonly #kv: KvStore;
   readonly #cache: LRUCache<string, Cached> | undefined;
 
   /** `cacheUsers` and `cacheBytes` both bound the cache (0 users: no cache). */
-  constructor(kv: KV, cacheUsers: number, cacheBytes = 64 * 2 ** 20) {
+  constructor(kv: KvStore, cacheUsers: number, cacheBytes = 64 * 2 ** 20) {
     this.#kv = kv;
     // Each entry is counted as its bytes plus what the key and the entry cost.
     this.#cache = cacheUsers > 0 ? new LRUCache({ max: cacheUsers, maxSize: cacheBytes, sizeCalculation: (v, k) => (v.bytes?.length ?? 0) + k.length + 96 }) : undefined;

@@ -72,7 +72,19 @@ type Zone = {
   /** One-entry memo: the evaluator asks day, week and month of the same event in a row. */
   lastMs: number;
   lastDay: number;
+  /** Wall-clock formatter (to the second), made on first need. */
+  wall: Intl.DateTimeFormat | undefined;
+  /**
+   * UTC offset (ms) of each 15-minute span of time seen, or NaN for a span
+   * in which the offset changes (those are formatted instant by instant).
+   */
+  offsets: Map<number, number>;
 };
+
+/** The span over which a zone's offset is cached: tzdb never changes an offset twice within it. */
+const SPAN_MS = 900_000;
+/** Spans cached per zone (about three years of one zone's events). */
+const MAX_SPANS = 100_000;
 
 const zones = new Map<string, Zone>();
 const validity = new Map<string, boolean>();
@@ -113,7 +125,7 @@ function zoneOf(tz: string): Zone {
   if (cached !== undefined) return cached;
   if (!isValidTimeZone(tz)) throw new RangeError(`invalid time zone: ${JSON.stringify(tz)}`);
   const fmt = newFormatter(tz);
-  const zone: Zone = { fmt, fixedOffsetMs: null, lastMs: Number.NaN, lastDay: 0 };
+  const zone: Zone = { fmt, fixedOffsetMs: null, lastMs: Number.NaN, lastDay: 0, wall: undefined, offsets: new Map() };
   const fixed = fixedOffsetOf(fmt.resolvedOptions().timeZone);
   if (fixed !== null) {
     // Trust the arithmetic only where it agrees with Intl (it always should for these names).
@@ -158,6 +170,52 @@ function formatterDay(fmt: Intl.DateTimeFormat, ms: number): number {
     if (dayOfMonth(candidate) === day) return candidate;
   }
   throw new RangeError(`cannot interpret formatted date ${year}-${month}-${day} of ${ms}`);
+}
+
+/**
+ * The zone's UTC offset at instant `ms` (whole ms, at a whole second), from its
+ * wall-clock time; undefined if the formatted time is not within a day of UTC
+ * (an era-less BC year).
+ */
+function offsetAt(zone: Zone, ms: number): number | undefined {
+  if (ms < -MAX_MS || ms > MAX_MS) return undefined; // a span at the end of the Date range
+  zone.wall ??= new Intl.DateTimeFormat("en-US", {
+    timeZone: zone.fmt.resolvedOptions().timeZone,
+    calendar: "gregory",
+    numberingSystem: "latn",
+    hourCycle: "h23",
+    year: "numeric",
+    month: "numeric",
+    day: "numeric",
+    hour: "numeric",
+    minute: "numeric",
+    second: "numeric",
+  });
+  const f: Record<string, number> = {};
+  for (const part of zone.wall.formatToParts(ms)) if (part.type !== "literal") f[part.type] = Number(part.value);
+  const wall = daysFromCivil(f.year!, f.month!, f.day!) * MS_PER_DAY + f.hour! * MS_PER_HOUR + f.minute! * 60_000 + f.second! * 1000;
+  const off = wall - (ms - (((ms % 1000) + 1000) % 1000));
+  return Math.abs(off) < MS_PER_DAY ? off : undefined;
+}
+
+/**
+ * Local day index in a zone with changing offsets. Formatting is slow
+ * (microseconds), so the offset is cached per 15-minute span: formatted at
+ * both ends of the span, and trusted in between when they agree (tzdb
+ * never changes an offset and back within 15 minutes). Offsets are whole
+ * seconds, so the day is exact arithmetic on the instant.
+ */
+function zonedDay(zone: Zone, t: number): number {
+  const span = Math.floor(t / SPAN_MS);
+  let off = zone.offsets.get(span);
+  if (off === undefined) {
+    const a = offsetAt(zone, span * SPAN_MS);
+    const b = offsetAt(zone, span * SPAN_MS + SPAN_MS - 1);
+    off = a !== undefined && a === b ? a : Number.NaN;
+    if (zone.offsets.size >= MAX_SPANS) zone.offsets.clear();
+    zone.offsets.set(span, off);
+  }
+  return Number.isNaN(off) ? formatterDay(zone.fmt, t) : Math.floor((t + off) / MS_PER_DAY);
 }
 
 function checkInstant(ms: number): number {
@@ -213,7 +271,7 @@ export function dayIndex(ms: number, tz: string): number {
   const day =
     zone.fixedOffsetMs !== null
       ? Math.floor((t + zone.fixedOffsetMs) / MS_PER_DAY)
-      : formatterDay(zone.fmt, t);
+      : zonedDay(zone, t);
   zone.lastMs = t;
   zone.lastDay = day;
   return day;

@@ -374,6 +374,28 @@ describe("properties", () => {
     );
   });
 
+  it("dayIndex gives the local date Intl formats, in every zone, also around offset changes", () => {
+    const local = (ms: number, tz: string): string => {
+      const f = Object.fromEntries(
+        new Intl.DateTimeFormat("en-US", { timeZone: tz, calendar: "gregory", year: "numeric", month: "2-digit", day: "2-digit" })
+          .formatToParts(ms)
+          .map((p) => [p.type, p.value]),
+      );
+      return `${f.year}-${f.month}-${f.day}`;
+    };
+    // Offset changes (UTC): Berlin's DST, Lord Howe's 30-minute DST, São Paulo's changes at local midnight
+    // (spring forward 2018, fall back 2019), Amsterdam and Monrovia with offsets in seconds.
+    const changes = ["2026-03-29T01:00:00Z", "2026-10-25T01:00:00Z", "2026-04-04T15:00:00Z", "2018-11-04T03:00:00Z", "2019-02-17T02:00:00Z", "1937-07-01T00:00:00Z", "1972-01-07T00:44:30Z"].map(Date.parse);
+    const near = fc.tuple(fc.constantFrom(...changes), fc.integer({ min: -3 * 3_600_000, max: 3 * 3_600_000 })).map(([t, d]) => t + d);
+    const tzs = fc.constantFrom(...zones, "Europe/Amsterdam", "Africa/Monrovia");
+    fc.assert(
+      fc.property(fc.oneof(instant, near), tzs, (ms, tz) => {
+        expect(periodLabel(dayIndex(ms, tz), "day")).toBe(local(ms, tz));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
   it("day labels in UTC equal toISOString's date", () => {
     fc.assert(
       fc.property(fc.integer({ min: -62_000_000_000_000, max: 250_000_000_000_000 }), (ms) => {

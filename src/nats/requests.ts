@@ -1,0 +1,188 @@
+import { JetStreamApiError, type PubAck } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { createInbox, headers, NoRespondersError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+
+type Pending = { resolve: (m: Msg) => void; reject: (e: Error) => void; deadline: number; subject: string };
+
+const dec = new TextDecoder();
+const enc = new TextEncoder();
+
+/**
+ * JetStream publishes and direct gets over one reply subscription.
+ *
+ * nats.js answers each request through a promise with its own timer, and
+ * builds an `Error` (with its stack) for every request that completes; on
+ * the engine's hot path, where every state write, unlock and record is a
+ * request, that was about a sixth of the worker's CPU. Here a request is a
+ * map entry: replies come to `<inbox>.<token>`, and one timer expires what
+ * is overdue. Errors are the ones nats.js gives (`JetStreamApiError` with
+ * the server's code, `NoRespondersError`, `TimeoutError`), so callers and
+ * the retry policy treat them alike.
+ */
+export class JsRequests {
+  readonly #nc: NatsConnection;
+  readonly #timeout: number;
+  readonly #prefix: string;
+  readonly #pending = new Map<string, Pending>();
+  readonly #sub: Subscription;
+  readonly #timer: NodeJS.Timeout;
+  #next = 0;
+
+  constructor(nc: NatsConnection, timeout = 5000) {
+    this.#nc = nc;
+    this.#timeout = timeout;
+    this.#prefix = `${createInbox()}.`;
+    this.#sub = nc.subscribe(`${this.#prefix}*`, { callback: (_err, m) => this.#reply(m) });
+    // Requests are kept in the order they were made, all with the same timeout: the overdue ones come first.
+    this.#timer = setInterval(() => this.#expire(Date.now()), Math.max(50, Math.min(1000, timeout / 4)));
+    this.#timer.unref();
+    void nc.closed().then(() => this.close());
+  }
+
+  #reply(m: Msg): void {
+    const token = m.subject.slice(this.#prefix.length);
+    const p = this.#pending.get(token);
+    if (!p) return; // expired already
+    this.#pending.delete(token);
+    p.resolve(m);
+  }
+
+  #expire(now: number): void {
+    for (const [token, p] of this.#pending) {
+      if (p.deadline > now) break;
+      this.#pending.delete(token);
+      p.reject(new TimeoutError());
+    }
+  }
+
+  #request(subject: string, data: Uint8Array, hdrs?: MsgHdrs): Promise<Msg> {
+    const token = (this.#next++).toString(36);
+    return new Promise<Msg>((resolve, reject) => {
+      this.#pending.set(token, { resolve, reject, deadline: Date.now() + this.#timeout, subject });
+      try {
+        this.#nc.publish(subject, data, hdrs ? { reply: this.#prefix + token, headers: hdrs } : { reply: this.#prefix + token });
+      } catch (err) {
+        this.#pending.delete(token);
+        reject(err as Error);
+      }
+    });
+  }
+
+  /**
+   * Publishes to a stream and waits for its acknowledgement. `msgID` is the
+   * stream's duplicate-window id; `lastSubjectSeq` makes it a
+   * compare-and-set on the subject's last sequence (0: the subject must
+   * have no message), as KV create and update do.
+   */
+  async publish(subject: string, data: Uint8Array, opts: { msgID?: string; lastSubjectSeq?: number } = {}): Promise<PubAck> {
+    let h: MsgHdrs | undefined;
+    if (opts.msgID !== undefined || opts.lastSubjectSeq !== undefined) {
+      h = headers();
+      if (opts.msgID !== undefined) h.set("Nats-Msg-Id", opts.msgID);
+      if (opts.lastSubjectSeq !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.lastSubjectSeq));
+    }
+    const m = await this.#request(subject, data, h);
+    if (m.headers?.code === 503) throw new NoRespondersError(subject);
+    const ack = JSON.parse(dec.decode(m.data)) as PubAck & { error?: { code: number; err_code: number; description: string } };
+    if (ack.error) throw new JetStreamApiError(ack.error);
+    return ack;
+  }
+
+  /**
+   * The last message on `subject` in `stream`, read from any replica that
+   * holds the stream (JetStream's direct get; the stream must allow it),
+   * or null when there is none.
+   */
+  async lastBySubject(stream: string, subject: string): Promise<Msg | null> {
+    const m = await this.#request(`$JS.API.DIRECT.GET.${stream}`, enc.encode(JSON.stringify({ last_by_subj: subject })));
+    const code = m.headers?.code ?? 0;
+    if (code === 404) return null;
+    if (code === 503) throw new NoRespondersError(`$JS.API.DIRECT.GET.${stream}`);
+    if (code >= 300) throw new JetStreamApiError({ code, err_code: 0, description: m.headers?.description || `direct get failed with status ${code}` });
+    return m;
+  }
+
+  /** Requests waiting for their answer. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Fails what is still waiting and stops. */
+  close(): void {
+    clearInterval(this.#timer);
+    if (!this.#sub.isClosed()) this.#sub.unsubscribe();
+    for (const [token, p] of this.#pending) {
+      this.#pending.delete(token);
+      p.reject(new Error(`connection closed before ${p.subject} was answered`));
+    }
+  }
+}
+
+/** A stored KV value, as the engine reads it. */
+export type KvValue = { value: Uint8Array; revision: number; operation: "PUT" | "DEL" | "PURGE"; length: number };
+
+/** The part of a KV bucket the engine's hot path uses; a nats.js `KV` is one too. */
+export interface KvStore {
+  get(key: string): Promise<KvValue | null>;
+  create(key: string, data: Uint8Array): Promise<number>;
+  update(key: string, data: Uint8Array, revision: number): Promise<number>;
+  put(key: string, data: Uint8Array): Promise<number>;
+}
+
+/**
+ * A KV bucket whose reads and writes go through {@link JsRequests}: the same
+ * subjects, headers and answers as nats.js's KV, without its per-request
+ * cost. Anything unusual (a create over a deleted key) is handed to the
+ * nats.js bucket.
+ */
+export class FastKv implements KvStore {
+  readonly #kv: KV;
+  readonly #req: JsRequests;
+  readonly #stream: string;
+  readonly #prefix: string;
+  readonly #direct: boolean;
+
+  private constructor(kv: KV, req: JsRequests, bucket: string, direct: boolean) {
+    this.#kv = kv;
+    this.#req = req;
+    this.#stream = `KV_${bucket}`;
+    this.#prefix = `$KV.${bucket}.`;
+    this.#direct = direct;
+  }
+
+  static async open(kv: KV, req: JsRequests): Promise<FastKv> {
+    const status = await kv.status();
+    return new FastKv(kv, req, status.bucket, status.streamInfo.config.allow_direct === true);
+  }
+
+  async get(key: string): Promise<KvValue | null> {
+    if (!this.#direct) return this.#kv.get(key);
+    const m = await this.#req.lastBySubject(this.#stream, this.#prefix + key);
+    if (!m) return null;
+    const op = m.headers?.get("KV-Operation");
+    return {
+      value: m.data,
+      revision: Number(m.headers?.get("Nats-Sequence")),
+      operation: op === "DEL" || op === "PURGE" ? op : "PUT",
+      length: m.data.length,
+    };
+  }
+
+  async create(key: string, data: Uint8Array): Promise<number> {
+    try {
+      return (await this.#req.publish(this.#prefix + key, data, { lastSubjectSeq: 0 })).seq;
+    } catch (err) {
+      // The key exists: nats.js's create still succeeds over a delete marker, and fails otherwise.
+      if (err instanceof JetStreamApiError) return this.#kv.create(key, data);
+      throw err;
+    }
+  }
+
+  async update(key: string, data: Uint8Array, revision: number): Promise<number> {
+    return (await this.#req.publish(this.#prefix + key, data, { lastSubjectSeq: revision })).seq;
+  }
+
+  async put(key: string, data: Uint8Array): Promise<number> {
+    return (await this.#req.publish(this.#prefix + key, data)).seq;
+  }
+}
