@@ -85,7 +85,7 @@ export class JsRequests {
     if (m.headers?.code === 503) throw new NoRespondersError(subject);
     const ack = JSON.parse(dec.decode(m.data)) as PubAck & { error?: { code: number; err_code: number; description: string } };
     if (ack.error) throw new JetStreamApiError(ack.error);
-    return ack;
+    return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true, ...(ack.domain ? { domain: ack.domain } : {}) };
   }
 
   /**
