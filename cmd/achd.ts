@@ -295,7 +295,7 @@ async function replayCmd(args: string[]): Promise<number> {
     });
     const seconds = (performance.now() - t0) / 1000;
     const diff = await reconcile(nc, r.unlocks);
-    console.log(JSON.stringify({ from_seq: r.fromSeq, to_seq: r.toSeq, events: r.events, rejected: r.rejected, duplicates: r.duplicates, users: r.states.size, unlocks: r.unlocks.length, recorded: diff.recorded, seconds: Number(seconds.toFixed(3)), events_per_second: Math.round(r.events / seconds) }));
+    console.log(JSON.stringify({ from_seq: r.fromSeq, to_seq: r.toSeq, events: r.events, rejected: r.rejected, duplicates: r.duplicates, users: r.users, threads: r.threads, unlocks: r.unlocks.length, recorded: diff.recorded, seconds: Number(seconds.toFixed(3)), events_per_second: Math.round(r.events / seconds) }));
     for (const u of diff.notRecorded) console.log(JSON.stringify({ would_unlock: unlockLine(u) }));
     for (const k of diff.recordedOnly) console.log(JSON.stringify({ recorded_only: k }));
     return 0;

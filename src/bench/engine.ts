@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { startEngine, type Engine } from "../engine.ts";
 import { UNLOCKED_PREFIX, type EventInput } from "../events/mod.ts";
@@ -6,7 +7,23 @@ import { createLogger } from "../util/log.ts";
 import { partitionBacklog, partitionsDrained } from "../nats/mod.ts";
 import { BENCH_RULES, preload, publishEvent, rssOf, until, type Stack } from "./stack.ts";
 
-const ACHD = fileURLToPath(new URL("../../bin/achd.js", import.meta.url));
+/** The compiled CLI, as production runs it (the container image runs `dist/`). */
+const COMPILED = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../../dist/cmd/achd.js" : "../../cmd/achd.js", import.meta.url));
+
+/**
+ * From a checkout, compiles the sources to `dist/` (about 5 s), so that the
+ * measured worker is what production runs, not the sources through tsx's
+ * transpiler (which costs tens of MB of its own).
+ */
+async function compiled(): Promise<string> {
+  if (import.meta.url.endsWith(".ts")) {
+    const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+    const root = fileURLToPath(new URL("../..", import.meta.url));
+    const code = await new Promise<number | null>((resolve) => spawn(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, stdio: "inherit" }).once("exit", resolve));
+    if (code !== 0) throw new Error(`compiling the worker for the memory run failed (tsc exit ${code})`);
+  }
+  return COMPILED;
+}
 
 /** Sustained engine throughput over a pre-loaded stream. */
 export type ThroughputResult = {
@@ -153,8 +170,9 @@ export async function measureMemory(stack: Stack, users: number, heapMB?: number
   function* oneEach(): Generator<EventInput> {
     for (let i = 0; i < users; i++) yield { event_id: `mem-${i}`, tenant_id: `t${i % 4}`, user_id: `m${i}`, event_type: i % 3 === 0 ? "lesson.completed" : "app.opened", occurred_at: new Date(t0 + i).toISOString(), payload: { course: "algebra", duration_seconds: 300, score: 70 } };
   }
+  const achd = await compiled();
   await preload(stack.js, oneEach());
-  const child = spawn(process.execPath, [...(heapMB ? [`--max-old-space-size=${heapMB}`] : []), ACHD, "worker"], {
+  const child = spawn(process.execPath, [...(heapMB ? [`--max-old-space-size=${heapMB}`] : []), achd, "worker"], {
     env: { ...process.env, NATS_URL: stack.url, ACH_RULES: BENCH_RULES, ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-memory", LOG_LEVEL: "warn", ...(cacheMB ? { ACH_CACHE_MB: String(cacheMB) } : {}) },
     stdio: ["ignore", "ignore", "inherit"],
   });

@@ -30,6 +30,8 @@ export type BenchOptions = {
   /** Seconds per offered load. */
   loadSeconds: number;
   partitions: number;
+  /** Replay threads (undefined: replay's default for the machine). */
+  replayThreads?: number;
   sections: readonly Section[];
   /** Where results go (a timestamped folder inside). */
   out: string;
@@ -56,6 +58,8 @@ export const SMOKE_OPTIONS: BenchOptions = {
   loads: [200],
   loadSeconds: 1,
   partitions: 2,
+  // Two threads, so the suite exercises the thread pool even where the default is one.
+  replayThreads: 2,
   sections: SECTIONS,
   out: "bench-results",
 };
@@ -71,7 +75,7 @@ export type BenchResults = {
   publish?: { count: number; perSecond: number };
   ceiling?: CeilingResult[];
   engine?: ThroughputResult & { ratioToCeiling?: number; ratioToBatchedCeiling?: number };
-  replay?: { count: number; seconds: number; perSecond: number; unlocks: number; ratioToEngine?: number; sameUnlocksAsEngine?: boolean };
+  replay?: { count: number; seconds: number; perSecond: number; unlocks: number; threads: number; ratioToEngine?: number; sameUnlocksAsEngine?: boolean };
   latency?: LatencyResult[];
   memory?: MemoryResult;
   /** Sections that failed, with the reason. */
@@ -142,9 +146,9 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
       if (on("replay")) await attempt("replay", async () => {
         say("replay: the stored stream re-evaluated in memory …");
         const t0 = performance.now();
-        const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints });
+        const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints, ...(opts.replayThreads ? { threads: opts.replayThreads } : {}) });
         const seconds = (performance.now() - t0) / 1000;
-        const replay: NonNullable<BenchResults["replay"]> = { count: r.events, seconds, perSecond: r.events / seconds, unlocks: r.unlocks.length };
+        const replay: NonNullable<BenchResults["replay"]> = { count: r.events, seconds, perSecond: r.events / seconds, unlocks: r.unlocks.length, threads: r.threads };
         if (res.engine) {
           replay.ratioToEngine = replay.perSecond / res.engine.perSecond;
           // The workers and replay must agree on what the stream unlocks (guarantee 3).
@@ -214,7 +218,7 @@ export function summary(r: BenchResults): string {
       lines.push(`| engine (${n(e.unlocks)} unlocks; ${n(e.writesPerEvent, 2)} JetStream writes per event) | ${n(e.perSecond)} | ${n(e.ratioToCeiling, 2)}× ceiling | ≥ 1.0× |`);
       if (r.publish) lines.push(`| engine's JetStream writes per second | ${n(e.perSecond * e.writesPerEvent)} | ${n((e.perSecond * e.writesPerEvent) / r.publish.perSecond, 2)}× publish rate | |`);
     }
-    if (r.replay) lines.push(`| replay, in memory (${n(r.replay.unlocks)} unlocks${r.replay.sameUnlocksAsEngine === undefined ? "" : r.replay.sameUnlocksAsEngine ? ", the same ones the engine recorded" : ", NOT the ones the engine recorded"}) | ${n(r.replay.perSecond)} | ${n(r.replay.ratioToEngine, 2)}× engine | ≥ 3× |`);
+    if (r.replay) lines.push(`| replay, in memory, ${r.replay.threads} thread${r.replay.threads === 1 ? "" : "s"} (${n(r.replay.unlocks)} unlocks${r.replay.sameUnlocksAsEngine === undefined ? "" : r.replay.sameUnlocksAsEngine ? ", the same ones the engine recorded" : ", NOT the ones the engine recorded"}) | ${n(r.replay.perSecond)} | ${n(r.replay.ratioToEngine, 2)}× engine | ≥ 3× |`);
     lines.push("");
   }
   if (r.latency) {

@@ -1,13 +1,16 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
 import { decodeMessage, PARTITIONED_PREFIX } from "../events/mod.ts";
 import { Buckets, PROBE_HEADER, Streams } from "../nats/mod.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
 import { unlockRecordKey } from "../pipeline/unlocks.ts";
 import type { RuleBook, Unlock } from "../rules/mod.ts";
-import { InMemoryEvaluator } from "../sim/mod.ts";
-import type { UserState } from "../state/mod.ts";
+import { Shard, type ShardChunk, type ShardInit, type ShardResult } from "./shard.ts";
 
 /** What re-evaluating the stored stream gave. */
 export type Replay = {
@@ -16,8 +19,12 @@ export type Replay = {
   /** Messages that are not valid events (the workers dead-lettered them). */
   rejected: number;
   duplicates: number;
+  /** In event-time order of unlocking (then by id). */
   unlocks: Unlock[];
-  states: Map<string, UserState>;
+  /** Distinct users seen. */
+  users: number;
+  /** Threads that evaluated (each holds a share of the users). */
+  threads: number;
   /** Stream sequences covered. */
   fromSeq: number;
   toSeq: number;
@@ -30,36 +37,180 @@ export type ReplayOptions = {
   fingerprints?: readonly FingerprintSpec[];
   /** First stream sequence to read (default: the first stored). */
   fromSeq?: number;
+  /** Evaluating threads (default: the cores but one, at most 4); 1 evaluates on the calling thread. */
+  threads?: number;
 };
+
+/** Messages per chunk sent to a thread, and chunks a thread may have queued before reading waits. */
+const CHUNK = 1000;
+const QUEUED = 4;
+
+/** Where a replay sends messages: the calling thread, or a pool of threads. */
+interface Sink {
+  /** Takes one message; returns a promise when the reader should wait (the threads are behind). */
+  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number): Promise<void> | undefined;
+  finish(): Promise<ShardResult[]>;
+}
+
+class InlineSink implements Sink {
+  readonly #shard: Shard;
+  constructor(init: ShardInit) {
+    this.#shard = new Shard(init);
+  }
+  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number): undefined {
+    this.#shard.add(subject, data, msgId, seq);
+    return undefined;
+  }
+  async finish(): Promise<ShardResult[]> {
+    return [this.#shard.result()];
+  }
+}
+
+type Building = { subjects: string[]; msgIds: (string | undefined)[]; seqs: number[]; ends: number[]; parts: Uint8Array[]; bytes: number };
+const building = (): Building => ({ subjects: [], msgIds: [], seqs: [], ends: [], parts: [], bytes: 0 });
+
+/**
+ * Worker threads, each evaluating the users of some partitions (a user's
+ * events all land in one partition, so each user's events stay in stream
+ * order on one thread). Messages go over in chunks, their bodies copied into
+ * one transferred buffer.
+ */
+class PoolSink implements Sink {
+  readonly #workers: Worker[] = [];
+  readonly #queued: number[];
+  readonly #chunks: Building[];
+  readonly #results: Promise<ShardResult>[] = [];
+  #failed: Error | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(threads: number, init: ShardInit) {
+    const ts = import.meta.url.endsWith(".ts");
+    const file = new URL(ts ? "./shard.ts" : "./shard.js", import.meta.url);
+    // From sources, the thread first registers the TypeScript loader the CLI runs under (Node 20 does not pass it on).
+    const tsx = new URL("dist/esm/api/index.mjs", pathToFileURL(createRequire(import.meta.url).resolve("tsx/package.json"))).href;
+    const entry: string | URL = ts ? `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(file.href)}); });` : file;
+    this.#queued = new Array<number>(threads).fill(0);
+    this.#chunks = Array.from({ length: threads }, building);
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(entry, { workerData: { replayShard: init }, eval: ts });
+      this.#results.push(
+        new Promise<ShardResult>((resolve, reject) => {
+          w.on("message", (m: { done?: true; result?: ShardResult }) => {
+            if (m.done) {
+              this.#queued[i]!--;
+              this.#wake?.();
+            } else if (m.result) resolve(m.result);
+          });
+          w.on("error", (err) => {
+            this.#failed = err;
+            this.#wake?.();
+            reject(err);
+          });
+        }),
+      );
+      // A failure is reported by finish() or the next add(); do not let it go unhandled meanwhile.
+      this.#results[i]!.catch(() => undefined);
+      this.#workers.push(w);
+    }
+  }
+
+  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number): Promise<void> | undefined {
+    if (this.#failed) throw this.#failed;
+    const i = partitionOf(subject) % this.#workers.length;
+    const c = this.#chunks[i]!;
+    c.subjects.push(subject);
+    c.msgIds.push(msgId);
+    c.seqs.push(seq);
+    c.parts.push(data);
+    c.bytes += data.length;
+    c.ends.push(c.bytes);
+    if (c.seqs.length < CHUNK) return undefined;
+    this.#send(i);
+    return this.#queued[i]! >= QUEUED ? this.#room(i) : undefined;
+  }
+
+  #send(i: number): void {
+    const c = this.#chunks[i]!;
+    if (c.seqs.length === 0) return;
+    this.#chunks[i] = building();
+    const data = new Uint8Array(c.bytes);
+    let at = 0;
+    for (const p of c.parts) {
+      data.set(p, at);
+      at += p.length;
+    }
+    const chunk: ShardChunk = { subjects: c.subjects, msgIds: c.msgIds, seqs: c.seqs, ends: c.ends, data };
+    this.#queued[i]!++;
+    this.#workers[i]!.postMessage({ chunk }, [data.buffer]);
+  }
+
+  async #room(i: number): Promise<void> {
+    while (this.#queued[i]! >= QUEUED && !this.#failed) await new Promise<void>((r) => (this.#wake = r));
+    if (this.#failed) throw this.#failed;
+  }
+
+  async finish(): Promise<ShardResult[]> {
+    try {
+      for (let i = 0; i < this.#workers.length; i++) {
+        this.#send(i);
+        this.#workers[i]!.postMessage({ end: true });
+      }
+      return await Promise.all(this.#results);
+    } finally {
+      await Promise.all(this.#workers.map((w) => w.terminate()));
+    }
+  }
+}
+
+/** The partition number of a partitioned subject (`ach.p.<k>.…`), or 0. */
+function partitionOf(subject: string): number {
+  const from = PARTITIONED_PREFIX.length + 1;
+  const dot = subject.indexOf(".", from);
+  const k = Number(subject.slice(from, dot));
+  return Number.isInteger(k) && k >= 0 ? k : 0;
+}
 
 /**
  * Re-evaluates the events stream, as stored, under `book`, in memory: one
  * ordered consumer (no acks, no per-event round trip) streams every
  * partitioned event in stream order into the same evaluation path the
- * workers use. Nothing is written: the result is a sandbox to compare with
- * what the workers recorded (backfills, rule changes). Under the same rules
- * it gives the unlocks the workers gave (design.md guarantee 3).
+ * workers use, on worker threads that each take a share of the partitions.
+ * Nothing is written: the result is a sandbox to compare with what the
+ * workers recorded (backfills, rule changes). Under the same rules it gives
+ * the unlocks the workers gave (design.md guarantee 3).
  */
 export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, opts: ReplayOptions): Promise<Replay> {
   const info = await jsm.streams.info(Streams.Events);
   const fromSeq = Math.max(opts.fromSeq ?? 1, info.state.first_seq);
   const toSeq = info.state.last_seq;
-  const ev = new InMemoryEvaluator(opts.book, opts.recentIds ?? 1000, opts.fingerprints ?? []);
-  const out: Replay = { events: 0, rejected: 0, duplicates: 0, unlocks: ev.unlocks, states: ev.states, fromSeq, toSeq };
+  // By default one core is left to the reading thread and the server: on two cores, threads only share one.
+  const threads = Math.max(1, opts.threads ?? Math.min(4, availableParallelism() - 1));
+  const out: Replay = { events: 0, rejected: 0, duplicates: 0, unlocks: [], users: 0, threads, fromSeq, toSeq };
   if (info.state.messages === 0 || fromSeq > toSeq) return out;
-  const consumer = await js.consumers.get(Streams.Events, { filter_subjects: `${PARTITIONED_PREFIX}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
-  const messages = await consumer.consume({ max_messages: 10_000 });
-  for await (const m of messages) {
-    if (!m.headers?.get(PROBE_HEADER)) {
-      out.events++;
-      const res = decodeMessage(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, opts.maxBytes);
-      if (res.ok) ev.apply(res.value, m.seq);
-      else out.rejected++;
+  const init: ShardInit = { rules: opts.book.all(), maxBytes: opts.maxBytes, recentIds: opts.recentIds ?? 1000, fingerprints: opts.fingerprints ?? [] };
+  const sink: Sink = threads > 1 ? new PoolSink(threads, init) : new InlineSink(init);
+  try {
+    const consumer = await js.consumers.get(Streams.Events, { filter_subjects: `${PARTITIONED_PREFIX}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
+    const messages = await consumer.consume({ max_messages: 10_000 });
+    for await (const m of messages) {
+      if (!m.headers?.get(PROBE_HEADER)) {
+        out.events++;
+        const wait = sink.add(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, m.seq);
+        if (wait) await wait;
+      }
+      if (m.seq >= toSeq || m.info.pending === 0) break;
     }
-    if (m.seq >= toSeq || m.info.pending === 0) break;
+    await messages.close();
+  } finally {
+    const results = await sink.finish();
+    for (const r of results) {
+      out.rejected += r.rejected;
+      out.duplicates += r.duplicates;
+      out.users += r.users;
+      out.unlocks.push(...r.unlocks);
+    }
   }
-  await messages.close();
-  out.duplicates = ev.duplicates;
+  out.unlocks.sort((a, b) => (a.unlocked_at < b.unlocked_at ? -1 : a.unlocked_at > b.unlocked_at ? 1 : a.unlock_id < b.unlock_id ? -1 : a.unlock_id > b.unlock_id ? 1 : 0));
   return out;
 }
 

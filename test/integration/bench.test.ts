@@ -35,6 +35,7 @@ describe("achd bench --smoke", () => {
     expect(res.engine!.unlocks).toBeGreaterThan(0);
     expect(res.replay?.count).toBe(events);
     expect(res.replay?.sameUnlocksAsEngine).toBe(true);
+    expect(res.replay?.threads).toBe(2);
     expect(res.replay?.unlocks).toBe(res.engine!.unlocks);
     const all = res.evaluator!.find((e) => e.set.startsWith("all "));
     expect(all?.unlocks).toBe(res.replay?.unlocks);

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import type { Engine } from "../../src/engine.ts";
 import { loadRules, unlockId } from "../../src/rules/mod.ts";
+import { Streams } from "../../src/nats/mod.ts";
+import { reconcile, replayStream } from "../../src/replay/mod.ts";
 import { simulate, unlockLine } from "../../src/sim/mod.ts";
 import { eventually, startTestEngine } from "../helpers/engine.ts";
 import { comparable, goldenFixtures } from "../helpers/golden.ts";
@@ -65,6 +67,21 @@ describe("golden fixtures", () => {
         const got = stored.filter((u) => u.tenant_id === f.tenant);
         expect(byUser(got), f.name).toEqual(byUser(f.expected));
       }
+    });
+
+    it("replays the stored stream to the unlocks the workers recorded, on one thread and on a pool, identically", async () => {
+      const opts = { book: loadRules(rulesDir), maxBytes: 65_536, recentIds: 64 };
+      const one = await replayStream(nats.js, nats.jsm, { ...opts, threads: 1 });
+      const pool = await replayStream(nats.js, nats.jsm, { ...opts, threads: 3 });
+      // Every stored event (publish retries in the fixtures were dropped by the stream's duplicate window).
+      const events = (await nats.jsm.streams.info(Streams.Events)).state.messages;
+      expect(one).toMatchObject({ events, threads: 1 });
+      expect(pool).toMatchObject({ events, threads: 3, users: one.users, rejected: one.rejected, duplicates: one.duplicates });
+      expect(pool.unlocks).toEqual(one.unlocks);
+      const diff = await reconcile(nats.nc, pool.unlocks);
+      expect(diff.notRecorded.map((u) => u.unlock_id)).toEqual([]);
+      expect(diff.recordedOnly).toEqual([]);
+      expect(diff.recorded).toBe(fixtures.reduce((n, f) => n + f.expected.length, 0));
     });
   });
 });
