@@ -10,7 +10,7 @@
  *   achd dlq list|show|redrive dead-letter tools
  *   achd simulate --rules <path> --events <file.jsonl> [--progress] [--at TIME]
  *   achd status                partition owners, lag, lease ages
- *   achd replay [--rules PATH] [--from SEQ]   re-evaluate the stored stream in memory; compare with recorded unlocks
+ *   achd replay [--rules PATH] [--from SEQ] [--threads N]   re-evaluate the stored stream in memory; compare with recorded unlocks
  *   achd bench [--smoke] [--only a,b] …       the benchmark (docs/benchmarks.md)
  */
 import { readFileSync } from "node:fs";
@@ -44,9 +44,10 @@ const USAGE = `usage: achd <command>
   dlq list [--tenant T] [--limit N] [--from SEQ]   list dead letters (JSON lines)
   dlq show <seq>             one dead letter with its body and headers
   dlq redrive <seq>… [--body FILE]   publish dead letters again and remove them
-  replay [--rules PATH] [--from SEQ]
+  replay [--rules PATH] [--from SEQ] [--threads N]
                              re-evaluate the stored events in memory (writes nothing); report the
-                             unlocks those rules give that are not recorded, and the reverse
+                             unlocks those rules give that are not recorded, and the reverse;
+                             N evaluating threads (default: the cores but one, at most 4)
   bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--out DIR]
                              the benchmark: ${SECTIONS.join(", ")} (docs/benchmarks.md)
 Configuration: config/achd.yaml (or ACH_CONFIG) and environment variables; see README.md.`;
@@ -280,7 +281,11 @@ async function benchCmd(args: string[]): Promise<number> {
 }
 
 async function replayCmd(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { rules: { type: "string" }, from: { type: "string" } } });
+  const { values } = parseArgs({ args, options: { rules: { type: "string" }, from: { type: "string" }, threads: { type: "string" } } });
+  if (values.threads !== undefined && !/^[1-9]\d*$/.test(values.threads)) {
+    console.error(`achd replay: --threads ${values.threads} is not a positive whole number`);
+    return 2;
+  }
   const config = loadConfig();
   const book = loadRules(values.rules ?? config.rules);
   const nc = await cliConnect(config, "achd-replay");
@@ -292,6 +297,7 @@ async function replayCmd(args: string[]): Promise<number> {
       recentIds: config.worker.recentIds,
       fingerprints: config.dedup.fingerprints,
       ...(values.from ? { fromSeq: Number(values.from) } : {}),
+      ...(values.threads ? { threads: Number(values.threads) } : {}),
     });
     const seconds = (performance.now() - t0) / 1000;
     const diff = await reconcile(nc, r.unlocks);
