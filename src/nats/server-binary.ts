@@ -15,7 +15,9 @@ let cached: string | undefined;
  */
 export function natsServerBinary(): string {
   if (cached) return cached;
-  const script = fileURLToPath(new URL("../../scripts/ensure-nats-server.sh", import.meta.url));
+  // From the sources (src/nats/) or compiled (dist/src/nats/): scripts/ is at the package root.
+  const root = import.meta.url.endsWith(".ts") ? "../../" : "../../../";
+  const script = fileURLToPath(new URL(`${root}scripts/ensure-nats-server.sh`, import.meta.url));
   try {
     cached = execFileSync("bash", [script], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
     return cached;
