@@ -207,7 +207,8 @@ export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, o
       out.rejected += r.rejected;
       out.duplicates += r.duplicates;
       out.users += r.users;
-      out.unlocks.push(...r.unlocks);
+      // One at a time: a spread of hundreds of thousands of arguments overflows the stack.
+      for (const u of r.unlocks) out.unlocks.push(u);
     }
   }
   out.unlocks.sort((a, b) => (a.unlocked_at < b.unlocked_at ? -1 : a.unlocked_at > b.unlocked_at ? 1 : a.unlock_id < b.unlock_id ? -1 : a.unlock_id > b.unlock_id ? 1 : 0));
