@@ -216,7 +216,12 @@ export function summary(r: BenchResults): string {
     if (r.engine) {
       const e = r.engine;
       lines.push(`| engine (${n(e.unlocks)} unlocks; ${n(e.writesPerEvent, 2)} JetStream writes per event) | ${n(e.perSecond)} | ${n(e.ratioToCeiling, 2)}× ceiling | ≥ 1.0× |`);
-      if (r.publish) lines.push(`| engine's JetStream writes per second | ${n(e.perSecond * e.writesPerEvent)} | ${n((e.perSecond * e.writesPerEvent) / r.publish.perSecond, 2)}× publish rate | |`);
+      if (r.publish) {
+        lines.push(`| engine's JetStream writes per second | ${n(e.perSecond * e.writesPerEvent)} | ${n((e.perSecond * e.writesPerEvent) / r.publish.perSecond, 2)}× publish rate | |`);
+        // What any engine making these writes could reach on this stack if writing were all it did.
+        const bound = r.publish.perSecond / e.writesPerEvent;
+        lines.push(`| write bound: publish rate ÷ ${n(e.writesPerEvent, 2)} writes per event (the engine reaches the same share of it as above) | ${n(bound)} | | |`);
+      }
     }
     if (r.replay) lines.push(`| replay, in memory, ${r.replay.threads} thread${r.replay.threads === 1 ? "" : "s"} (${n(r.replay.unlocks)} unlocks${r.replay.sameUnlocksAsEngine === undefined ? "" : r.replay.sameUnlocksAsEngine ? ", the same ones the engine recorded" : ", NOT the ones the engine recorded"}) | ${n(r.replay.perSecond)} | ${n(r.replay.ratioToEngine, 2)}× engine | ≥ 3× |`);
     lines.push("");
