@@ -43,7 +43,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   memoryHeapMB: 160,
   memoryCacheMB: 32,
   loads: [1000, 5000],
-  loadSeconds: 10,
+  loadSeconds: 30,
   partitions: 8,
   sections: SECTIONS,
   out: "bench-results",
