@@ -1,4 +1,4 @@
-import { JetStreamApiError, type PubAck } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, type PubAck } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { createInbox, headers, NoRespondersError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
@@ -102,6 +102,24 @@ export class JsRequests {
     return m;
   }
 
+  /**
+   * The last message on `subject` in `stream`, read through the stream's
+   * leader (so it sees every acknowledged write), or null when there is
+   * none: `data`, sequence and the raw header block.
+   */
+  async lastFromLeader(stream: string, subject: string): Promise<{ seq: number; data: Uint8Array; headers: string } | null> {
+    const api = `$JS.API.STREAM.MSG.GET.${stream}`;
+    const m = await this.#request(api, enc.encode(JSON.stringify({ last_by_subj: subject })));
+    if (m.headers?.code === 503) throw new NoRespondersError(api);
+    const r = JSON.parse(dec.decode(m.data)) as { message?: { seq: number; data?: string; hdrs?: string }; error?: { code: number; err_code: number; description: string } };
+    if (r.error) {
+      if (r.error.err_code === JetStreamApiCodes.NoMessageFound) return null;
+      throw new JetStreamApiError(r.error);
+    }
+    const msg = r.message!;
+    return { seq: msg.seq, data: msg.data ? new Uint8Array(Buffer.from(msg.data, "base64")) : new Uint8Array(0), headers: msg.hdrs ? Buffer.from(msg.hdrs, "base64").toString("latin1") : "" };
+  }
+
   /** Requests waiting for their answer. */
   get inFlight(): number {
     return this.#pending.size;
@@ -116,6 +134,10 @@ export class JsRequests {
       p.reject(new Error(`connection closed before ${p.subject} was answered`));
     }
   }
+}
+
+function entry(value: Uint8Array, revision: number, op: string): KvValue {
+  return { value, revision, operation: op === "DEL" || op === "PURGE" ? op : "PUT", length: value.length };
 }
 
 /** A stored KV value, as the engine reads it. */
@@ -155,17 +177,16 @@ export class FastKv implements KvStore {
     return new FastKv(kv, req, status.bucket, status.streamInfo.config.allow_direct === true);
   }
 
+  /** The key's last value: from any replica when the bucket allows direct gets, else through the leader (as nats.js reads). */
   async get(key: string): Promise<KvValue | null> {
-    if (!this.#direct) return this.#kv.get(key);
-    const m = await this.#req.lastBySubject(this.#stream, this.#prefix + key);
+    if (this.#direct) {
+      const m = await this.#req.lastBySubject(this.#stream, this.#prefix + key);
+      if (!m) return null;
+      return entry(m.data, Number(m.headers?.get("Nats-Sequence")), m.headers?.get("KV-Operation") ?? "");
+    }
+    const m = await this.#req.lastFromLeader(this.#stream, this.#prefix + key);
     if (!m) return null;
-    const op = m.headers?.get("KV-Operation");
-    return {
-      value: m.data,
-      revision: Number(m.headers?.get("Nats-Sequence")),
-      operation: op === "DEL" || op === "PURGE" ? op : "PUT",
-      length: m.data.length,
-    };
+    return entry(m.data, m.seq, /^KV-Operation:\s*(\S+)/im.exec(m.headers)?.[1] ?? "");
   }
 
   async create(key: string, data: Uint8Array): Promise<number> {

@@ -57,6 +57,18 @@ describe("JsRequests and FastKv against a real server", () => {
     expect(r4).toBeGreaterThan(r3);
   });
 
+  it("reads a bucket that allows direct gets the same way", async () => {
+    const kv = await new Kvm(nats.nc).create("direct_test", { history: 1, allow_direct: true });
+    const fast = await FastKv.open(kv, req);
+    expect(await fast.get("k")).toBeNull();
+    const r1 = await fast.create("k", enc.encode("v1"));
+    const got = await fast.get("k");
+    expect(got).toMatchObject({ revision: r1, operation: "PUT", length: 2 });
+    expect(dec.decode(got!.value)).toBe("v1");
+    await kv.delete("k");
+    expect(await fast.get("k")).toMatchObject({ operation: "DEL" });
+  });
+
   it("fails a publish no stream takes with no responders, and one nobody answers with a timeout, both retried", async () => {
     const none = await req.publish("nobody.listens.here", enc.encode("x")).catch((e: unknown) => e);
     expect(String(none)).toMatch(/no responders/);
