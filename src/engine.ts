@@ -153,8 +153,13 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         await coordinator?.stop();
         stopWatch();
         await reloading;
-        await control?.drain().catch(() => undefined);
-        await nc.drain().catch(() => undefined);
+        // A drain that fails (a subscription that cannot drain, a connection already in trouble) must not leave
+        // the connection open and reconnecting: that would keep the process alive after stop.
+        for (const c of [control, nc]) {
+          if (!c) continue;
+          await c.drain().catch((err: unknown) => log.warn({ err: String(err) }, "connection did not drain; closing it"));
+          if (!c.isClosed()) await c.close().catch(() => undefined);
+        }
         await stopServer();
         log.info({ stats: stats.snapshot() }, "stopped");
       })());
