@@ -8,12 +8,13 @@ const dec = new TextDecoder();
 const enc = new TextEncoder();
 
 /**
- * JetStream publishes and direct gets over one reply subscription.
+ * JetStream publishes and last-message reads (through the stream leader, or
+ * direct gets) over one reply subscription.
  *
  * nats.js answers each request through a promise with its own timer, and
  * builds an `Error` (with its stack) for every request that completes; on
- * the engine's hot path, where every state write, unlock and record is a
- * request, that was about a sixth of the worker's CPU. Here a request is a
+ * the engine's hot path, where every state read and write, unlock and
+ * record is a request, that was about a sixth of the worker's CPU. Here a request is a
  * map entry: replies come to `<inbox>.<token>`, and one timer expires what
  * is overdue. Errors are the ones nats.js gives (`JetStreamApiError` with
  * the server's code, `NoRespondersError`, `TimeoutError`), so callers and
