@@ -1,6 +1,6 @@
 import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { partitionFilter } from "../events/mod.ts";
-import { Streams } from "../nats/mod.ts";
+import { pullAhead, Streams } from "../nats/mod.ts";
 import type { Stack } from "./stack.ts";
 
 /** What a bare consumer did: events/s over `count` messages. */
@@ -39,7 +39,8 @@ export async function measureCeiling(stack: Stack, mode: CeilingResult["mode"], 
       const c = await js.consumers.get(Streams.Events, name);
       let n = 0;
       return c.consume({
-        max_messages: Math.max(config.worker.batchSize * 2, 100),
+        // Pulled ahead as the engine pulls.
+        max_messages: pullAhead(config),
         callback: (m: JsMsg) => {
           try {
             JSON.parse(dec.decode(m.data));

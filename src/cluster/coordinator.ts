@@ -18,6 +18,11 @@ export type CoordinatorDeps = {
 
 type Owned = { lease: Held; worker: PartitionWorker; starting?: boolean };
 
+/** How often leases are renewed: five times a TTL (at least every 100 ms). */
+function renewEvery(ttl: number): number {
+  return Math.max(100, Math.floor(ttl / 5));
+}
+
 /**
  * Decides which partitions this process consumes. Every `ttl/5` it renews
  * its heartbeat and all its leases at once; a lease that cannot be renewed
@@ -61,7 +66,7 @@ export class Coordinator {
     // Renewals run on their own, often (every ttl/5, all leases at once), so that a slow handover or a partition
     // that is slow to start never delays them — not even the first round, which starts every partition in turn
     // while the first ones are already busy: two renewals in a row may fail before the fence (ttl/2) stops writes.
-    this.#renewTimer = setInterval(() => void this.#renewals(), Math.max(100, Math.floor(ttl / 5)));
+    this.#renewTimer = setInterval(() => void this.#renewals(), renewEvery(ttl));
     await this.tick();
     this.#timer = setInterval(() => void this.tick(), Math.max(200, Math.floor(ttl / 3)));
   }
@@ -79,7 +84,8 @@ export class Coordinator {
     this.#renewing = (async () => {
       const { leases, members, config, log } = this.#d;
       const ttl = config.leases.ttl;
-      const timeout = Math.max(100, Math.floor(ttl / 5));
+      // A renewal that takes longer than the time to the next one is given up.
+      const timeout = renewEvery(ttl);
       await members.heartbeat(Date.now()).catch((err: unknown) => log.warn({ err: String(err) }, "heartbeat failed"));
       await Promise.all(
         [...this.#owned].map(async ([p, o]) => {
@@ -119,7 +125,7 @@ export class Coordinator {
     // Hand over what another live worker should have.
     for (const [p, o] of [...this.#owned]) {
       if (plan.has(p)) continue;
-      await this.#letGo(p, o, true, "partition handed over");
+      await this.#letGo(p, o, true, "partition handed over", "info");
     }
     // Take what this worker should have, when it is free.
     for (const p of plan) {
@@ -159,14 +165,13 @@ export class Coordinator {
    * lease back if asked, and logs when the worker last wrote: the end of
    * its tenure, which tests compare with the next owner's `since`.
    */
-  async #letGo(p: number, o: Owned, release: boolean, why: string): Promise<void> {
+  async #letGo(p: number, o: Owned, release: boolean, why: string, level: "info" | "warn" = "warn"): Promise<void> {
     if (this.#owned.get(p) !== o) return;
     this.#owned.delete(p);
     await o.worker.stop();
     if (release) await this.#d.leases.release(o.lease);
     const fields = { partition: p, epoch: o.lease.revision, lastWriteAt: o.worker.lastWriteAt, lastRenewedAt: o.lease.renewedAt };
-    if (why === "partition handed over") this.#d.log.info(fields, why);
-    else this.#d.log.warn(fields, why);
+    this.#d.log[level](fields, why);
   }
 
   /** Stops every partition (finishing the step in hand), releases the leases and leaves. */

@@ -3,13 +3,15 @@ import type { KV } from "@nats-io/kv";
 import { createInbox, headers, NoRespondersError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
 type Pending = { resolve: (m: Msg) => void; reject: (e: Error) => void; deadline: number; subject: string };
+/** A JetStream API error as the server sends it. */
+type ApiError = { code: number; err_code: number; description: string };
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();
 
 /**
- * JetStream publishes and last-message reads (through the stream leader, or
- * direct gets) over one reply subscription.
+ * JetStream publishes and last-message reads (through the stream leader)
+ * over one reply subscription.
  *
  * nats.js answers each request through a promise with its own timer, and
  * builds an `Error` (with its stack) for every request that completes; on
@@ -84,23 +86,9 @@ export class JsRequests {
     }
     const m = await this.#request(subject, data, h);
     if (m.headers?.code === 503) throw new NoRespondersError(subject);
-    const ack = JSON.parse(dec.decode(m.data)) as PubAck & { error?: { code: number; err_code: number; description: string } };
+    const ack = JSON.parse(dec.decode(m.data)) as PubAck & { error?: ApiError };
     if (ack.error) throw new JetStreamApiError(ack.error);
     return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true, ...(ack.domain ? { domain: ack.domain } : {}) };
-  }
-
-  /**
-   * The last message on `subject` in `stream`, read from any replica that
-   * holds the stream (JetStream's direct get; the stream must allow it),
-   * or null when there is none.
-   */
-  async lastBySubject(stream: string, subject: string): Promise<Msg | null> {
-    const m = await this.#request(`$JS.API.DIRECT.GET.${stream}`, enc.encode(JSON.stringify({ last_by_subj: subject })));
-    const code = m.headers?.code ?? 0;
-    if (code === 404) return null;
-    if (code === 503) throw new NoRespondersError(`$JS.API.DIRECT.GET.${stream}`);
-    if (code >= 300) throw new JetStreamApiError({ code, err_code: 0, description: m.headers?.description || `direct get failed with status ${code}` });
-    return m;
   }
 
   /**
@@ -112,7 +100,7 @@ export class JsRequests {
     const api = `$JS.API.STREAM.MSG.GET.${stream}`;
     const m = await this.#request(api, enc.encode(JSON.stringify({ last_by_subj: subject })));
     if (m.headers?.code === 503) throw new NoRespondersError(api);
-    const r = JSON.parse(dec.decode(m.data)) as { message?: { seq: number; data?: string; hdrs?: string }; error?: { code: number; err_code: number; description: string } };
+    const r = JSON.parse(dec.decode(m.data)) as { message?: { seq: number; data?: string; hdrs?: string }; error?: ApiError };
     if (r.error) {
       if (r.error.err_code === JetStreamApiCodes.NoMessageFound) return null;
       throw new JetStreamApiError(r.error);
@@ -137,10 +125,6 @@ export class JsRequests {
   }
 }
 
-function entry(value: Uint8Array, revision: number, op: string): KvValue {
-  return { value, revision, operation: op === "DEL" || op === "PURGE" ? op : "PUT", length: value.length };
-}
-
 /** A stored KV value, as the engine reads it. */
 export type KvValue = { value: Uint8Array; revision: number; operation: "PUT" | "DEL" | "PURGE"; length: number };
 
@@ -155,39 +139,33 @@ export interface KvStore {
 /**
  * A KV bucket whose reads and writes go through {@link JsRequests}: the same
  * subjects, headers and answers as nats.js's KV, without its per-request
- * cost. Anything unusual (a create over a deleted key) is handed to the
- * nats.js bucket.
+ * cost. Reads go through the stream leader, so they see every acknowledged
+ * write (whether or not the bucket allows direct gets). Anything unusual (a
+ * create over a deleted key) is handed to the nats.js bucket.
  */
 export class FastKv implements KvStore {
   readonly #kv: KV;
   readonly #req: JsRequests;
   readonly #stream: string;
   readonly #prefix: string;
-  readonly #direct: boolean;
 
-  private constructor(kv: KV, req: JsRequests, bucket: string, direct: boolean) {
+  private constructor(kv: KV, req: JsRequests, bucket: string) {
     this.#kv = kv;
     this.#req = req;
     this.#stream = `KV_${bucket}`;
     this.#prefix = `$KV.${bucket}.`;
-    this.#direct = direct;
   }
 
   static async open(kv: KV, req: JsRequests): Promise<FastKv> {
-    const status = await kv.status();
-    return new FastKv(kv, req, status.bucket, status.streamInfo.config.allow_direct === true);
+    return new FastKv(kv, req, (await kv.status()).bucket);
   }
 
-  /** The key's last value: from any replica when the bucket allows direct gets, else through the leader (as nats.js reads). */
+  /** The key's last value, or null; a deleted key reads as its delete marker. */
   async get(key: string): Promise<KvValue | null> {
-    if (this.#direct) {
-      const m = await this.#req.lastBySubject(this.#stream, this.#prefix + key);
-      if (!m) return null;
-      return entry(m.data, Number(m.headers?.get("Nats-Sequence")), m.headers?.get("KV-Operation") ?? "");
-    }
     const m = await this.#req.lastFromLeader(this.#stream, this.#prefix + key);
     if (!m) return null;
-    return entry(m.data, m.seq, /^KV-Operation:\s*(\S+)/im.exec(m.headers)?.[1] ?? "");
+    const op = /^KV-Operation:\s*(\S+)/im.exec(m.headers)?.[1];
+    return { value: m.data, revision: m.seq, operation: op === "DEL" || op === "PURGE" ? op : "PUT", length: m.data.length };
   }
 
   async create(key: string, data: Uint8Array): Promise<number> {

@@ -101,6 +101,14 @@ export async function partitionConsumer(jsm: JetStreamManager, k: number): Promi
   return (await partitionConsumers(jsm)).get(k);
 }
 
+/**
+ * Messages a partition's consumer keeps pulled ahead: two batches (at least
+ * 100). The worker stops reading while its queue holds this many.
+ */
+export function pullAhead(config: Config): number {
+  return Math.max(config.worker.batchSize * 2, 100);
+}
+
 /** Configuration of partition `k`'s durable pull consumer (generation `generation`). */
 export function partitionConsumerConfig(config: Config, k: number, startSeq?: number, generation = 0): Partial<ConsumerConfig> {
   return {

@@ -33,12 +33,6 @@ function oneLine(s: string, max = 2000): string {
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 }
 
-/**
- * Publishes dead letters on `ach.dlq.<tenant>.<user>`: the original bytes as
- * the body, the original headers, and the reason, subject, delivery count
- * and stream sequence as `Ach-*` headers, so that `achd dlq redrive` can
- * publish the event again exactly as the producer sent it.
- */
 /** A copy of the producer's own headers: without the server's (`Nats-*`) and the engine's (`Ach-*`). */
 export function producerHeaders(from: MsgHdrs | undefined): MsgHdrs {
   const h = headers();
@@ -49,6 +43,12 @@ export function producerHeaders(from: MsgHdrs | undefined): MsgHdrs {
   return h;
 }
 
+/**
+ * Publishes dead letters on `ach.dlq.<tenant>.<user>`: the original bytes as
+ * the body, the original headers, and the reason, subject, delivery count
+ * and stream sequence as `Ach-*` headers, so that `achd dlq redrive` can
+ * publish the event again exactly as the producer sent it.
+ */
 export class DeadLetters {
   constructor(private readonly js: JetStreamClient) {}
 

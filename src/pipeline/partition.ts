@@ -2,7 +2,7 @@ import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from 
 import type { LimitFunction } from "p-limit";
 import type { Config } from "../config/mod.ts";
 import { decodeMessage, eventSubject, parsePartitionedSubject, RejectCodes, type Rejection } from "../events/mod.ts";
-import { parseConsumerName, partitionConsumer, partitionConsumerConfig, PROBE_HEADER, Streams } from "../nats/mod.ts";
+import { parseConsumerName, partitionConsumer, partitionConsumerConfig, PROBE_HEADER, pullAhead, Streams } from "../nats/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
 import { userKey, type SeenArchive, type StateStore, type Versioned } from "../state/mod.ts";
 import type { Logger } from "../util/log.ts";
@@ -188,7 +188,7 @@ export class PartitionWorker {
     this.#gap = false;
     const gen = ++this.#generation;
     const consumer = await js.consumers.get(Streams.Events, info.name);
-    const messages = await consumer.consume({ max_messages: Math.max(config.worker.batchSize * 2, 100) });
+    const messages = await consumer.consume({ max_messages: pullAhead(config) });
     this.#messages = messages;
     void this.#pump(messages, gen);
   }
@@ -200,7 +200,7 @@ export class PartitionWorker {
    * waits past the ack wait to be redelivered.
    */
   async #pump(messages: ConsumerMessages, gen: number): Promise<void> {
-    const full = Math.max(this.#d.config.worker.batchSize * 2, 100);
+    const full = pullAhead(this.#d.config);
     try {
       for await (const m of messages) {
         if (gen !== this.#generation) break;

@@ -128,6 +128,11 @@ function planOf(c: CompiledRule): Plan {
   return p;
 }
 
+/** Key of `c`'s state for occurrence `occ` (from the plan when the rule is not repeatable). */
+function stateKeyOf(c: CompiledRule, occ: number | null): string {
+  return occ === null ? planOf(c).stateKey : ruleStateKey(c, occ);
+}
+
 /** Key of the unlock of level `i` of `c` (for occurrence `occ`). */
 function levelKey(c: CompiledRule, p: Plan, i: number, occ: number | null): string {
   return occ === null ? p.levelKeys[i]! : achievementKey(c.id, c.levels[i]!.tier, occ);
@@ -171,7 +176,7 @@ function pruneOccurrences(d: Draft, c: CompiledRule, newest: number): void {
  */
 function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, ev: ValidEvent, tz: string): void {
   const p = planOf(c);
-  const state = stateOf(c, d.rules[occ === null ? p.stateKey : ruleStateKey(c, occ)]);
+  const state = stateOf(c, d.rules[stateKeyOf(c, occ)]);
   const ctx: KindContext = { unlocked: d.unlocked, tz };
   const kind = p.kind;
   for (let i = 0; i < c.levels.length; i++) {
@@ -244,7 +249,7 @@ export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource, ph
     // A period older than the kept ones is over: its unlocks may have been forgotten, so it must not unlock again.
     if (occ !== null && occ <= newestOccurrence(d, c) - KEEP_OCCURRENCES) continue;
     if (finished(d, c, occ)) continue;
-    const stateKey = occ === null ? planOf(c).stateKey : ruleStateKey(c, occ);
+    const stateKey = stateKeyOf(c, occ);
     const next = planOf(c).kind.apply(stateOf(c, d.rules[stateKey]), e, c, { unlocked: d.unlocked, tz });
     if (next === undefined) continue;
     d.setRule(stateKey, next);

@@ -98,7 +98,8 @@ function remember<V>(map: Map<string, V>, key: string, value: V): void {
   map.set(key, value);
 }
 
-function newFormatter(tz: string): Intl.DateTimeFormat {
+/** A formatter of the civil date in `tz`, and with `clock` of the wall-clock time to the second. */
+function newFormatter(tz: string, clock = false): Intl.DateTimeFormat {
   return new Intl.DateTimeFormat("en-US", {
     timeZone: tz,
     calendar: "gregory", // proleptic in V8; "iso8601" has a Julian switch-over in ICU
@@ -106,6 +107,7 @@ function newFormatter(tz: string): Intl.DateTimeFormat {
     year: "numeric",
     month: "numeric",
     day: "numeric",
+    ...(clock ? { hourCycle: "h23", hour: "numeric", minute: "numeric", second: "numeric" } : {}),
   });
 }
 
@@ -179,18 +181,7 @@ function formatterDay(fmt: Intl.DateTimeFormat, ms: number): number {
  */
 function offsetAt(zone: Zone, ms: number): number | undefined {
   if (ms < -MAX_MS || ms > MAX_MS) return undefined; // a span at the end of the Date range
-  zone.wall ??= new Intl.DateTimeFormat("en-US", {
-    timeZone: zone.fmt.resolvedOptions().timeZone,
-    calendar: "gregory",
-    numberingSystem: "latn",
-    hourCycle: "h23",
-    year: "numeric",
-    month: "numeric",
-    day: "numeric",
-    hour: "numeric",
-    minute: "numeric",
-    second: "numeric",
-  });
+  zone.wall ??= newFormatter(zone.fmt.resolvedOptions().timeZone, true);
   const f: Record<string, number> = {};
   for (const part of zone.wall.formatToParts(ms)) if (part.type !== "literal") f[part.type] = Number(part.value);
   const wall = daysFromCivil(f.year!, f.month!, f.day!) * MS_PER_DAY + f.hour! * MS_PER_HOUR + f.minute! * 60_000 + f.second! * 1000;

@@ -1,3 +1,4 @@
+import { expect } from "vitest";
 import type { ChildEngine } from "./child.ts";
 
 /** A time span during which a worker held (and could write for) a partition. */
@@ -31,4 +32,15 @@ export function leaseIntervals(worker: string, c: ChildEngine, diedAt?: number):
   }
   for (const [partition, from] of open) out.push({ worker, partition, from, to: diedAt ?? Date.now() });
   return out;
+}
+
+/** One worker per partition at a time: every partition was held, and each next holder asked for it only after the previous one let its last write through. */
+export function expectOneHolderAtATime(all: readonly Interval[], partitions: number): void {
+  for (let k = 0; k < partitions; k++) {
+    const mine = all.filter((iv) => iv.partition === k).sort((a, b) => a.from - b.from);
+    expect(mine.length, `partition ${k} was held`).toBeGreaterThan(0);
+    for (let n = 1; n < mine.length; n++) {
+      expect(mine[n]!.from, `partition ${k}: ${mine[n]!.worker} took it before ${mine[n - 1]!.worker} let go`).toBeGreaterThanOrEqual(mine[n - 1]!.to);
+    }
+  }
 }

@@ -3,16 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { partitionsDrained, startNatsServer, type EmbeddedServer } from "../../src/nats/mod.ts";
+import { partitionsDrained, startNatsServer } from "../../src/nats/mod.ts";
+import type { Stack } from "../../src/bench/stack.ts";
 
-/** A real nats-server on a free loopback port, in a temp dir, with a client. */
-export type TestNats = {
-  server: EmbeddedServer;
-  url: string;
-  dir: string;
-  nc: NatsConnection;
-  js: JetStreamClient;
-  jsm: JetStreamManager;
+/** A real nats-server on a free loopback port, in a temp dir, with a client (the bench's stack, without topology). */
+export type TestNats = Pick<Stack, "server" | "url" | "dir" | "nc" | "js" | "jsm"> & {
   /** Restarts the server on the same port and store (for crash tests). */
   restart(): Promise<void>;
   cleanup(): Promise<void>;

@@ -1,4 +1,5 @@
 import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { expect } from "vitest";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { EventInput } from "../../src/events/mod.ts";
 import { validateEvent } from "../../src/events/mod.ts";
@@ -103,4 +104,12 @@ export async function storedUnlocks(nc: NatsConnection, js: JetStreamClient): Pr
     if (out.length === total) break;
   }
   return out;
+}
+
+/** Nothing lost, nothing doubled: the stored unlock events are exactly the oracle's for `events`, each once. */
+export async function expectOracleUnlocks(nc: NatsConnection, js: JetStreamClient, events: EventInput[], book: RuleBook): Promise<void> {
+  const want = oracle(events, book);
+  const stored = (await storedUnlocks(nc, js)).map((u) => u.unlock_id);
+  expect(new Set(stored).size, "an unlock stored twice").toBe(stored.length);
+  expect(stored.sort()).toEqual([...want.values()].flatMap((s) => Object.values(s.eval.unlocked).map((u) => u.unlock_id)).sort());
 }

@@ -18,10 +18,10 @@ import { eventSubject, type EventInput } from "../../src/events/mod.ts";
 import { Buckets, ensureTopology, Streams } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
-import { leaseIntervals } from "../helpers/leases.ts";
+import { expectOneHolderAtATime, leaseIntervals } from "../helpers/leases.ts";
 import { eventually, fixture } from "../helpers/engine.ts";
 import { drained, startTestCluster, type TestCluster } from "../helpers/nats.ts";
-import { generate, oracle, storedUnlocks } from "../helpers/stream.ts";
+import { expectOracleUnlocks, generate } from "../helpers/stream.ts";
 
 const PARTITIONS = 6;
 const TTL = 2000;
@@ -98,18 +98,8 @@ describe("a three-node JetStream cluster that loses a node", () => {
     }, 90_000, "partitions balanced over the live workers, with nothing pending");
     expect(status.partitions.map((p) => p.owner).sort()).toEqual(["worker-y", "worker-y", "worker-y", "worker-z", "worker-z", "worker-z"]);
 
-    const want = oracle(events, loadRules(fixture("rules")));
-    const stored = (await storedUnlocks(cluster.nc, cluster.js)).map((u) => u.unlock_id);
-    expect(new Set(stored).size, "an unlock stored twice").toBe(stored.length);
-    expect(stored.sort()).toEqual([...want.values()].flatMap((s) => Object.values(s.eval.unlocked).map((u) => u.unlock_id)).sort());
+    await expectOracleUnlocks(cluster.nc, cluster.js, events, loadRules(fixture("rules")));
 
-    const all = [...leaseIntervals("worker-x", x, xDied), ...leaseIntervals("worker-y", y), ...leaseIntervals("worker-z", z)];
-    for (let k = 0; k < PARTITIONS; k++) {
-      const mine = all.filter((iv) => iv.partition === k).sort((a, b) => a.from - b.from);
-      expect(mine.length, `partition ${k} was held`).toBeGreaterThan(0);
-      for (let n = 1; n < mine.length; n++) {
-        expect(mine[n]!.from, `partition ${k}: ${mine[n]!.worker} took it before ${mine[n - 1]!.worker} let go`).toBeGreaterThanOrEqual(mine[n - 1]!.to);
-      }
-    }
+    expectOneHolderAtATime([...leaseIntervals("worker-x", x, xDied), ...leaseIntervals("worker-y", y), ...leaseIntervals("worker-z", z)], PARTITIONS);
   });
 });

@@ -11,10 +11,10 @@ import { Buckets, ensureTopology } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
-import { leaseIntervals } from "../helpers/leases.ts";
+import { expectOneHolderAtATime, leaseIntervals } from "../helpers/leases.ts";
 import { eventually, fixture } from "../helpers/engine.ts";
 import { drained, startTestNats, type TestNats } from "../helpers/nats.ts";
-import { generate, oracle, publishAll, storedUnlocks } from "../helpers/stream.ts";
+import { expectOracleUnlocks, generate, publishAll } from "../helpers/stream.ts";
 
 const PARTITIONS = 6;
 const TTL = 2000;
@@ -72,20 +72,11 @@ describe("many workers share the partitions through leases", () => {
     await eventually(() => drained(nats.jsm, PARTITIONS), 60_000, "every partition drained");
 
     // Nothing lost, nothing doubled.
-    const want = oracle(events, loadRules(fixture("rules")));
-    const stored = (await storedUnlocks(nats.nc, nats.js)).map((u) => u.unlock_id);
-    expect(new Set(stored).size, "an unlock stored twice").toBe(stored.length);
-    expect(stored.sort()).toEqual([...want.values()].flatMap((s) => Object.values(s.eval.unlocked).map((u) => u.unlock_id)).sort());
+    await expectOracleUnlocks(nats.nc, nats.js, events, loadRules(fixture("rules")));
 
     // One worker per partition at a time.
     const all = [...leaseIntervals("worker-a", a, aDied), ...leaseIntervals("worker-b", b), ...leaseIntervals("worker-c", c)];
-    for (let k = 0; k < PARTITIONS; k++) {
-      const mine = all.filter((i) => i.partition === k).sort((x, y) => x.from - y.from);
-      expect(mine.length, `partition ${k} was held`).toBeGreaterThan(0);
-      for (let i = 1; i < mine.length; i++) {
-        expect(mine[i]!.from, `partition ${k}: ${mine[i]!.worker} took it before ${mine[i - 1]!.worker} let go`).toBeGreaterThanOrEqual(mine[i - 1]!.to);
-      }
-    }
+    expectOneHolderAtATime(all, PARTITIONS);
     // worker-a's partitions were taken over by the others.
     expect(all.some((i) => i.worker !== "worker-a" && i.from > aDied)).toBe(true);
   });
