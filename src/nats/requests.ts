@@ -1,4 +1,4 @@
-import { JetStreamApiCodes, JetStreamApiError, type PubAck } from "@nats-io/jetstream";
+import { JetStreamApiError, type PubAck } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { createInbox, headers, NoRespondersError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
@@ -7,16 +7,14 @@ type Pending = { resolve: (m: Msg) => void; reject: (e: Error) => void; deadline
 type ApiError = { code: number; err_code: number; description: string };
 
 const dec = new TextDecoder();
-const enc = new TextEncoder();
 
 /**
- * JetStream publishes and last-message reads (through the stream leader)
- * over one reply subscription.
+ * JetStream publishes over one reply subscription.
  *
  * nats.js answers each request through a promise with its own timer, and
  * builds an `Error` (with its stack) for every request that completes; on
- * the engine's hot path, where every state read and write, unlock and
- * record is a request, that was about a sixth of the worker's CPU. Here a request is a
+ * the engine's hot path, where every state write, unlock and record is a
+ * request, that was about a sixth of the worker's CPU. Here a request is a
  * map entry: replies come to `<inbox>.<token>`, and one timer expires what
  * is overdue. Errors are the ones nats.js gives (`JetStreamApiError` with
  * the server's code, `NoRespondersError`, `TimeoutError`), so callers and
@@ -91,24 +89,6 @@ export class JsRequests {
     return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true, ...(ack.domain ? { domain: ack.domain } : {}) };
   }
 
-  /**
-   * The last message on `subject` in `stream`, read through the stream's
-   * leader (so it sees every acknowledged write), or null when there is
-   * none: `data`, sequence and the raw header block.
-   */
-  async lastFromLeader(stream: string, subject: string): Promise<{ seq: number; data: Uint8Array; headers: string } | null> {
-    const api = `$JS.API.STREAM.MSG.GET.${stream}`;
-    const m = await this.#request(api, enc.encode(JSON.stringify({ last_by_subj: subject })));
-    if (m.headers?.code === 503) throw new NoRespondersError(api);
-    const r = JSON.parse(dec.decode(m.data)) as { message?: { seq: number; data?: string; hdrs?: string }; error?: ApiError };
-    if (r.error) {
-      if (r.error.err_code === JetStreamApiCodes.NoMessageFound) return null;
-      throw new JetStreamApiError(r.error);
-    }
-    const msg = r.message!;
-    return { seq: msg.seq, data: msg.data ? new Uint8Array(Buffer.from(msg.data, "base64")) : new Uint8Array(0), headers: msg.hdrs ? Buffer.from(msg.hdrs, "base64").toString("latin1") : "" };
-  }
-
   /** Requests waiting for their answer. */
   get inFlight(): number {
     return this.#pending.size;
@@ -137,22 +117,21 @@ export interface KvStore {
 }
 
 /**
- * A KV bucket whose reads and writes go through {@link JsRequests}: the same
- * subjects, headers and answers as nats.js's KV, without its per-request
- * cost. Reads go through the stream leader, so they see every acknowledged
- * write (whether or not the bucket allows direct gets). Anything unusual (a
- * create over a deleted key) is handed to the nats.js bucket.
+ * A KV bucket whose writes go through {@link JsRequests}: the same subjects,
+ * headers and answers as nats.js's KV, without its per-request cost. Reads,
+ * and anything unusual (a create over a deleted key), are the nats.js
+ * bucket's. (Reads sent through JsRequests as STREAM.MSG.GET lost unlocks in
+ * the three-node cluster test under load, two runs in three, for a reason
+ * not found yet; through nats.js none in three.)
  */
 export class FastKv implements KvStore {
   readonly #kv: KV;
   readonly #req: JsRequests;
-  readonly #stream: string;
   readonly #prefix: string;
 
   private constructor(kv: KV, req: JsRequests, bucket: string) {
     this.#kv = kv;
     this.#req = req;
-    this.#stream = `KV_${bucket}`;
     this.#prefix = `$KV.${bucket}.`;
   }
 
@@ -160,12 +139,9 @@ export class FastKv implements KvStore {
     return new FastKv(kv, req, (await kv.status()).bucket);
   }
 
-  /** The key's last value, or null; a deleted key reads as its delete marker. */
+  /** The key's last value (through the stream leader), or null; a deleted key reads as its delete marker. */
   async get(key: string): Promise<KvValue | null> {
-    const m = await this.#req.lastFromLeader(this.#stream, this.#prefix + key);
-    if (!m) return null;
-    const op = /^KV-Operation:\s*(\S+)/im.exec(m.headers)?.[1];
-    return { value: m.data, revision: m.seq, operation: op === "DEL" || op === "PURGE" ? op : "PUT", length: m.data.length };
+    return this.#kv.get(key);
   }
 
   async create(key: string, data: Uint8Array): Promise<number> {
