@@ -5,7 +5,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { readFile } from "node:fs/promises";
 import { loadConfig, type Config } from "../config/mod.ts";
-import { eventSubject, type EventInput } from "../events/mod.ts";
+import { eventMsgId, eventSubject, type EventInput } from "../events/mod.ts";
 import { ensureTopology, startNatsServer, type EmbeddedServer } from "../nats/mod.ts";
 
 /** A throw-away nats-server (loopback, random port, temp dir) with the engine's topology. */
@@ -53,12 +53,12 @@ export async function startStack(partitions: number): Promise<Stack> {
 
 const enc = new TextEncoder();
 
-/** Publishes one event on its subject, with `Nats-Msg-Id = event_id` unless `msgId` is false. */
+/** Publishes one event on its subject, with `Nats-Msg-Id = <tenant>:<user>:<event_id>` unless `msgId` is false. */
 export function publishEvent(js: JetStreamClient, e: EventInput, msgId = true): Promise<PubAck> {
-  return js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), msgId ? { msgID: e.event_id } : {});
+  return js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), msgId ? { msgID: eventMsgId(e.tenant_id, e.user_id, e.event_id) } : {});
 }
 
-/** Publishes events with `Nats-Msg-Id = event_id`, keeping `window` publishes in flight. Returns events/s. */
+/** Publishes events with their scoped `Nats-Msg-Id`, keeping `window` publishes in flight. Returns events/s. */
 export async function preload(js: JetStreamClient, events: Iterable<EventInput>, window = 2000): Promise<{ count: number; perSecond: number }> {
   const t0 = performance.now();
   let inFlight: Promise<unknown>[] = [];

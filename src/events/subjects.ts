@@ -14,6 +14,17 @@ export function eventSubject(tenant: string, user: string, eventType: string): s
   return `${EVENTS_PREFIX}.${tenant}.${user}.${eventType}`;
 }
 
+/**
+ * The `Nats-Msg-Id` of an event: `<tenant>:<user>:<event_id>`. JetStream's
+ * duplicate window is stream-wide, so a bare `event_id` would let one user's
+ * (or tenant's) event suppress another's that happens to share the id; scoped
+ * to its user, an id only ever collides with a retry of the same event.
+ * Tenant and user ids contain no `:`, so the three parts are unambiguous.
+ */
+export function eventMsgId(tenant: string, user: string, eventId: string): string {
+  return `${tenant}:${user}:${eventId}`;
+}
+
 /** `ach.unlocked.<tenant>.<user>` — where unlock events are published. */
 export function unlockedSubject(tenant: string, user: string): string {
   return `${UNLOCKED_PREFIX}.${tenant}.${user}`;

@@ -30,15 +30,15 @@ function summary(seq: number, h: MsgHdrs | undefined, data: Uint8Array): DeadLet
   const get = (k: string) => h?.get(k) || undefined;
   const count = get(DlqHeaders.DeliveryCount);
   const sseq = get(DlqHeaders.StreamSeq);
-  let eventId = get(DlqHeaders.MsgId);
-  if (!eventId) {
-    try {
-      const id = (JSON.parse(new TextDecoder().decode(data)) as { event_id?: unknown }).event_id;
-      if (typeof id === "string") eventId = id;
-    } catch {
-      // Not JSON: that may be why it is here.
-    }
+  // The body's event_id when it has one; else the last part of the msg id (<tenant>:<user>:<event_id>).
+  let eventId: string | undefined;
+  try {
+    const id = (JSON.parse(new TextDecoder().decode(data)) as { event_id?: unknown }).event_id;
+    if (typeof id === "string") eventId = id;
+  } catch {
+    // Not JSON: that may be why it is here.
   }
+  eventId ??= get(DlqHeaders.MsgId)?.split(":").slice(2).join(":") || get(DlqHeaders.MsgId);
   return {
     seq,
     subject: get(DlqHeaders.Subject) ?? "",

@@ -332,7 +332,7 @@ export class PartitionWorker {
     for (const m of batch) {
       stats.received++;
       if (m.headers?.get(PROBE_HEADER)) continue;
-      const res = decodeMessage(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, config.events.maxBytes);
+      const res = decodeMessage(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, { maxBytes: config.events.maxBytes, partitions: config.partitions });
       if (!res.ok) {
         dead.push(this.#deadLetter(m, res.rejection));
         continue;

@@ -33,6 +33,8 @@ export type Replay = {
 export type ReplayOptions = {
   book: RuleBook;
   maxBytes: number;
+  /** The partition count the stream was created with (a message on another partition than its user's is rejected). */
+  partitions: number;
   recentIds?: number;
   fingerprints?: readonly FingerprintSpec[];
   /** First stream sequence to read (default: the first stored). */
@@ -187,7 +189,7 @@ export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, o
   const threads = Math.max(1, opts.threads ?? Math.min(4, availableParallelism() - 1));
   const out: Replay = { events: 0, rejected: 0, duplicates: 0, unlocks: [], users: 0, threads, fromSeq, toSeq };
   if (info.state.messages === 0 || fromSeq > toSeq) return out;
-  const init: ShardInit = { rules: opts.book.all(), maxBytes: opts.maxBytes, recentIds: opts.recentIds ?? 1000, fingerprints: opts.fingerprints ?? [] };
+  const init: ShardInit = { rules: opts.book.all(), maxBytes: opts.maxBytes, partitions: opts.partitions, recentIds: opts.recentIds ?? 1000, fingerprints: opts.fingerprints ?? [] };
   const sink: Sink = threads > 1 ? new PoolSink(threads, init) : new InlineSink(init);
   try {
     const consumer = await js.consumers.get(Streams.Events, { filter_subjects: `${PARTITIONED_PREFIX}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });

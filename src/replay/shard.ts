@@ -1,5 +1,5 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { decodeMessage } from "../events/mod.ts";
+import { decodeMessage, type DecodeOptions } from "../events/mod.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
 import { RuleBook, type RuleVersion, type Unlock } from "../rules/mod.ts";
 import { InMemoryEvaluator } from "../sim/mod.ts";
@@ -8,6 +8,7 @@ import { InMemoryEvaluator } from "../sim/mod.ts";
 export type ShardInit = {
   rules: { tenant: string; version: RuleVersion }[];
   maxBytes: number;
+  partitions: number;
   recentIds: number;
   fingerprints: readonly FingerprintSpec[];
 };
@@ -32,17 +33,17 @@ export function bookOf(rules: ShardInit["rules"]): RuleBook {
 /** One shard of a replay: the users whose events it is sent, evaluated in stream order. */
 export class Shard {
   readonly #ev: InMemoryEvaluator;
-  readonly #maxBytes: number;
+  readonly #decode: DecodeOptions;
   rejected = 0;
 
   constructor(init: ShardInit) {
     this.#ev = new InMemoryEvaluator(bookOf(init.rules), init.recentIds, init.fingerprints);
-    this.#maxBytes = init.maxBytes;
+    this.#decode = { maxBytes: init.maxBytes, partitions: init.partitions };
   }
 
   /** Decodes and applies one stored message. */
   add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number): void {
-    const res = decodeMessage(subject, data, msgId, this.#maxBytes);
+    const res = decodeMessage(subject, data, msgId, this.#decode);
     if (res.ok) this.#ev.apply(res.value, seq);
     else this.rejected++;
   }

@@ -2,7 +2,7 @@
 import { Kvm } from "@nats-io/kv";
 import { loadConfig } from "../../src/config/mod.ts";
 import { startEngine } from "../../src/engine.ts";
-import { eventSubject, type EventInput } from "../../src/events/mod.ts";
+import { eventMsgId, eventSubject, type EventInput } from "../../src/events/mod.ts";
 import { Buckets, ensureTopology } from "../../src/nats/mod.ts";
 import { decodeState, encodeState, type UserState } from "../../src/state/mod.ts";
 import { createLogger } from "../../src/util/log.ts";
@@ -27,7 +27,7 @@ export function plan(rnd: () => number) {
   const events = scenarios.flatMap((s) => s.events);
   const delayable = new Set(scenarios.flatMap((s) => [...s.delayable]));
   const malformed = scenarios.flatMap((s) => s.malformed);
-  const deliver = (e: EventInput): Delivery => ({ subject: eventSubject(e.tenant_id, e.user_id, e.event_type), body: JSON.stringify(e), msgId: e.event_id, eventId: e.event_id });
+  const deliver = (e: EventInput): Delivery => ({ subject: eventSubject(e.tenant_id, e.user_id, e.event_type), body: JSON.stringify(e), msgId: eventMsgId(e.tenant_id, e.user_id, e.event_id), eventId: e.event_id });
   // Event-time order, shuffled by less than the reorder window.
   const onTime = events
     .filter((e) => !delayable.has(e.event_id))

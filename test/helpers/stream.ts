@@ -55,7 +55,7 @@ export function generate(seed: number, n: number, users = 20, tenants = ["acme",
   return out;
 }
 
-/** Publishes events over NATS with `Nats-Msg-Id = event_id`. */
+/** Publishes events over NATS with `Nats-Msg-Id = <tenant>:<user>:<event_id>`. */
 export async function publishAll(js: JetStreamClient, events: EventInput[], opts: { msgId?: boolean } = {}): Promise<void> {
   await Promise.all(events.map((e) => publishEvent(js, e, opts.msgId !== false)));
 }

@@ -14,7 +14,7 @@ import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterStatus, LeaseTable, Membership } from "../../src/cluster/mod.ts";
 import { loadConfig } from "../../src/config/mod.ts";
-import { eventSubject, type EventInput } from "../../src/events/mod.ts";
+import { eventMsgId, eventSubject, type EventInput } from "../../src/events/mod.ts";
 import { Buckets, ensureTopology, Streams } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
@@ -31,7 +31,7 @@ async function publish(cluster: TestCluster, events: EventInput[]): Promise<void
   const enc = new TextEncoder();
   for (const e of events) {
     const h = headers();
-    h.set("Nats-Msg-Id", e.event_id);
+    h.set("Nats-Msg-Id", eventMsgId(e.tenant_id, e.user_id, e.event_id));
     for (let attempt = 0; ; attempt++) {
       try {
         await cluster.js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), { headers: h, timeout: 3000 });

@@ -70,7 +70,7 @@ describe("golden fixtures", () => {
     });
 
     it("replays the stored stream to the unlocks the workers recorded, on one thread and on a pool, identically", async () => {
-      const opts = { book: loadRules(rulesDir), maxBytes: 65_536, recentIds: 64 };
+      const opts = { book: loadRules(rulesDir), maxBytes: 65_536, partitions: 4, recentIds: 64 };
       const one = await replayStream(nats.js, nats.jsm, { ...opts, threads: 1 });
       const pool = await replayStream(nats.js, nats.jsm, { ...opts, threads: 3 });
       // Every stored event (publish retries in the fixtures were dropped by the stream's duplicate window).

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   decodeMessage,
+  eventMsgId,
   parsePartitionedSubject,
   partitionOf,
   RejectCodes,
@@ -29,7 +30,10 @@ function body(overrides: Record<string, unknown> = {}): Record<string, unknown> 
   };
 }
 
-const SUBJECT = "ach.p.5.acme.u1.lesson.completed";
+const P = 8;
+const OPTS = { maxBytes: 65536, partitions: P };
+const SUBJECT = `ach.p.${partitionOf("acme", "u1", P)}.acme.u1.lesson.completed`;
+const MSG_ID = "acme:u1:evt-1";
 
 function bytes(v: unknown): Uint8Array {
   return enc.encode(JSON.stringify(v));
@@ -194,13 +198,13 @@ describe("validateEvent", () => {
 
 describe("decodeMessage", () => {
   it("decodes a valid message whose subject, body and msg id agree", () => {
-    const v = accepted(decodeMessage(SUBJECT, bytes(body({ payload: { x: 1 } })), "evt-1", 65536));
+    const v = accepted(decodeMessage(SUBJECT, bytes(body({ payload: { x: 1 } })), MSG_ID, OPTS));
     expect(v.event).toMatchObject({ event_id: "evt-1", event_type: "lesson.completed", tenant_id: "acme", user_id: "u1", payload: { x: 1 } });
     expect(v.occurredAt).toBe(Date.parse("2026-04-13T10:12:45Z"));
   });
 
   it("accepts a missing msg id and defaults payload", () => {
-    const v = accepted(decodeMessage(SUBJECT, bytes(body()), undefined, 65536));
+    const v = accepted(decodeMessage(SUBJECT, bytes(body()), undefined, OPTS));
     expect(v.event.payload).toEqual({});
   });
 
@@ -209,76 +213,84 @@ describe("decodeMessage", () => {
     const big = new Uint8Array(inner.length + 20).fill(0x7b); // '{' garbage around it
     big.set(inner, 10);
     const view = big.subarray(10, 10 + inner.length);
-    expect(accepted(decodeMessage(SUBJECT, view, "evt-1", 65536)).event.event_id).toBe("evt-1");
+    expect(accepted(decodeMessage(SUBJECT, view, MSG_ID, OPTS)).event.event_id).toBe("evt-1");
   });
 
   it("rejects data larger than maxBytes, before anything else", () => {
     const data = bytes(body());
-    expect(decodeMessage(SUBJECT, data, "evt-1", data.length).ok).toBe(true);
-    const r = rejected(decodeMessage("not.a.subject", data, "other", data.length - 1));
+    expect(decodeMessage(SUBJECT, data, MSG_ID, { ...OPTS, maxBytes: data.length }).ok).toBe(true);
+    const r = rejected(decodeMessage("not.a.subject", data, "other", { ...OPTS, maxBytes: data.length - 1 }));
     expect(r.code).toBe("too_large");
     expect(r.issues).toHaveLength(1);
     expect(r.message).toContain(String(data.length));
   });
 
   it("rejects a subject that is not partitioned", () => {
-    const r = rejected(decodeMessage("ach.events.acme.u1.lesson.completed", bytes(body()), undefined, 65536));
+    const r = rejected(decodeMessage("ach.events.acme.u1.lesson.completed", bytes(body()), undefined, OPTS));
     expect(r.code).toBe("bad_subject");
     expect(r.issues).toEqual([{ path: "(subject)", message: expect.stringContaining("ach.events.acme.u1.lesson.completed") }]);
   });
 
   it("rejects bodies that are not JSON", () => {
-    const r = rejected(decodeMessage(SUBJECT, enc.encode("{not json"), undefined, 65536));
+    const r = rejected(decodeMessage(SUBJECT, enc.encode("{not json"), undefined, OPTS));
     expect(r.code).toBe("bad_json");
     expect(r.issues[0]?.path).toBe("(body)");
-    expect(rejected(decodeMessage(SUBJECT, new Uint8Array(0), undefined, 65536)).code).toBe("bad_json");
+    expect(rejected(decodeMessage(SUBJECT, new Uint8Array(0), undefined, OPTS)).code).toBe("bad_json");
   });
 
   it("rejects schema failures with the field path", () => {
     const { user_id: _omit, ...noUser } = body();
-    const r = rejected(decodeMessage(SUBJECT, bytes(noUser), undefined, 65536));
+    const r = rejected(decodeMessage(SUBJECT, bytes(noUser), undefined, OPTS));
     expect(r.code).toBe("invalid_event");
     expect(r.issues.map((i) => i.path)).toEqual(["user_id"]);
 
-    const r2 = rejected(decodeMessage(SUBJECT, bytes(body({ occurred_at: "yesterday" })), undefined, 65536));
+    const r2 = rejected(decodeMessage(SUBJECT, bytes(body({ occurred_at: "yesterday" })), undefined, OPTS));
     expect(r2.code).toBe("invalid_event");
     expect(r2.issues.map((i) => i.path)).toEqual(["occurred_at"]);
   });
 
   it("rejects a body that disagrees with the subject, one issue per field", () => {
-    const r = rejected(decodeMessage(SUBJECT, bytes(body({ tenant_id: "other", user_id: "u2" })), undefined, 65536));
+    const r = rejected(decodeMessage(SUBJECT, bytes(body({ tenant_id: "other", user_id: "u2" })), undefined, OPTS));
     expect(r.code).toBe("subject_mismatch");
     expect(r.issues.map((i) => i.path)).toEqual(["tenant_id", "user_id"]);
     expect(r.issues[0]?.message).toContain("other");
     expect(r.issues[0]?.message).toContain("acme");
 
-    const t = rejected(decodeMessage(SUBJECT, bytes(body({ event_type: "lesson.started" })), undefined, 65536));
+    const t = rejected(decodeMessage(SUBJECT, bytes(body({ event_type: "lesson.started" })), undefined, OPTS));
     expect(t.code).toBe("subject_mismatch");
     expect(t.issues.map((i) => i.path)).toEqual(["event_type"]);
 
     const all = rejected(
-      decodeMessage("ach.p.1.t2.u9.a.b", bytes(body()), undefined, 65536),
+      decodeMessage(`ach.p.${partitionOf("t2", "u9", P)}.t2.u9.a.b`, bytes(body()), undefined, OPTS),
     );
     expect(all.issues.map((i) => i.path)).toEqual(["tenant_id", "user_id", "event_type"]);
   });
 
   it("checks subject agreement before the msg id", () => {
-    const r = rejected(decodeMessage(SUBJECT, bytes(body({ user_id: "u2" })), "different", 65536));
+    const r = rejected(decodeMessage(SUBJECT, bytes(body({ user_id: "u2" })), "different", OPTS));
     expect(r.code).toBe("subject_mismatch");
   });
 
-  it("rejects a msg id that differs from event_id", () => {
-    const r = rejected(decodeMessage(SUBJECT, bytes(body()), "evt-2", 65536));
-    expect(r.code).toBe("msg_id_mismatch");
-    expect(r.issues).toHaveLength(1);
-    expect(r.issues[0]?.path).toBe("event_id");
-    expect(r.message).toContain("evt-2");
+  it("rejects a msg id that is not <tenant>:<user>:<event_id>, naming the one it must be", () => {
+    for (const id of ["acme:u1:evt-2", "evt-1", "acme:u2:evt-1", "other:u1:evt-1"]) {
+      const r = rejected(decodeMessage(SUBJECT, bytes(body()), id, OPTS));
+      expect(r.code).toBe("msg_id_mismatch");
+      expect(r.issues).toHaveLength(1);
+      expect(r.issues[0]?.path).toBe("(header) Nats-Msg-Id");
+      expect(r.message).toContain(id);
+      expect(r.message).toContain("must be acme:u1:evt-1");
+    }
+    expect(eventMsgId("acme", "u1", "evt-1")).toBe(MSG_ID);
   });
 
-  it("does not depend on the partition number in the subject", () => {
-    for (const k of [0, 3, 1023]) {
-      expect(decodeMessage(`ach.p.${k}.acme.u1.lesson.completed`, bytes(body()), "evt-1", 65536).ok).toBe(true);
+  it("rejects a message stored on another partition than its user's, before reading the body", () => {
+    const home = partitionOf("acme", "u1", P);
+    for (const k of [0, 3, 7, 1023].filter((k) => k !== home)) {
+      const r = rejected(decodeMessage(`ach.p.${k}.acme.u1.lesson.completed`, bytes(body()), MSG_ID, OPTS));
+      expect(r.code).toBe("wrong_partition");
+      expect(r.message).toContain(`partition ${home}, not ${k}`);
     }
+    expect(rejected(decodeMessage(`ach.p.${(home + 1) % P}.acme.u1.x`, enc.encode("{not json"), undefined, OPTS)).code).toBe("wrong_partition");
   });
 });
 
