@@ -6,7 +6,8 @@
  *   achd api                   HTTP API only (no workers)
  *   achd rules validate [path] check a rules file or folder
  *   achd partition <tenant> <user>   the partition a user's events go to
- *   achd nats-config [--partitions N]   the server config lines a 2.9 server needs
+ *   achd nats-config [--partitions N] [--engine-nkey PUB]   the server config lines an external server needs
+ *   achd tenants add|remove|list   tenant credentials on NATS (cmd/tenants.ts)
  *   achd dlq list|show|redrive dead-letter tools
  *   achd simulate --rules <path> --events <file.jsonl> [--progress] [--at TIME]
  *   achd status                partition owners, lag, lease ages
@@ -19,7 +20,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { clusterStatus, LeaseTable, Membership } from "../src/cluster/mod.ts";
-import { Buckets } from "../src/nats/mod.ts";
+import { Buckets, natsAuthOptions } from "../src/nats/mod.ts";
+import { printAuthorization, tenantsCmd } from "./tenants.ts";
 import { listDeadLetters, redriveDeadLetter, showDeadLetter } from "../src/pipeline/mod.ts";
 import { ConfigError, loadConfig, type Config, type ConfigInput } from "../src/config/mod.ts";
 import { startEngine } from "../src/engine.ts";
@@ -36,8 +38,13 @@ const USAGE = `usage: achd <command>
   api                        run the HTTP API only
   rules validate [path]      validate rules (default: the configured rules path)
   partition <tenant> <user>  print the partition of a user
-  nats-config [--partitions N]
-                             print the mapping a nats-server 2.9 config needs
+  nats-config [--partitions N] [--engine-nkey PUB]
+                             print the mapping a nats-server 2.9 config needs and the authorization
+                             block (engine user, registered tenants) for an external server
+  tenants add <tenant> [--out FILE]
+                             register a tenant on NATS; print its nkey seed once (or write FILE, mode 0600)
+  tenants remove <tenant>    remove a tenant: its NATS credential stops working
+  tenants list               registered tenants and their public keys
   status                     which worker owns which partition, lag per partition, lease ages
   simulate --rules PATH --events FILE.jsonl [--progress] [--at TIME]
                              run rules over events offline; print unlocks (and progress) as JSON lines
@@ -79,7 +86,7 @@ async function run(overrides: ConfigInput): Promise<void> {
 /** Connects a CLI command to the configured server (the embedded default's address when none is set). */
 function cliConnect(config: Config, name: string): Promise<NatsConnection> {
   const url = config.nats.url ?? `nats://${config.nats.embedded.host}:${config.nats.embedded.port}`;
-  return connect({ servers: url.split(",").map((u) => u.trim()), name });
+  return connect({ servers: url.split(",").map((u) => u.trim()), name, ...natsAuthOptions(config) });
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -109,12 +116,15 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "nats-config": {
-      const { values } = parseArgs({ args: rest, options: { partitions: { type: "string" } } });
-      const P = values.partitions ? Number(values.partitions) : loadConfig().partitions;
+      const { values } = parseArgs({ args: rest, options: { partitions: { type: "string" }, "engine-nkey": { type: "string" } } });
+      const config = loadConfig();
+      const P = values.partitions ? Number(values.partitions) : config.partitions;
       const m = partitionMapping(P);
       console.log(`mappings {\n  "${m.src}": "${m.dest}"\n}`);
-      return 0;
+      return printAuthorization(config, values["engine-nkey"], cliConnect);
     }
+    case "tenants":
+      return tenantsCmd(rest, cliConnect);
     case "dlq":
       return dlq(rest);
     case "simulate":
@@ -294,6 +304,7 @@ async function replayCmd(args: string[]): Promise<number> {
     const r = await replayStream(jetstream(nc), await jetstreamManager(nc), {
       book,
       maxBytes: config.events.maxBytes,
+      partitions: config.partitions,
       recentIds: config.worker.recentIds,
       fingerprints: config.dedup.fingerprints,
       ...(values.from ? { fromSeq: Number(values.from) } : {}),

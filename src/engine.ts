@@ -2,10 +2,12 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { FastifyInstance } from "fastify";
 import { buildApi } from "./api/mod.ts";
+import { adminKeyFile, ApiKeys } from "./auth/mod.ts";
 import type { Config } from "./config/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import pLimit from "p-limit";
-import { Buckets, checkPartitionMapping, ensureTopology, FastKv, JsRequests, startNatsServer, type EmbeddedServer } from "./nats/mod.ts";
+import { Buckets, checkPartitionMapping, ensureTopology, FastKv, JsRequests, natsAuthOptions, startNatsServer, type EmbeddedServer, type NatsAuthOptions } from "./nats/mod.ts";
+import { prepareEmbeddedAuthorization, TenantRegistry, type AuthorizationSync } from "./tenants/mod.ts";
 import { hostname } from "node:os";
 import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
@@ -20,6 +22,8 @@ export type Engine = {
   natsUrl: string;
   /** `http://host:port` of the API, when enabled. */
   httpUrl?: string;
+  /** The HTTP API itself, when enabled (for `inject` and the route list). */
+  api?: FastifyInstance;
   nc: NatsConnection;
   stats: Stats;
   /** The partition workers running now (the partitions this process holds), by partition. */
@@ -28,12 +32,12 @@ export type Engine = {
   stop(): Promise<void>;
 };
 
-async function connectWithin(servers: string[], timeoutMs: number, log: Logger): Promise<NatsConnection> {
+async function connectWithin(servers: string[], timeoutMs: number, log: Logger, auth: NatsAuthOptions): Promise<NatsConnection> {
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 1; ; attempt++) {
     try {
       // No async traces: they build two Error objects (with stack traces) per request, a quarter of a busy worker's CPU.
-      return await connect({ servers, name: "achd", maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 2000, noAsyncTraces: true });
+      return await connect({ servers, name: "achd", maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 2000, noAsyncTraces: true, ...auth });
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`cannot reach NATS at ${servers.join(", ")}: ${(err as Error).message}`, { cause: err });
       if (attempt === 1) log.warn({ servers, err: (err as Error).message }, "NATS not reachable yet; retrying");
@@ -50,29 +54,37 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
   // Rule files are checked before anything starts, so a bad file stops start-up at once.
   const fileRules = checkedRuleFiles(config.rules).files;
 
+  if (config.auth.mode === "none") log.warn("auth.mode is none: NATS and the HTTP API accept anyone without credentials — local development only, never expose this");
   let server: EmbeddedServer | undefined;
   let natsUrl = config.nats.url;
+  // auth.mode keys: the embedded server starts with authorization on (the engine's key, the tenants last known).
+  const authorization = !natsUrl && config.auth.mode === "keys" ? prepareEmbeddedAuthorization(config, log) : undefined;
   if (!natsUrl) {
     const e = config.nats.embedded;
-    server = await startNatsServer({ host: e.host, port: e.port, dataDir: config.dataDir, baseConfig: e.configFile, partitions: config.partitions });
+    server = await startNatsServer({ host: e.host, port: e.port, dataDir: config.dataDir, baseConfig: e.configFile, partitions: config.partitions, ...(authorization ? { authorization: authorization.file } : {}) });
     natsUrl = server.url;
     log.info({ url: natsUrl, dataDir: config.dataDir }, "embedded nats-server started");
   }
   const stopServer = async () => server?.stop();
   let nc: NatsConnection;
+  let auth: NatsAuthOptions;
   try {
-    nc = await connectWithin(natsUrl.split(",").map((s) => s.trim()), config.nats.connectTimeout, log);
+    auth = natsAuthOptions(config);
+    nc = await connectWithin(natsUrl.split(",").map((s) => s.trim()), config.nats.connectTimeout, log, auth);
   } catch (err) {
     await stopServer();
     throw err;
   }
   let control: NatsConnection | undefined;
+  let authSync: AuthorizationSync | undefined;
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
     const buckets = await ensureTopology(nc, jsm, config);
     await checkPartitionMapping(nc, jsm, config);
     log.info({ server: nc.info?.version, partitions: config.partitions }, "streams, consumers and buckets ready");
+    // Tenants added or removed (by any process) reach the embedded server's authorization through the bucket.
+    if (authorization && server) authSync = await authorization.sync(new TenantRegistry(buckets.tenants), server);
 
     const registry = new RuleRegistry(buckets.rules);
     const synced = await registry.syncFiles(fileRules, Date.now());
@@ -118,7 +130,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       const id = config.worker.id ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64) || "worker");
       // Leases and heartbeats get their own connection: behind thousands of in-flight state writes on the
       // data connection, a renewal could wait long enough for the fence to stop a busy partition.
-      control = await connectWithin(natsUrl.split(",").map((u) => u.trim()), config.nats.connectTimeout, log);
+      control = await connectWithin(natsUrl.split(",").map((u) => u.trim()), config.nats.connectTimeout, log, auth);
       const kvm = new Kvm(control);
       coordinator = new Coordinator({
         leases: new LeaseTable(await kvm.open(Buckets.Leases), id),
@@ -133,10 +145,17 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     }
 
     let api: FastifyInstance | undefined;
+    let keys: ApiKeys | undefined;
     let httpUrl: string | undefined;
     if (config.http.enabled) {
-      api = buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api") },
+      if (config.auth.mode === "keys") {
+        keys = new ApiKeys(buckets.keys);
+        await keys.start();
+        // The first start of a deployment makes an admin key; the log names the file, never the key.
+        if (await keys.bootstrap(adminKeyFile(config.dataDir))) log.info({ file: adminKeyFile(config.dataDir) }, "created the first admin API key; it is in this file (mode 0600)");
+      }
+      api = await buildApi(
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, keys, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api") },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });
@@ -150,9 +169,11 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       (stopping ??= (async () => {
         log.info("stopping");
         await api?.close().catch((err: unknown) => log.warn({ err }, "API close failed"));
+        keys?.stop();
         await coordinator?.stop();
         stopWatch();
         await reloading;
+        await authSync?.stop();
         // A drain that fails (a subscription that cannot drain, a connection already in trouble) must not leave
         // the connection open and reconnecting: that would keep the process alive after stop.
         for (const c of [control, nc]) {
@@ -167,6 +188,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       config,
       natsUrl,
       ...(httpUrl ? { httpUrl } : {}),
+      ...(api ? { api } : {}),
       nc,
       stats,
       get workers() {
@@ -175,6 +197,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       stop,
     };
   } catch (err) {
+    await authSync?.stop().catch(() => undefined);
     await control?.close().catch(() => undefined);
     await nc.close().catch(() => undefined);
     await stopServer();

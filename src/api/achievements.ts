@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import { Scopes } from "../auth/mod.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import { progressOf } from "../rules/mod.ts";
 import { userKey } from "../state/mod.ts";
@@ -11,7 +12,7 @@ import type { ApiContext } from "./context.ts";
  * rest are. Hidden achievements appear only once unlocked.
  */
 export function achievementRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get<{ Params: { tenant: string; user: string } }>("/v1/tenants/:tenant/users/:user/achievements", async (req, reply) => {
+  app.get<{ Params: { tenant: string; user: string } }>("/v1/tenants/:tenant/users/:user/achievements", { config: { access: { scope: Scopes.Read, tenant: "param" } } }, async (req, reply) => {
     const { tenant, user } = req.params;
     for (const [name, v] of [["tenant", tenant], ["user", user]] as const) {
       if (!ID_TOKEN.test(v)) return reply.code(400).send({ error: "bad_request", message: `${name} id ${JSON.stringify(v)} is not a valid id (A-Z a-z 0-9 _ -)` });

@@ -1,5 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { ApiKeys } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
 import type { DeadLetters, Stats } from "../pipeline/mod.ts";
 import type { LeaseTable, Membership } from "../cluster/mod.ts";
@@ -23,6 +24,8 @@ export type ApiContext = {
   dlq: DeadLetters;
   stats: Stats;
   config: Config;
+  /** API keys; undefined in `auth.mode: none` (every request is let through). */
+  keys: ApiKeys | undefined;
 };
 
 /** The body of every 4xx/5xx answer. */

@@ -1,5 +1,9 @@
 import type { FastifyInstance } from "fastify";
-import { eventSubject, ID_TOKEN, RejectCodes, validateEvent, type Issue, type ValidEvent } from "../events/mod.ts";
+import { Scopes } from "../auth/mod.ts";
+import { actsFor, tooMany } from "./auth.ts";
+import { TenantQuotas } from "./quota.ts";
+import { Streams } from "../nats/mod.ts";
+import { eventMsgId, eventSubject, ID_TOKEN, parsePartitionedSubject, RejectCodes, validateEvent, type Issue, type ValidEvent } from "../events/mod.ts";
 import { fingerprintMatch, fingerprintOf } from "../pipeline/mod.ts";
 import { userKey } from "../state/mod.ts";
 import type { ApiContext } from "./context.ts";
@@ -18,12 +22,18 @@ function str(v: unknown): string | undefined {
 
 /**
  * `POST /v1/events`: one event, an array, or `{ "events": [...] }`. Each
- * event is validated and published with `Nats-Msg-Id = event_id`; the
+ * event is validated and published with `Nats-Msg-Id = <tenant>:<user>:<event_id>`; the
  * answer gives each event's outcome. Rejected events go to the DLQ.
+ *
+ * A tenant key may send only its own tenant's events: one event of another
+ * tenant makes the whole request a 403, and nothing is published. The
+ * tenant's event quota is taken for the whole request or not at all (429
+ * with `Retry-After`, nothing published).
  */
 export function eventRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { config } = ctx;
-  app.post("/v1/events", async (req, reply) => {
+  const quotas = new TenantQuotas(config.http.quota.eventsPerSecond, config.http.quota.burst);
+  app.post("/v1/events", { config: { access: { scope: Scopes.EventsWrite } } }, async (req, reply) => {
     const body = req.body as unknown;
     const single = !Array.isArray(body) && !(body && typeof body === "object" && Array.isArray((body as { events?: unknown }).events));
     const events: unknown[] = Array.isArray(body) ? body : single ? [body] : (body as { events: unknown[] }).events;
@@ -34,11 +44,25 @@ export function eventRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (events.length > config.http.maxBatch) {
       return reply.code(400).send({ error: "batch_too_large", message: `${events.length} events in one request; the limit is ${config.http.maxBatch} (http.maxBatch)` });
     }
+    const principal = req.principal!;
+    const counts = new Map<string, number>();
+    for (const [i, e] of events.entries()) {
+      const t = e && typeof e === "object" ? str((e as Record<string, unknown>).tenant_id) : undefined;
+      if (principal.tenant !== null && t !== undefined && !actsFor(principal, t)) {
+        return reply.code(403).send({ error: "forbidden", message: `event ${i} is for tenant ${JSON.stringify(t.slice(0, 200))}; this key belongs to tenant ${principal.tenant} (nothing in this request was published)` });
+      }
+      // Events without a usable tenant count against the key's tenant (they still cost a dead letter).
+      const q = t !== undefined && ID_TOKEN.test(t) ? t : (principal.tenant ?? "(unknown)");
+      counts.set(q, (counts.get(q) ?? 0) + 1);
+    }
+    const quota = quotas.take(counts);
+    if (!quota.ok) return tooMany(reply, Math.min(quota.retryAfterSeconds, 3600), `tenant ${quota.tenant} is over its event quota (${config.http.quota.eventsPerSecond}/s, burst ${config.http.quota.burst}); nothing in this request was published`);
     const outcomes = await Promise.all(events.map((e, index) => ingestOne(ctx, e, index)));
     const count = (s: Outcome["status"]) => outcomes.filter((o) => o.status === s).length;
     const summary = { results: outcomes, accepted: count("accepted"), duplicates: count("duplicate"), rejected: count("rejected"), failed: count("failed") };
     if (summary.failed > 0) return reply.code(503).send({ error: "unavailable", message: "NATS did not confirm some events; retry them (same event_id is safe)", ...summary });
-    if (single && outcomes[0]!.status === "rejected") return reply.code(422).send(outcomes[0]);
+    // The single event's outcome, with the error shape's two fields (its reason and message).
+    if (single && outcomes[0]!.status === "rejected") return reply.code(422).send({ error: outcomes[0]!.reason, ...outcomes[0] });
     return reply.code(200).send(summary);
   });
 }
@@ -73,8 +97,15 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
   }
   const e = res.value.event;
   try {
-    const ack = await ctx.js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), data, { msgID: e.event_id });
-    if (ack.duplicate) return { index, event_id: e.event_id, status: "duplicate", seq: ack.seq };
+    const subject = eventSubject(e.tenant_id, e.user_id, e.event_type);
+    let ack = await ctx.js.publish(subject, data, { msgID: eventMsgId(e.tenant_id, e.user_id, e.event_id) });
+    if (ack.duplicate) {
+      if (await storedFor(ctx, ack.seq, e.tenant_id, e.user_id)) return { index, event_id: e.event_id, status: "duplicate", seq: ack.seq };
+      // The id was taken by a message of another user (someone set our msg id on their own subject; the worker
+      // dead-letters theirs). Store ours without the window's help: the engine's own event-id record still
+      // counts it once.
+      ack = await ctx.js.publish(subject, data);
+    }
     const seenAt = await fingerprintSeen(ctx, res.value);
     if (seenAt !== undefined) {
       // Stored (the raw log keeps every report), but it will not count: the same action was reported already.
@@ -85,6 +116,20 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
   } catch (err) {
     return { index, event_id: e.event_id, status: "failed", message: (err as Error).message };
   }
+}
+
+/**
+ * Whether the message stored at `seq` (the original of a duplicate answer)
+ * belongs to `tenant`'s `user`. The duplicate window is stream-wide and a
+ * producer chooses its msg id freely, so a duplicate answer is only
+ * trusted when the original sits on the same user's subject.
+ */
+async function storedFor(ctx: ApiContext, seq: number, tenant: string, user: string): Promise<boolean> {
+  const m = await ctx.jsm.streams.getMessage(Streams.Events, { seq }).catch(() => null);
+  // Gone (aged out, purged) or unreadable: the window still had it, so it was ours to judge; trust the answer.
+  if (!m) return true;
+  const where = parsePartitionedSubject(m.subject);
+  return where?.tenant === tenant && where.user === user;
 }
 
 /**

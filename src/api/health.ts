@@ -1,12 +1,16 @@
 import type { FastifyInstance } from "fastify";
+import { Scopes } from "../auth/mod.ts";
 import { clusterStatus } from "../cluster/mod.ts";
 import { consumerName, partitionConsumers, Streams } from "../nats/mod.ts";
 import type { ApiContext } from "./context.ts";
 
+const PUBLIC = { config: { access: { public: true as const } } };
+const ADMIN = { config: { access: { scope: Scopes.Admin } } };
+
 /** `/healthz` (alive), `/readyz` (NATS, streams, consumers), `/v1/status` (partition owners, lag), `/v1/stats`. */
 export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get("/healthz", async () => ({ status: "ok" }));
-  app.get("/readyz", async (_req, reply) => {
+  app.get("/healthz", PUBLIC, async () => ({ status: "ok" }));
+  app.get("/readyz", PUBLIC, async (_req, reply) => {
     const problems: string[] = [];
     if (ctx.nc.isClosed()) problems.push("NATS connection closed");
     else {
@@ -21,8 +25,8 @@ export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (problems.length) return reply.code(503).send({ status: "not ready", problems });
     return { status: "ready" };
   });
-  app.get("/v1/status", async () => clusterStatus(ctx.jsm, ctx.leases, ctx.members, ctx.config.partitions, Date.now()));
-  app.get("/v1/stats", async () => {
+  app.get("/v1/status", ADMIN, async () => clusterStatus(ctx.jsm, ctx.leases, ctx.members, ctx.config.partitions, Date.now()));
+  app.get("/v1/stats", ADMIN, async () => {
     const s = ctx.stats.snapshot();
     const received = s.received || 0;
     // Share of received events that did not count again: redeliveries, retries and fingerprint matches.

@@ -2,3 +2,4 @@
 export * from "./context.ts";
 export * from "./server.ts";
 export * from "./openapi.ts";
+export { declaredRoutes, type Access, type DeclaredRoute, type Principal } from "./auth.ts";

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
+import { Scopes } from "../auth/mod.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import type { VersionEntry } from "../registry/mod.ts";
 import { RULE_ID, RulesError, type RuleVersion } from "../rules/mod.ts";
@@ -73,10 +74,13 @@ export function ruleRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const badTenant = (tenant: string, reply: FastifyReply) =>
     ID_TOKEN.test(tenant) ? undefined : reply.code(400).send({ error: "bad_request", message: `tenant id ${JSON.stringify(tenant)} is not valid` });
 
-  app.get("/v1/rules", async () => list("*"));
-  app.put<{ Params: { id: string } }>("/v1/rules/:id", async (req, reply) => put("*", req.params.id, req.body, reply));
-  app.delete<{ Params: { id: string } }>("/v1/rules/:id", async (req, reply) => retire("*", req.params.id, reply));
-  app.get<{ Params: { tenant: string } }>("/v1/tenants/:tenant/rules", async (req, reply) => badTenant(req.params.tenant, reply) ?? list(req.params.tenant));
-  app.put<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", async (req, reply) => badTenant(req.params.tenant, reply) ?? put(req.params.tenant, req.params.id, req.body, reply));
-  app.delete<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", async (req, reply) => badTenant(req.params.tenant, reply) ?? retire(req.params.tenant, req.params.id, reply));
+  const admin = { config: { access: { scope: Scopes.Admin } } };
+  const read = { config: { access: { scope: Scopes.Read, tenant: "param" as const } } };
+  const write = { config: { access: { scope: Scopes.RulesWrite, tenant: "param" as const } } };
+  app.get("/v1/rules", admin, async () => list("*"));
+  app.put<{ Params: { id: string } }>("/v1/rules/:id", admin, async (req, reply) => put("*", req.params.id, req.body, reply));
+  app.delete<{ Params: { id: string } }>("/v1/rules/:id", admin, async (req, reply) => retire("*", req.params.id, reply));
+  app.get<{ Params: { tenant: string } }>("/v1/tenants/:tenant/rules", read, async (req, reply) => badTenant(req.params.tenant, reply) ?? list(req.params.tenant));
+  app.put<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", write, async (req, reply) => badTenant(req.params.tenant, reply) ?? put(req.params.tenant, req.params.id, req.body, reply));
+  app.delete<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", write, async (req, reply) => badTenant(req.params.tenant, reply) ?? retire(req.params.tenant, req.params.id, reply));
 }

@@ -10,6 +10,8 @@ export class ConfigError extends Error {
 /** Environment variables and the config field each one sets. */
 export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "number" | "boolean" }> = {
   NATS_URL: { path: ["nats", "url"], type: "string" },
+  NATS_CREDS: { path: ["nats", "credentials"], type: "string" },
+  ACH_AUTH: { path: ["auth", "mode"], type: "string" },
   ACH_NATS_PORT: { path: ["nats", "embedded", "port"], type: "number" },
   ACH_REPLICAS: { path: ["nats", "replicas"], type: "number" },
   ACH_DATA_DIR: { path: ["dataDir"], type: "string" },

@@ -26,6 +26,12 @@ export const ConfigSchema = z
         replicas: z.number().int().min(1).max(5).default(1),
         /** Give up start-up when the server is not reachable within this time. */
         connectTimeout: Duration.default(10_000),
+        /**
+         * The engine's own NATS credential: an nkey seed file or a `.creds` file (JWT mode).
+         * Unset with the embedded server: the engine generates its seed under `<dataDir>/auth/`.
+         * Unset with `url`: connect without credentials (a server without authorization).
+         */
+        credentials: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),
@@ -42,6 +48,25 @@ export const ConfigSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         /** Most events accepted by one `POST /v1/events`. */
         maxBatch: z.number().int().min(1).max(10_000).default(500),
+        /** A request (headers and body) must arrive within this; a client that stalls is cut off. */
+        requestTimeout: Duration.default(10_000),
+        /** Requests per window, per API key and per tenant (0: no limit); over it: 429 with Retry-After. */
+        rateLimit: z
+          .object({
+            perKey: z.number().int().min(0).default(100),
+            perTenant: z.number().int().min(0).default(300),
+            window: Duration.default(1_000),
+          })
+          .strict()
+          .prefault({}),
+        /** Events a tenant may send through `POST /v1/events`: a steady rate and a burst (0: no quota). */
+        quota: z
+          .object({
+            eventsPerSecond: z.number().min(0).default(2000),
+            burst: z.number().int().min(0).default(10_000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -133,6 +158,16 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    auth: z
+      .object({
+        /**
+         * `keys` (default): NATS and HTTP require credentials (tenant nkeys, scoped API keys).
+         * `none`: no credentials anywhere — local development only, refused unless every listener is on loopback.
+         */
+        mode: z.enum(["keys", "none"]).default("keys"),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
       .strict()
@@ -140,6 +175,18 @@ export const ConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.http.quota.eventsPerSecond > 0 && c.http.quota.burst < c.http.maxBatch) {
+      ctx.addIssue({ code: "custom", path: ["http", "quota", "burst"], message: `must be at least http.maxBatch (${c.http.maxBatch}): a full batch must fit in the burst` });
+    }
+    if (c.http.requestTimeout < 1000) ctx.addIssue({ code: "custom", path: ["http", "requestTimeout"], message: "must be at least 1s" });
+    if (c.auth.mode === "none") {
+      if (c.http.enabled && !isLoopback(c.http.host)) {
+        ctx.addIssue({ code: "custom", path: ["auth", "mode"], message: `"none" is for local development only: the API would listen on ${c.http.host} without credentials (bind http.host to 127.0.0.1, or use auth.mode: keys)` });
+      }
+      if (!c.nats.url && !isLoopback(c.nats.embedded.host)) {
+        ctx.addIssue({ code: "custom", path: ["auth", "mode"], message: `"none" is for local development only: the embedded nats-server would listen on ${c.nats.embedded.host} without credentials (bind nats.embedded.host to 127.0.0.1, or use auth.mode: keys)` });
+      }
+    }
     if (c.events.maxAge !== 0 && c.events.duplicateWindow > c.events.maxAge) {
       ctx.addIssue({ code: "custom", path: ["events", "duplicateWindow"], message: "must not exceed events.maxAge" });
     }
@@ -151,6 +198,11 @@ export const ConfigSchema = z
       ctx.addIssue({ code: "custom", path: ["reorder", "maxPerPartition"], message: `must be at most half of worker.maxAckPending (${c.worker.maxAckPending}): held events are unacknowledged` });
     }
   });
+
+/** True for an address that only this machine can reach (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127(\.\d{1,3}){3}$/.test(host);
+}
 
 /** The validated configuration (durations in milliseconds). */
 export type Config = z.output<typeof ConfigSchema>;

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { partitionMapping } from "../events/mod.ts";
 import { natsServerBinary } from "./server-binary.ts";
 
@@ -17,6 +17,12 @@ export type EmbeddedOptions = {
   partitions?: number;
   /** Extra config text appended (cluster blocks in tests). */
   extraConfig?: string;
+  /**
+   * An authorization file (`authorization { … }`) the config includes, so the
+   * server starts with authorization on and {@link EmbeddedServer.reload}
+   * applies a rewritten file. Omit for a server without authorization.
+   */
+  authorization?: string;
   /** Called with each line the server logs. */
   onLog?: (line: string) => void;
 };
@@ -30,13 +36,51 @@ export type EmbeddedServer = {
   stop(timeoutMs?: number): Promise<void>;
   /** Immediate SIGKILL, for crash tests. */
   kill(): Promise<void>;
+  /**
+   * Reloads the config in place (SIGHUP): clients stay connected, JetStream
+   * keeps running. Resolves when the server reports the reload, rejects with
+   * its reason when it refuses it.
+   */
+  reload(timeoutMs?: number): Promise<void>;
 };
 
-/** Writes the effective server config: the base text plus the partition mapping. */
+/** The embedded server cannot be configured or reloaded as asked; the message says why. */
+export class EmbeddedServerError extends Error {
+  override name = "EmbeddedServerError";
+}
+
+const JETSTREAM_BLOCK = /^(\s*jetstream\s*[:=]?\s*\{)/m;
+
+/**
+ * Puts JetStream's store directory into the config text rather than on the
+ * command line: nats-server 2.9 refuses every config reload of a server whose
+ * store directory came from `-sd` ("not supported for jetstream storage dir"),
+ * and a reload without a `jetstream` block in the file turns JetStream off.
+ */
+function withStoreDir(text: string, storeDir: string, baseConfig?: string): string {
+  if (/\bstore_dir\b/.test(text.replace(/(^|\s)(#|\/\/).*$/gm, ""))) {
+    throw new EmbeddedServerError(`${baseConfig ?? "the base config"} sets store_dir: the embedded server keeps its store under dataDir; remove store_dir and set dataDir (ACH_DATA_DIR) instead`);
+  }
+  const line = `store_dir: ${JSON.stringify(storeDir)}`;
+  return JETSTREAM_BLOCK.test(text) ? text.replace(JETSTREAM_BLOCK, `$1\n  ${line}`) : `${text}\njetstream {\n  ${line}\n}\n`;
+}
+
+/**
+ * Writes the effective server config: the base text with JetStream's store
+ * under `dataDir/jetstream`, the partition mapping, and the include of the
+ * authorization file.
+ */
 export function writeServerConfig(opts: EmbeddedOptions): string {
   mkdirSync(opts.dataDir, { recursive: true });
   const parts: string[] = [];
-  if (opts.baseConfig) parts.push(readFileSync(opts.baseConfig, "utf8"));
+  const base = opts.baseConfig ? readFileSync(opts.baseConfig, "utf8") : "";
+  parts.push(withStoreDir(base, resolve(opts.dataDir, "jetstream"), opts.baseConfig));
+  if (opts.authorization) {
+    // nats-server resolves an include relative to the including file's folder.
+    const rel = relative(resolve(opts.dataDir), resolve(opts.authorization));
+    if (isAbsolute(rel)) throw new EmbeddedServerError(`authorization file ${opts.authorization} must be on the same drive as ${opts.dataDir}`);
+    parts.push(`# written by achd: users and permissions (rewritten and reloaded when tenants change)\ninclude ${JSON.stringify(rel)}\n`);
+  }
   if (opts.partitions) {
     const m = partitionMapping(opts.partitions);
     parts.push(`# written by achd: ${opts.partitions} partitions\nmappings {\n  "${m.src}": "${m.dest}"\n}\n`);
@@ -55,11 +99,13 @@ export async function startNatsServer(opts: EmbeddedOptions): Promise<EmbeddedSe
   const bin = natsServerBinary();
   const dataDir = resolve(opts.dataDir);
   const conf = writeServerConfig({ ...opts, dataDir });
-  const args = ["-c", conf, "-a", opts.host, "-p", String(opts.port), "-js", "-sd", join(dataDir, "jetstream")];
+  // The store directory is in the config file (see withStoreDir), not on the command line.
+  const args = ["-c", conf, "-a", opts.host, "-p", String(opts.port), "-js"];
   const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   let exited = false;
   const exit = new Promise<void>((res) => child.once("exit", () => ((exited = true), res())));
   const lines: string[] = [];
+  const listeners = new Set<(line: string) => void>();
   const port = await new Promise<number>((res, rej) => {
     let buf = "";
     let found = 0;
@@ -72,6 +118,7 @@ export async function startNatsServer(opts: EmbeddedOptions): Promise<EmbeddedSe
         lines.push(line);
         if (lines.length > 50) lines.shift();
         opts.onLog?.(line);
+        for (const l of listeners) l(line);
         const m = /Listening for client connections on .*:(\d+)/.exec(line);
         if (m) found = Number(m[1]);
         if (/Server is ready/.test(line) && found) res(found);
@@ -97,5 +144,31 @@ export async function startNatsServer(opts: EmbeddedOptions): Promise<EmbeddedSe
     child.kill("SIGKILL");
     await exit;
   };
-  return { url: `nats://${opts.host}:${port}`, port, process: child, stop, kill };
+  let reloads = Promise.resolve();
+  const reload = (timeoutMs = 10_000) => {
+    // One reload at a time: each waits for its own answer.
+    const next = reloads.then(
+      () =>
+        new Promise<void>((res, rej) => {
+          if (exited) return rej(new EmbeddedServerError("nats-server is not running: cannot reload its config"));
+          const done = (err?: Error) => {
+            clearTimeout(t);
+            listeners.delete(onLine);
+            if (err) rej(err);
+            else res();
+          };
+          const onLine = (line: string) => {
+            if (/Reloaded server configuration/.test(line)) done();
+            const failed = /Failed to reload server configuration: (.*)$/.exec(line);
+            if (failed) done(new EmbeddedServerError(`nats-server refused the config reload: ${failed[1]} (config ${conf})`));
+          };
+          const t = setTimeout(() => done(new EmbeddedServerError(`nats-server did not report the config reload within ${timeoutMs} ms`)), timeoutMs);
+          listeners.add(onLine);
+          child.kill("SIGHUP");
+        }),
+    );
+    reloads = next.catch(() => undefined);
+    return next;
+  };
+  return { url: `nats://${opts.host}:${port}`, port, process: child, stop, kill, reload };
 }

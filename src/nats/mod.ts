@@ -1,6 +1,7 @@
-/** NATS plumbing: server binary, the embedded server, streams, buckets and consumers. */
+/** NATS plumbing: server binary, the embedded server, streams, buckets and consumers, the engine's credential. */
 export * from "./names.ts";
 export * from "./server-binary.ts";
 export * from "./embedded.ts";
 export * from "./topology.ts";
 export * from "./requests.ts";
+export * from "./credentials.ts";

@@ -18,6 +18,10 @@ export const Buckets = {
   Leases: "ach_leases",
   /** Live workers (`w.<id>`), expiring after the lease TTL. */
   Workers: "ach_workers",
+  /** Registered tenants, one key per tenant id: `{tenant, nkey, created_at}` (public keys only, never a seed). */
+  Tenants: "ach_tenants",
+  /** HTTP API keys by key id: scopes, tenant and the SHA-256 of the secret (never a key). */
+  Keys: "ach_keys",
 } as const;
 
 /**

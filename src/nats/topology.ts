@@ -24,7 +24,7 @@ export class TopologyError extends Error {
 }
 
 /** Handles on the buckets the engine uses. */
-export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV };
+export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV; tenants: KV; keys: KV };
 
 const PARTITIONS_RE = /partitions=(\d+)/;
 
@@ -159,9 +159,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
     duplicate_window: nanos(config.unlocks.duplicateWindow),
   });
   const kvm = new Kvm(nc);
-  // No direct get: reads after writes see them, also on a cluster.
-  const bucket = (name: string, ttl?: number) =>
-    kvm.create(name, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ...(ttl ? { ttl } : {}) });
+  const bucket = (name: string, ttl?: number) => openBucket(kvm, config, name, ttl);
   const state = await bucket(Buckets.State);
   const unlocks = await bucket(Buckets.Unlocks);
   const rules = await bucket(Buckets.Rules);
@@ -169,11 +167,23 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   // Entries expire after the lease TTL unless renewed: a dead worker's leases and heartbeat go away on their own.
   const leases = await bucket(Buckets.Leases, config.leases.ttl);
   const workers = await bucket(Buckets.Workers, config.leases.ttl);
+  const tenants = await bucket(Buckets.Tenants);
+  const keys = await bucket(Buckets.Keys);
   const current = await partitionConsumers(jsm);
   for (let k = 0; k < config.partitions; k++) {
     if (!current.has(k)) await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
   }
-  return { state, unlocks, rules, seen, leases, workers };
+  return { state, unlocks, rules, seen, leases, workers, tenants, keys };
+}
+
+/**
+ * Opens one of the engine's buckets, creating it (idempotently) with the
+ * engine's settings when it is missing: what {@link ensureTopology} does for
+ * each bucket, for a CLI command that needs one bucket only.
+ */
+export function openBucket(kvm: Kvm, config: Config, name: string, ttl?: number): Promise<KV> {
+  // No direct get: reads after writes see them, also on a cluster.
+  return kvm.create(name, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ...(ttl ? { ttl } : {}) });
 }
 
 /**

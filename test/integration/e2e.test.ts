@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine.ts";
-import { eventSubject } from "../../src/events/mod.ts";
+import { eventMsgId, eventSubject } from "../../src/events/mod.ts";
 import { Streams } from "../../src/nats/mod.ts";
 import type { UnlockEvent } from "../../src/pipeline/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
-import { eventually, fixture, startTestEngine } from "../helpers/engine.ts";
+import { apiFetch, eventually, fixture, startTestEngine } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";
 import { ev, oracle, publishAll, publishRaw, storedUnlocks } from "../helpers/stream.ts";
 
@@ -19,7 +19,7 @@ describe("end to end on one server", () => {
   const unlocks: UnlockEvent[] = [];
 
   const api = async <T>(path: string, init?: RequestInit): Promise<{ status: number; body: T }> => {
-    const res = await fetch(`${engine.httpUrl}${path}`, init);
+    const res = await apiFetch(engine, path, init);
     return { status: res.status, body: (await res.json()) as T };
   };
   const achievements = async (tenant: string, user: string) => (await api<Achievements>(`/v1/tenants/${tenant}/users/${user}/achievements`)).body;
@@ -85,7 +85,7 @@ describe("end to end on one server", () => {
   });
 
   it("answers malformed requests with 4xx and a clear body, and rejects bad events by name", async () => {
-    const notJson = await fetch(`${engine.httpUrl}/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" });
+    const notJson = await apiFetch(engine, "/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" });
     expect(notJson.status).toBe(400);
     expect(await notJson.json()).toMatchObject({ error: "bad_request" });
     const empty = await api<{ error: string }>("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: "[]" });
@@ -113,6 +113,50 @@ describe("end to end on one server", () => {
     await eventually(() => (engine.stats.duplicates >= 1 ? true : undefined));
     const a = await achievements("globex", "dup-user");
     expect(a.in_progress.find((p) => p.achievement_id === "five-lessons")?.current).toBe(1);
+  });
+
+  it("counts the same event_id of two tenants and two users once each: live, in simulate and in replay", async () => {
+    const at = "2026-04-13T10:00:00Z";
+    const same = [ev("acme", "alice-x", "lesson.completed"), ev("acme", "bob-x", "lesson.completed"), ev("globex", "alice-x", "lesson.completed")].map((e) => ({ ...e, event_id: "same-1", occurred_at: at }));
+    // All at the same moment, well inside JetStream's duplicate window.
+    await publishAll(nats.js, same);
+    // Over HTTP too, for a fourth user.
+    const http = { ...ev("globex", "carol-x", "lesson.completed"), event_id: "same-1", occurred_at: at };
+    const res = await api<{ results: { status: string }[] }>("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(http) });
+    expect(res.body.results[0]!.status).toBe("accepted");
+    const users = [...same, http].map((e) => [e.tenant_id, e.user_id] as const);
+    for (const [t, u] of users) await eventually(async () => ((await achievements(t, u)).unlocked.some((x) => x.achievement_id === "first-lesson") ? true : undefined), 20_000, `${t}/${u} unlocked`);
+    const live = (await Promise.all(users.map(async ([t, u]) => (await achievements(t, u)).unlocked.map((x) => x.unlock_id)))).flat().sort();
+    const book = loadRules(fixture("rules"));
+    const { simulate } = await import("../../src/sim/mod.ts");
+    expect(simulate([...same, http], book).unlocks.map((u) => u.unlock_id).sort()).toEqual(live);
+    const { replayStream } = await import("../../src/replay/mod.ts");
+    const replayed = await replayStream(nats.js, nats.jsm, { book, maxBytes: 65_536, partitions: 4, threads: 1 });
+    const mine = new Set(users.map(([t, u]) => `${t}/${u}`));
+    expect(replayed.unlocks.filter((u) => mine.has(`${u.tenant_id}/${u.user_id}`)).map((u) => u.unlock_id).sort()).toEqual(live);
+  });
+
+  it("does not let a message that borrows another user's msg id suppress that user's event sent over HTTP", async () => {
+    const victim = { ...ev("globex", "victim", "lesson.completed"), event_id: "guessable-7" };
+    const forged = { ...ev("evil", "mallory", "lesson.completed"), event_id: "guessable-7" };
+    // Published first, on the forger's own subject, with the victim's scoped msg id.
+    await publishRaw(nats.js, eventSubject("evil", "mallory", "lesson.completed"), JSON.stringify(forged), eventMsgId("globex", "victim", "guessable-7"));
+    const res = await api<{ results: { status: string }[] }>("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(victim) });
+    expect(res.body.results[0]!.status).toBe("accepted");
+    await eventually(async () => ((await achievements("globex", "victim")).unlocked.length === 1 ? true : undefined), 20_000, "the victim's event applied");
+    // The forged message is dead-lettered for its msg id, and counts for nobody.
+    const letters = await eventually(async () => {
+      const r = await api<{ dead_letters: { reason: string; event_id?: string }[] }>("/v1/dlq?tenant=evil&limit=1000");
+      return r.body.dead_letters.find((d) => d.event_id === "guessable-7");
+    });
+    expect(letters.reason).toBe("msg_id_mismatch");
+    expect((await achievements("evil", "mallory")).unlocked).toEqual([]);
+    // A retry of the victim's event (its id is still held by the forged message in the window, so it is stored
+    // again) counts once: the engine's own event-id record stops it.
+    const before = engine.stats.duplicates;
+    await api("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(victim) });
+    await eventually(() => (engine.stats.duplicates > before ? true : undefined), 20_000, "the retry recognised");
+    expect((await achievements("globex", "victim")).in_progress.find((p) => p.achievement_id === "five-lessons")?.current).toBe(1);
   });
 
   it("sends invalid events to the DLQ with their reasons while valid events keep flowing", async () => {
@@ -180,7 +224,7 @@ describe("end to end on one server", () => {
     await publishRaw(nats.js, eventSubject("globex", user, "lesson.completed"), JSON.stringify(good), "not-the-event-id");
     // Bad JSON: dead-lettered; redriven with a corrected body.
     const fixed = ev("globex", user, "lesson.completed");
-    await publishRaw(nats.js, eventSubject("globex", user, "lesson.completed"), "{oops", fixed.event_id);
+    await publishRaw(nats.js, eventSubject("globex", user, "lesson.completed"), "{oops", eventMsgId("globex", user, fixed.event_id));
     type Letter = { seq: number; reason: string; event_id?: string; subject: string };
     const list = await eventually(async () => {
       const r = await api<{ dead_letters: Letter[] }>(`/v1/dlq?tenant=globex&limit=1000`);

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -19,6 +19,11 @@ describe("achd start on the embedded default", () => {
     const child = startChild("", "start", { NATS_URL: "", ACH_DATA_DIR: dir, ACH_NATS_PORT: "-1", PORT: "0" });
     await child.waitFor('"msg":"HTTP API listening"');
     return { child, api: logged(child, "HTTP API listening", "url") };
+  };
+  // The first start wrote an admin key into the data folder; requests carry it.
+  const fetch = (url: string, init: RequestInit = {}) => {
+    const key = readFileSync(join(dir, "auth", "admin.key"), "utf8").trim();
+    return globalThis.fetch(url, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${key}` } });
   };
 
   it("starts its own nats-server, unlocks, stops cleanly on SIGINT, and continues from stored state", async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadRules } from "../../src/rules/mod.ts";
-import { eventually, fixture, startTestEngine } from "../helpers/engine.ts";
+import { apiFetch, eventually, fixture, startTestEngine } from "../helpers/engine.ts";
 import { drained, startTestNats, type TestNats } from "../helpers/nats.ts";
 import { generate, oracle, publishAll, storedUnlocks } from "../helpers/stream.ts";
 
@@ -29,7 +29,7 @@ describe("stop and start again in the middle of a stream", () => {
       const want = oracle(events, loadRules(fixture("rules")));
       for (const [key, state] of want) {
         const [tenant, user] = key.split(".");
-        const res = await fetch(`${engine.httpUrl}/v1/tenants/${tenant}/users/${user}/achievements`);
+        const res = await apiFetch(engine, `/v1/tenants/${tenant}/users/${user}/achievements`);
         const got = (await res.json()) as { unlocked: { unlock_id: string; unlocked_at: string }[] };
         const wantUnlocks = Object.values(state.eval.unlocked).map((u) => ({ unlock_id: u.unlock_id, unlocked_at: u.unlocked_at }));
         expect(got.unlocked.map((u) => ({ unlock_id: u.unlock_id, unlocked_at: u.unlocked_at })).sort((a, b) => a.unlock_id.localeCompare(b.unlock_id)), key).toEqual(

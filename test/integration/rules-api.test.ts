@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine.ts";
-import { eventually, fixture, startTestEngine } from "../helpers/engine.ts";
+import { apiFetch, eventually, fixture, startTestEngine } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";
 import { ev, publishAll } from "../helpers/stream.ts";
 
@@ -15,7 +15,7 @@ describe("versioned rules over the API and from files", () => {
   let engine: Engine;
   let rulesDir: string;
   const api = async <T>(path: string, init?: RequestInit) => {
-    const res = await fetch(`${engine.httpUrl}${path}`, init);
+    const res = await apiFetch(engine, path, init);
     return { status: res.status, body: (await res.json()) as T };
   };
   const put = (path: string, body: unknown) => api<Record<string, unknown>>(path, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });

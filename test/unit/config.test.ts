@@ -67,7 +67,17 @@ describe("loadConfig defaults", () => {
   it("fills every default from an empty file", () => {
     const c = load("");
     expect(c.partitions).toBe(8);
-    expect(c.http).toEqual({ enabled: true, host: "127.0.0.1", port: 8080, maxBatch: 500 });
+    expect(c.http).toEqual({
+      enabled: true,
+      host: "127.0.0.1",
+      port: 8080,
+      maxBatch: 500,
+      requestTimeout: 10_000,
+      rateLimit: { perKey: 100, perTenant: 300, window: 1000 },
+      quota: { eventsPerSecond: 2000, burst: 10_000 },
+    });
+    expect(c.auth.mode).toBe("keys");
+    expect(c.nats.credentials).toBeUndefined();
     expect(c.events).toEqual({ maxBytes: 65_536, maxAge: 7 * 86_400_000, duplicateWindow: 120_000 });
     expect(c.worker.ackWait).toBe(30_000);
     expect(c.worker.recentIds).toBe(64);
@@ -84,6 +94,24 @@ describe("loadConfig defaults", () => {
   it("gives the same result for an empty file and an empty object", () => {
     expect(load("{}\n")).toEqual(load(""));
     expect(load("{}\n")).toEqual(ConfigSchema.parse({}));
+  });
+});
+
+describe("auth", () => {
+  it("refuses auth.mode none unless the API and the embedded server listen on loopback only", () => {
+    expect(() => load("auth: { mode: none }\nhttp: { host: 0.0.0.0 }\n")).toThrow(/auth\.mode.*local development only.*0\.0\.0\.0/s);
+    expect(() => load("auth: { mode: none }\nnats: { embedded: { host: 192.0.2.1 } }\n")).toThrow(/auth\.mode.*embedded nats-server.*192\.0\.2\.1/s);
+    expect(() => loadConfig({ ACH_CONFIG: "", ACH_AUTH: "none", ACH_HTTP_HOST: "0.0.0.0" })).toThrow(/auth\.mode \(from ACH_AUTH\)/);
+    for (const host of ["127.0.0.1", "127.3.2.1", "localhost", "::1"]) expect(load(`auth: { mode: none }\nhttp: { host: "${host}" }\n`).auth.mode).toBe("none");
+    // With an external server, only the API's address matters; without the API, nothing listens.
+    expect(load("auth: { mode: none }\nhttp: { enabled: false, host: 0.0.0.0 }\n").auth.mode).toBe("none");
+    expect(load("http: { host: 0.0.0.0 }\n").auth.mode).toBe("keys");
+  });
+
+  it("refuses a quota burst smaller than a full batch, and an unknown auth mode", () => {
+    expect(() => load("http: { maxBatch: 100, quota: { burst: 50 } }\n")).toThrow(/http\.quota\.burst.*at least http\.maxBatch \(100\)/);
+    expect(load("http: { maxBatch: 100, quota: { eventsPerSecond: 0, burst: 0 } }\n").http.quota.burst).toBe(0);
+    expect(() => load("auth: { mode: open }\n")).toThrow(/auth\.mode/);
   });
 });
 

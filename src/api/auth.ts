@@ -1,0 +1,111 @@
+import rateLimitPlugin from "@fastify/rate-limit";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { grants, Scopes, type ApiKeys, type Scope } from "../auth/mod.ts";
+import type { Config } from "../config/mod.ts";
+import type { Logger } from "../util/log.ts";
+
+/**
+ * Who may use a route. Every route declares one (`config: { access }`);
+ * registering a route without it throws, so none can slip in unguarded.
+ * - `public`: anyone (health, the OpenAPI document);
+ * - `scope`: a key holding the scope (admin keys hold every scope); with
+ *   `tenant: "param"`, a tenant key only for its own `:tenant`.
+ */
+export type Access = { public: true } | { scope: Scope; tenant?: "param" };
+
+/** The caller of a request: a key's id, its tenant (null: admin) and scopes. */
+export type Principal = { id: string; tenant: string | null; scopes: readonly Scope[] };
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+/** A registered route and who may use it. */
+export type DeclaredRoute = { method: string; url: string; access: Access };
+const declared = new WeakMap<FastifyInstance, DeclaredRoute[]>();
+
+/** Every route registered on `app` after {@link installAuth}, with its access (HEAD routes included). */
+export function declaredRoutes(app: FastifyInstance): readonly DeclaredRoute[] {
+  return declared.get(app) ?? [];
+}
+
+/** The caller in `auth.mode: none` (local development): everything, no key. */
+const DEV: Principal = { id: "dev", tenant: null, scopes: [Scopes.Admin] };
+
+/** Whether `p` may act for `tenant` (admin keys act for every tenant). */
+export function actsFor(p: Principal, tenant: string): boolean {
+  return p.tenant === null || p.tenant === tenant;
+}
+
+function deny(reply: FastifyReply, status: 401 | 403 | 429, error: string, message: string) {
+  if (status === 401) reply.header("www-authenticate", 'Bearer realm="achd"');
+  return reply.code(status).send({ error, message });
+}
+
+/**
+ * Installs authentication and authorization: each request to a guarded
+ * route must carry `Authorization: Bearer <key>`; 401 without a valid key,
+ * 403 for a key without the scope or of another tenant, 429 over the
+ * per-key or per-tenant request rate. Runs on `onRequest`, before the body
+ * is read, so an unauthenticated client costs no parsing. Call before any
+ * route is registered.
+ */
+export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefined, config: Config, log: Logger): Promise<void> {
+  app.decorateRequest("principal", null);
+  const routes: DeclaredRoute[] = [];
+  declared.set(app, routes);
+  app.addHook("onRoute", (route) => {
+    const access = route.config?.access;
+    if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no access (config.access): every route must say who may use it`);
+    for (const method of [route.method].flat()) routes.push({ method: String(method), url: route.url, access });
+  });
+  // The plugin's limiters are used from this hook (after authentication), not as a global hook.
+  await app.register(rateLimitPlugin, { global: false });
+  const { rateLimit } = config.http;
+  const window = rateLimit.window;
+  const limiter = (max: number, key: (req: FastifyRequest) => string) => (max > 0 ? app.createRateLimit({ max, timeWindow: window, keyGenerator: key }) : undefined);
+  const perKey = limiter(rateLimit.perKey, (req) => `k:${req.principal!.id}`);
+  const perTenant = limiter(rateLimit.perTenant, (req) => `t:${req.principal!.tenant ?? "(admin)"}`);
+  // Failed authentications per client address: guessing keys gets slow quickly.
+  const failures = app.createRateLimit({ max: 60, timeWindow: 60_000, keyGenerator: (req) => `ip:${req.ip}` });
+  if (!keys) log.warn("auth.mode is none: the HTTP API takes requests without keys (local development only)");
+
+  app.addHook("onRequest", async (req, reply) => {
+    const access = req.routeOptions.config.access;
+    if (!access || "public" in access) return;
+    let p: Principal | undefined = keys ? undefined : DEV;
+    if (keys) {
+      const h = req.headers.authorization;
+      const m = typeof h === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
+      const record = m ? await keys.verify(m[1]!) : undefined;
+      if (!record) {
+        const f = await failures(req);
+        if (!f.isAllowed && f.isExceeded) return tooMany(reply, f.ttlInSeconds, "too many failed authentications from this address");
+        return deny(reply, 401, "unauthorized", h ? "the API key is not valid (unknown, revoked or mistyped)" : "an API key is required: Authorization: Bearer <key>");
+      }
+      p = { id: record.id, tenant: record.tenant, scopes: record.scopes };
+    }
+    req.principal = p!;
+    if (!grants({ scopes: p!.scopes }, access.scope)) return deny(reply, 403, "forbidden", `this key lacks the ${access.scope} scope`);
+    const tenant = (req.params as { tenant?: string }).tenant;
+    if (access.tenant === "param" && tenant !== undefined && !actsFor(p!, tenant)) {
+      return deny(reply, 403, "forbidden", `this key belongs to tenant ${p!.tenant}, not ${tenant}`);
+    }
+    for (const limit of [perKey, perTenant]) {
+      const r = limit ? await limit(req) : undefined;
+      // isAllowed only says whether the caller is on an allow list; isExceeded is the verdict.
+      if (r && !r.isAllowed && r.isExceeded) return tooMany(reply, r.ttlInSeconds, `over the request rate of ${r.max} per ${Math.round(r.timeWindow / 1000)} s (${limit === perKey ? "per key" : "per tenant"})`);
+    }
+  });
+}
+
+/** A 429 with `Retry-After` (whole seconds, at least 1). */
+export function tooMany(reply: FastifyReply, retryAfterSeconds: number, message: string) {
+  reply.header("retry-after", String(Math.max(1, Math.ceil(retryAfterSeconds))));
+  return deny(reply, 429, "too_many_requests", message);
+}

@@ -1,0 +1,12 @@
+/** Tenants on NATS: the registry of tenant nkeys, their subject permissions, and the embedded server's authorization. */
+export {
+  AuthorizationConfigError,
+  isUserPublicKey,
+  renderAuthorization,
+  tenantInboxPrefix,
+  tenantPermissions,
+  type SubjectPermissions,
+  type TenantKey,
+} from "./authorization.ts";
+export { InvalidTenantError, TenantExistsError, TenantNotFoundError, TenantRegistry, type IssuedTenant, type TenantRecord } from "./registry.ts";
+export { prepareEmbeddedAuthorization, type AuthorizationSync, type EmbeddedAuthorization } from "./server-auth.ts";
