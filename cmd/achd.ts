@@ -8,6 +8,7 @@
  *   achd partition <tenant> <user>   the partition a user's events go to
  *   achd nats-config [--partitions N] [--engine-nkey PUB]   the server config lines an external server needs
  *   achd tenants add|remove|list   tenant credentials on NATS (cmd/tenants.ts)
+ *   achd keys create|list|revoke   HTTP API keys (cmd/keys.ts)
  *   achd dlq list|show|redrive dead-letter tools
  *   achd simulate --rules <path> --events <file.jsonl> [--progress] [--at TIME]
  *   achd status                partition owners, lag, lease ages
@@ -21,7 +22,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { clusterStatus, LeaseTable, Membership } from "../src/cluster/mod.ts";
 import { Buckets, natsAuthOptions } from "../src/nats/mod.ts";
-import { printAuthorization, tenantsCmd } from "./tenants.ts";
+import { printAuthorization, tenantsCmd, UsageError } from "./tenants.ts";
+import { keysCmd } from "./keys.ts";
 import { listDeadLetters, redriveDeadLetter, showDeadLetter } from "../src/pipeline/mod.ts";
 import { ConfigError, loadConfig, type Config, type ConfigInput } from "../src/config/mod.ts";
 import { startEngine } from "../src/engine.ts";
@@ -45,6 +47,10 @@ const USAGE = `usage: achd <command>
                              register a tenant on NATS; print its nkey seed once (or write FILE, mode 0600)
   tenants remove <tenant>    remove a tenant: its NATS credential stops working
   tenants list               registered tenants and their public keys
+  keys create (--admin | --tenant T --scope S…) [--name N] [--out FILE]
+                             make an HTTP API key (shown once); scopes: events:write, read, rules:write
+  keys list [--tenant T]     keys by id and prefix, scopes, creation and last use (never a key)
+  keys revoke <id>           revoke a key in every API process within a second
   status                     which worker owns which partition, lag per partition, lease ages
   simulate --rules PATH --events FILE.jsonl [--progress] [--at TIME]
                              run rules over events offline; print unlocks (and progress) as JSON lines
@@ -125,6 +131,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "tenants":
       return tenantsCmd(rest, cliConnect);
+    case "keys":
+      return keysCmd(rest, cliConnect);
     case "dlq":
       return dlq(rest);
     case "simulate":
@@ -248,9 +256,9 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
-    if (err instanceof ConfigError || err instanceof RulesError) console.error(err.message);
+    if (err instanceof ConfigError || err instanceof RulesError || err instanceof UsageError) console.error(err.message);
     else console.error(err instanceof Error ? `achd: ${err.message}` : err);
-    process.exit(1);
+    process.exit(err instanceof UsageError ? 2 : 1);
   },
 );
 

@@ -155,7 +155,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         if (await keys.bootstrap(adminKeyFile(config.dataDir))) log.info({ file: adminKeyFile(config.dataDir) }, "created the first admin API key; it is in this file (mode 0600)");
       }
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, keys, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api") },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api") },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });

@@ -7,6 +7,7 @@ import type { LeaseTable, Membership } from "../cluster/mod.ts";
 import type { RuleRegistry } from "../registry/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
 import type { StateStore } from "../state/mod.ts";
+import type { TenantRegistry } from "../tenants/mod.ts";
 
 /** What the HTTP API needs from the process. */
 export type ApiContext = {
@@ -24,6 +25,8 @@ export type ApiContext = {
   dlq: DeadLetters;
   stats: Stats;
   config: Config;
+  /** Tenants allowed on NATS (their nkeys). */
+  tenants: TenantRegistry;
   /** API keys; undefined in `auth.mode: none` (every request is let through). */
   keys: ApiKeys | undefined;
 };

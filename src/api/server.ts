@@ -5,6 +5,7 @@ import { achievementRoutes } from "./achievements.ts";
 import { installAuth } from "./auth.ts";
 import { dlqRoutes } from "./dlq.ts";
 import { keyRoutes } from "./keys.ts";
+import { tenantRoutes } from "./tenants.ts";
 import { ruleRoutes } from "./rules.ts";
 import type { ApiContext } from "./context.ts";
 import { eventRoutes } from "./events.ts";
@@ -45,5 +46,6 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
   dlqRoutes(app, ctx);
   ruleRoutes(app, ctx);
   keyRoutes(app, ctx);
+  tenantRoutes(app, ctx);
   return app;
 }

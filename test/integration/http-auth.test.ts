@@ -4,7 +4,10 @@
  * are shown once, stored hashed and revoked everywhere within a second,
  * and rate limits, quotas and request timeouts answer as documented.
  */
+import { execFile } from "node:child_process";
 import { connect as tcp } from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Kvm } from "@nats-io/kv";
@@ -12,9 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { declaredRoutes } from "../../src/api/mod.ts";
 import type { Engine } from "../../src/engine.ts";
 import { Buckets, Streams } from "../../src/nats/mod.ts";
-import { adminKey, eventually, startTestEngine } from "../helpers/engine.ts";
+import { adminKey, eventually, fixture, startTestEngine } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";
 import { ev } from "../helpers/stream.ts";
+
+const BIN = fileURLToPath(new URL("../../bin/achd.js", import.meta.url));
 
 type Caller = "none" | "A:events" | "A:read" | "A:rules" | "B:all" | "admin";
 const CALLERS: Caller[] = ["none", "A:events", "A:read", "A:rules", "B:all", "admin"];
@@ -55,6 +60,9 @@ const MATRIX: Record<string, Row> = {
   "POST /v1/keys": { method: "POST", path: "/v1/keys", body: {}, expect: admin(400) },
   "GET /v1/keys": { method: "GET", path: "/v1/keys", expect: admin(200) },
   "DELETE /v1/keys/:id": { method: "DELETE", path: "/v1/keys/000000000000", expect: admin(404) },
+  "GET /v1/tenants": { method: "GET", path: "/v1/tenants", expect: admin(200) },
+  "POST /v1/tenants": { method: "POST", path: "/v1/tenants", body: { tenant: "bad.tenant" }, expect: admin(400) },
+  "DELETE /v1/tenants/:tenant": { method: "DELETE", path: "/v1/tenants/nobody", expect: admin(404) },
 };
 
 describe("HTTP API keys and scopes", () => {
@@ -159,6 +167,42 @@ describe("HTTP API keys and scopes", () => {
     } finally {
       await other.stop();
     }
+  });
+
+  it("makes, lists and revokes keys from the command line, which the API honours", async () => {
+    const env = { ...process.env, NATS_URL: nats.url, ACH_CONFIG: fixture("achd.test.yaml"), LOG_LEVEL: "silent" };
+    const achd = (...args: string[]) => promisify(execFile)(process.execPath, [BIN, "keys", ...args], { env });
+    const made = await achd("create", "--tenant", "tA", "--scope", "read", "--name", "cli");
+    const key = made.stdout.trim();
+    expect(key).toMatch(/^achd_[0-9a-f]{12}_/);
+    expect(made.stderr).toContain("shown this once");
+    expect((await call("/v1/tenants/tA/rules", { key })).status).toBe(200);
+    const id = key.slice(5, 17);
+    const listed = (await achd("list", "--tenant", "tA")).stdout;
+    expect(listed).toContain(`achd_${id}_…`);
+    expect(listed).not.toContain(key.slice(18));
+    const usage = await achd("create", "--tenant", "tA").catch((e: { code: number; stderr: string }) => e);
+    expect(usage).toMatchObject({ code: 2 });
+    expect((usage as { stderr: string }).stderr).toContain("scopes: give at least one");
+    await achd("revoke", id);
+    await eventually(async () => ((await call("/v1/tenants/tA/rules", { key })).status === 401 ? true : undefined), 1000, "the revoked key refused");
+  });
+
+  it("registers a tenant's NATS credential over the API, showing its seed once and storing only the public key", async () => {
+    const res = await call("/v1/tenants", { method: "POST", key: keys.admin, json: { tenant: "tC" } });
+    expect(res.status).toBe(201);
+    const issued = (await res.json()) as { tenant: string; nkey: string; seed: string; inbox_prefix: string };
+    expect(issued).toMatchObject({ tenant: "tC", inbox_prefix: "_INBOX_tC" });
+    expect(issued.seed).toMatch(/^SU[A-Z2-7]+$/);
+    expect(issued.nkey).toMatch(/^U[A-Z2-7]+$/);
+    expect((await call("/v1/tenants", { method: "POST", key: keys.admin, json: { tenant: "tC" } })).status).toBe(409);
+    const listed = await (await call("/v1/tenants", { key: keys.admin })).text();
+    expect(listed).toContain(issued.nkey);
+    expect(listed).not.toContain(issued.seed);
+    const stored = await (await new Kvm(nats.nc).open(Buckets.Tenants)).get("tC");
+    expect(new TextDecoder().decode(stored!.value)).not.toContain(issued.seed);
+    expect((await call("/v1/tenants/tC", { method: "DELETE", key: keys.admin })).status).toBe(200);
+    expect((await call("/v1/tenants/tC", { method: "DELETE", key: keys.admin })).status).toBe(404);
   });
 
   it("refuses key requests that mix admin and tenant, or name unknown scopes, with the field named", async () => {
