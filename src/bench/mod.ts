@@ -150,7 +150,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
       if (on("replay")) await attempt("replay", async () => {
         say("replay: the stored stream re-evaluated in memory …");
         const t0 = performance.now();
-        const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, partitions: stack.config.partitions, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints, ...(opts.replayThreads ? { threads: opts.replayThreads } : {}) });
+        const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, partitions: stack.config.partitions, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints, limits: stack.config.limits, ...(opts.replayThreads ? { threads: opts.replayThreads } : {}) });
         const seconds = (performance.now() - t0) / 1000;
         const replay: NonNullable<BenchResults["replay"]> = { count: r.events, seconds, perSecond: r.events / seconds, unlocks: r.unlocks.length, threads: r.threads };
         if (res.engine) {

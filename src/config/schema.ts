@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_EVENT_LIMITS } from "../events/mod.ts";
 import { Duration } from "../util/duration.ts";
 
 /**
@@ -48,6 +49,10 @@ export const ConfigSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         /** Most events accepted by one `POST /v1/events`. */
         maxBatch: z.number().int().min(1).max(10_000).default(500),
+        /** Largest request body, in bytes (a batch of events included); larger: 413 before it is read whole. */
+        maxBodyBytes: z.number().int().min(65_536).max(64 * 1_048_576).default(4 * 1_048_576),
+        /** Deepest nesting of objects and arrays in a request body, checked before parsing; deeper: 400. */
+        maxDepth: z.number().int().min(4).max(256).default(32),
         /** A request (headers and body) must arrive within this; a client that stalls is cut off. */
         requestTimeout: Duration.default(10_000),
         /** Requests per window, per API key and per tenant (0: no limit); over it: 429 with Retry-After. */
@@ -165,6 +170,25 @@ export const ConfigSchema = z
          * `none`: no credentials anywhere — local development only, refused unless every listener is on loopback.
          */
         mode: z.enum(["keys", "none"]).default("keys"),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Bounds on every event, checked the same way on HTTP, NATS, replay and
+     * simulate; an event outside them goes to the DLQ with its own reason
+     * (`too_complex`, `future_event`). Defaults: {@link DEFAULT_EVENT_LIMITS}.
+     */
+    limits: z
+      .object({
+        /** Deepest nesting of objects and lists in `payload` and in `attributes` (the object itself is level 1). Default 16. */
+        maxDepth: z.number().int().min(1).max(64).default(DEFAULT_EVENT_LIMITS.maxDepth),
+        /** Most object keys and list items in `payload` and `attributes` together. Default 2000. */
+        maxKeys: z.number().int().min(1).max(100_000).default(DEFAULT_EVENT_LIMITS.maxKeys),
+        /**
+         * How far `occurred_at` may be ahead of the time the events stream stored the event
+         * (its own timestamp, so a replay later decides the same). Default 1d.
+         */
+        futureSkew: Duration.default(DEFAULT_EVENT_LIMITS.futureSkew),
       })
       .strict()
       .prefault({}),

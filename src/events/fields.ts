@@ -25,3 +25,22 @@ export function fieldAt(event: Event, path: string): unknown {
   }
   return v;
 }
+
+/**
+ * Largest magnitude of a number that rules read: 10^15. Sums stay exact
+ * (they are kept in millionths, as integers) and no total or maximum can
+ * become Infinity, which JSON cannot store.
+ */
+export const MAX_RULE_NUMBER = 1e15;
+
+/**
+ * The value at a path as rules see it: {@link fieldAt}, except that a
+ * number outside ±{@link MAX_RULE_NUMBER} (or not finite: `1e400` in JSON
+ * parses as Infinity) reads as missing. Every reader — filters, segments,
+ * threshold fields — so treats it alike, in the workers, replay and the
+ * simulator.
+ */
+export function ruleValue(event: Event, path: string): unknown {
+  const v = fieldAt(event, path);
+  return typeof v === "number" && !(Math.abs(v) <= MAX_RULE_NUMBER) ? undefined : v;
+}

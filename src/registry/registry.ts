@@ -1,5 +1,5 @@
 import type { KV } from "@nats-io/kv";
-import { RuleBook, RuleSchema, RulesError, checkRuleBook, type FileRule, type Rule, type RuleProblem, type RuleVersion } from "../rules/mod.ts";
+import { RuleBook, RuleSchema, RulesError, StoredRuleSchema, checkRuleBook, type FileRule, type Rule, type RuleProblem, type RuleVersion } from "../rules/mod.ts";
 import { zodIssues } from "../events/mod.ts";
 import { isCasFailure } from "../state/mod.ts";
 
@@ -60,7 +60,7 @@ export class RuleRegistry {
       const e = await this.kv.get(key);
       if (!e || e.operation !== "PUT") continue;
       const s = JSON.parse(dec.decode(e.value)) as StoredVersion;
-      const rule = RuleSchema.parse(s.rule);
+      const rule = StoredRuleSchema.parse(s.rule);
       out.push({
         tenant: tenantOf(key.split(".")[0]!),
         rule: { ...rule, version: s.version },

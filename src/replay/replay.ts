@@ -5,8 +5,8 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { decodeMessage, PARTITIONED_PREFIX } from "../events/mod.ts";
-import { Buckets, PROBE_HEADER, Streams } from "../nats/mod.ts";
+import { decodeMessage, PARTITIONED_PREFIX, type EventLimits } from "../events/mod.ts";
+import { Buckets, isProbe, Streams } from "../nats/mod.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
 import { unlockRecordKey } from "../pipeline/unlocks.ts";
 import type { RuleBook, Unlock } from "../rules/mod.ts";
@@ -37,6 +37,8 @@ export type ReplayOptions = {
   partitions: number;
   recentIds?: number;
   fingerprints?: readonly FingerprintSpec[];
+  /** The config's `limits`, as the workers had them (default: their defaults); the horizon is checked against each message's stream time. */
+  limits?: Partial<EventLimits> | undefined;
   /** First stream sequence to read (default: the first stored). */
   fromSeq?: number;
   /** Evaluating threads (default: the cores but one, at most 4); 1 evaluates on the calling thread. */
@@ -50,7 +52,7 @@ const QUEUED = 4;
 /** Where a replay sends messages: the calling thread, or a pool of threads. */
 interface Sink {
   /** Takes one message; returns a promise when the reader should wait (the threads are behind). */
-  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number): Promise<void> | undefined;
+  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number, storedAt: number): Promise<void> | undefined;
   finish(): Promise<ShardResult[]>;
 }
 
@@ -59,8 +61,8 @@ class InlineSink implements Sink {
   constructor(init: ShardInit) {
     this.#shard = new Shard(init);
   }
-  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number): undefined {
-    this.#shard.add(subject, data, msgId, seq);
+  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number, storedAt: number): undefined {
+    this.#shard.add(subject, data, msgId, seq, storedAt);
     return undefined;
   }
   async finish(): Promise<ShardResult[]> {
@@ -68,8 +70,8 @@ class InlineSink implements Sink {
   }
 }
 
-type Building = { subjects: string[]; msgIds: (string | undefined)[]; seqs: number[]; ends: number[]; parts: Uint8Array[]; bytes: number };
-const building = (): Building => ({ subjects: [], msgIds: [], seqs: [], ends: [], parts: [], bytes: 0 });
+type Building = { subjects: string[]; msgIds: (string | undefined)[]; seqs: number[]; times: number[]; ends: number[]; parts: Uint8Array[]; bytes: number };
+const building = (): Building => ({ subjects: [], msgIds: [], seqs: [], times: [], ends: [], parts: [], bytes: 0 });
 
 /**
  * Worker threads, each evaluating the users of some partitions (a user's
@@ -116,13 +118,14 @@ class PoolSink implements Sink {
     }
   }
 
-  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number): Promise<void> | undefined {
+  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number, storedAt: number): Promise<void> | undefined {
     if (this.#failed) throw this.#failed;
     const i = partitionOf(subject) % this.#workers.length;
     const c = this.#chunks[i]!;
     c.subjects.push(subject);
     c.msgIds.push(msgId);
     c.seqs.push(seq);
+    c.times.push(storedAt);
     c.parts.push(data);
     c.bytes += data.length;
     c.ends.push(c.bytes);
@@ -141,7 +144,7 @@ class PoolSink implements Sink {
       data.set(p, at);
       at += p.length;
     }
-    const chunk: ShardChunk = { subjects: c.subjects, msgIds: c.msgIds, seqs: c.seqs, ends: c.ends, data };
+    const chunk: ShardChunk = { subjects: c.subjects, msgIds: c.msgIds, seqs: c.seqs, times: c.times, ends: c.ends, data };
     this.#queued[i]!++;
     this.#workers[i]!.postMessage({ chunk }, [data.buffer]);
   }
@@ -189,15 +192,16 @@ export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, o
   const threads = Math.max(1, opts.threads ?? Math.min(4, availableParallelism() - 1));
   const out: Replay = { events: 0, rejected: 0, duplicates: 0, unlocks: [], users: 0, threads, fromSeq, toSeq };
   if (info.state.messages === 0 || fromSeq > toSeq) return out;
-  const init: ShardInit = { rules: opts.book.all(), maxBytes: opts.maxBytes, partitions: opts.partitions, recentIds: opts.recentIds ?? 1000, fingerprints: opts.fingerprints ?? [] };
+  const init: ShardInit = { rules: opts.book.all(), maxBytes: opts.maxBytes, partitions: opts.partitions, limits: opts.limits, recentIds: opts.recentIds ?? 1000, fingerprints: opts.fingerprints ?? [] };
   const sink: Sink = threads > 1 ? new PoolSink(threads, init) : new InlineSink(init);
   try {
     const consumer = await js.consumers.get(Streams.Events, { filter_subjects: `${PARTITIONED_PREFIX}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
     const messages = await consumer.consume({ max_messages: 10_000 });
     for await (const m of messages) {
-      if (!m.headers?.get(PROBE_HEADER)) {
+      if (!isProbe(m.subject, m.headers)) {
         out.events++;
-        const wait = sink.add(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, m.seq);
+        // The stream's own timestamp: the time the worker checked the horizon against.
+        const wait = sink.add(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, m.seq, Math.floor(m.info.timestampNanos / 1e6));
         if (wait) await wait;
       }
       if (m.seq >= toSeq || m.info.pending === 0) break;

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { decodeMessage, type DecodeOptions } from "../events/mod.ts";
+import { decodeMessage, type DecodeOptions, type EventLimits } from "../events/mod.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
 import { RuleBook, type RuleVersion, type Unlock } from "../rules/mod.ts";
 import { InMemoryEvaluator } from "../sim/mod.ts";
@@ -9,12 +9,14 @@ export type ShardInit = {
   rules: { tenant: string; version: RuleVersion }[];
   maxBytes: number;
   partitions: number;
+  /** The config's `limits` (default: their defaults). */
+  limits?: Partial<EventLimits> | undefined;
   recentIds: number;
   fingerprints: readonly FingerprintSpec[];
 };
 
-/** A run of messages for one shard: bodies back to back in `data`, `ends[i]` where body i ends. */
-export type ShardChunk = { subjects: string[]; msgIds: (string | undefined)[]; seqs: number[]; ends: number[]; data: Uint8Array };
+/** A run of messages for one shard: bodies back to back in `data`, `ends[i]` where body i ends, `times[i]` when the stream stored it (epoch ms). */
+export type ShardChunk = { subjects: string[]; msgIds: (string | undefined)[]; seqs: number[]; times: number[]; ends: number[]; data: Uint8Array };
 
 /** What a shard reports at the end. */
 export type ShardResult = { unlocks: Unlock[]; rejected: number; duplicates: number; users: number };
@@ -38,12 +40,12 @@ export class Shard {
 
   constructor(init: ShardInit) {
     this.#ev = new InMemoryEvaluator(bookOf(init.rules), init.recentIds, init.fingerprints);
-    this.#decode = { maxBytes: init.maxBytes, partitions: init.partitions };
+    this.#decode = { maxBytes: init.maxBytes, partitions: init.partitions, limits: init.limits };
   }
 
-  /** Decodes and applies one stored message. */
-  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number): void {
-    const res = decodeMessage(subject, data, msgId, this.#decode);
+  /** Decodes and applies one stored message; `storedAt` is the stream's timestamp of it (epoch ms), as the worker uses. */
+  add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number, storedAt: number): void {
+    const res = decodeMessage(subject, data, msgId, { ...this.#decode, storedAt });
     if (res.ok) this.#ev.apply(res.value, seq);
     else this.rejected++;
   }
@@ -52,7 +54,7 @@ export class Shard {
     let start = 0;
     for (let i = 0; i < c.seqs.length; i++) {
       const end = c.ends[i]!;
-      this.add(c.subjects[i]!, c.data.subarray(start, end), c.msgIds[i], c.seqs[i]!);
+      this.add(c.subjects[i]!, c.data.subarray(start, end), c.msgIds[i], c.seqs[i]!, c.times[i]!);
       start = end;
     }
   }

@@ -25,6 +25,13 @@ export class ConditionError extends Error {
   }
 }
 
+/**
+ * Deepest nesting of conditions (`all`, `any`, `not` inside each other):
+ * compiling and evaluating recurse once per level, so a rule nested
+ * thousands deep is refused here instead of overflowing the stack.
+ */
+export const MAX_CONDITION_DEPTH = 32;
+
 const OPS = new Set(["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists"]);
 const ROOTS = new Set(["payload", "attributes", "source", "event_type", "business_key"]);
 
@@ -32,8 +39,9 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** A literal a field can be compared with. Numbers must be finite: JSON cannot store Infinity (YAML's `.inf`). */
 function isScalar(v: unknown): boolean {
-  return v === null || ["string", "number", "boolean"].includes(typeof v);
+  return v === null || typeof v === "string" || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v));
 }
 
 function compare(op: string, actual: unknown, expected: unknown): boolean {
@@ -65,7 +73,7 @@ function compileField(field: string, spec: unknown, at: string): Predicate {
     throw new ConditionError(at, `unknown field ${field}: paths start with one of ${[...ROOTS].join(", ")}`);
   }
   if (!isPlainObject(spec)) {
-    if (!isScalar(spec)) throw new ConditionError(at, `${field} must be compared with a string, number, boolean or null`);
+    if (!isScalar(spec)) throw new ConditionError(at, `${field} must be compared with a string, a finite number, a boolean or null`);
     return (get) => get(field) === spec;
   }
   const tests: Predicate[] = [];
@@ -73,13 +81,13 @@ function compileField(field: string, spec: unknown, at: string): Predicate {
     const p = `${at}.${op}`;
     if (!OPS.has(op)) throw new ConditionError(p, `unknown operator ${op}; use one of ${[...OPS].join(", ")}`);
     if ((op === "in" || op === "nin") && !(Array.isArray(expected) && expected.every(isScalar))) {
-      throw new ConditionError(p, `${op} takes an array of strings, numbers, booleans or null`);
+      throw new ConditionError(p, `${op} takes an array of strings, finite numbers, booleans or null`);
     }
     if (op === "exists" && typeof expected !== "boolean") throw new ConditionError(p, "exists takes true or false");
-    if (["gt", "gte", "lt", "lte"].includes(op) && typeof expected !== "number" && typeof expected !== "string") {
-      throw new ConditionError(p, `${op} takes a number or a string`);
+    if (["gt", "gte", "lt", "lte"].includes(op) && !(typeof expected === "string" || (typeof expected === "number" && Number.isFinite(expected)))) {
+      throw new ConditionError(p, `${op} takes a finite number or a string`);
     }
-    if ((op === "eq" || op === "ne") && !isScalar(expected)) throw new ConditionError(p, `${op} takes a string, number, boolean or null`);
+    if ((op === "eq" || op === "ne") && !isScalar(expected)) throw new ConditionError(p, `${op} takes a string, a finite number, a boolean or null`);
     tests.push((get) => compare(op, get(field), expected));
   }
   if (tests.length === 0) throw new ConditionError(at, `no operator given for ${field}`);
@@ -88,19 +96,21 @@ function compileField(field: string, spec: unknown, at: string): Predicate {
 
 /**
  * Compiles a condition; throws {@link ConditionError} naming the path
- * (relative to `at`) of the first problem.
+ * (relative to `at`) of the first problem. `depth` is this condition's
+ * level (1 for a `where`).
  */
-export function compileCondition(cond: unknown, at = "where"): Predicate {
+export function compileCondition(cond: unknown, at = "where", depth = 1): Predicate {
+  if (depth > MAX_CONDITION_DEPTH) throw new ConditionError(at, `conditions nest at most ${MAX_CONDITION_DEPTH} deep (all, any and not inside each other)`);
   if (!isPlainObject(cond)) throw new ConditionError(at, "a condition must be an object");
   const parts: Predicate[] = [];
   for (const [key, value] of Object.entries(cond)) {
     const p = `${at}.${key}`;
     if (key === "all" || key === "any") {
       if (!Array.isArray(value) || value.length === 0) throw new ConditionError(p, `${key} takes a non-empty array of conditions`);
-      const subs = value.map((c, i) => compileCondition(c, `${p}.${i}`));
+      const subs = value.map((c, i) => compileCondition(c, `${p}.${i}`, depth + 1));
       parts.push(key === "all" ? (g) => subs.every((s) => s(g)) : (g) => subs.some((s) => s(g)));
     } else if (key === "not") {
-      const sub = compileCondition(value, p);
+      const sub = compileCondition(value, p, depth + 1);
       parts.push((g) => !sub(g));
     } else {
       parts.push(compileField(key, value, p));

@@ -1,8 +1,8 @@
 import { hash } from "node:crypto";
-import { fieldAt, type ValidEvent } from "../events/mod.ts";
+import { ruleValue, type ValidEvent } from "../events/mod.ts";
 import { isValidTimeZone, periodIndex, periodLabel } from "../util/time.ts";
 import type { CompiledRule, EvalEvent } from "./compile.ts";
-import { kindOf, type Kind, type KindContext, type UnlockRef } from "./kinds/mod.ts";
+import { kindOf, ownEntry, setOwnEntry, type Kind, type KindContext, type UnlockRef } from "./kinds/mod.ts";
 import type { RuleSet, RuleSource } from "./ruleset.ts";
 
 export { TRIGGER_LIMIT, type UnlockRef } from "./kinds/mod.ts";
@@ -10,6 +10,9 @@ export { TRIGGER_LIMIT, type UnlockRef } from "./kinds/mod.ts";
 /**
  * The evaluator's per-user state: each rule's state (by rule id, or
  * `id#<period>` for repeatable rules) and each unlock (by achievement key).
+ * Plain objects (they are stored as JSON), so every read goes through
+ * {@link ownEntry}: a rule id such as `constructor` must not find
+ * `Object.prototype`'s.
  */
 export type EvalState = { rules: Record<string, { k: string }>; unlocked: Record<string, UnlockRef> };
 
@@ -59,8 +62,9 @@ export function achievementKey(achievement: string, tier: string | null, occurre
   return occurrence === undefined || occurrence === null ? base : `${base}#${occurrence}`;
 }
 
+/** Rules read fields through {@link ruleValue}: numbers beyond ±1e15 read as missing. */
 function getter(ev: ValidEvent): (path: string) => unknown {
-  return (path) => fieldAt(ev.event, path);
+  return (path) => ruleValue(ev.event, path);
 }
 
 /** The event's own time zone (`attributes.timezone`), when it names a valid one; rules fall back to theirs. */
@@ -98,15 +102,15 @@ class Draft {
   }
 
   setRule(key: string, s: { k: string }): void {
-    this.#own("rules")[key] = s;
+    setOwnEntry(this.#own("rules"), key, s);
   }
 
   addUnlock(key: string, ref: UnlockRef): void {
-    this.#own("unlocked")[key] = ref;
+    setOwnEntry(this.#own("unlocked"), key, ref);
   }
 
   drop(which: keyof Maps, key: string): void {
-    if (key in this[which]) delete this.#own(which)[key];
+    if (Object.hasOwn(this[which], key)) delete this.#own(which)[key];
   }
 
   get changed(): boolean {
@@ -176,18 +180,18 @@ function pruneOccurrences(d: Draft, c: CompiledRule, newest: number): void {
  */
 function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, ev: ValidEvent, tz: string): void {
   const p = planOf(c);
-  const state = stateOf(c, d.rules[stateKeyOf(c, occ)]);
+  const state = stateOf(c, ownEntry(d.rules, stateKeyOf(c, occ)));
   const ctx: KindContext = { unlocked: d.unlocked, tz };
   const kind = p.kind;
   for (let i = 0; i < c.levels.length; i++) {
     const level = c.levels[i]!;
     const key = levelKey(c, p, i, occ);
-    if (d.unlocked[key]) continue;
+    if (ownEntry(d.unlocked, key)) continue;
     const met = kind.met(state, level.target, c, e.time, ctx);
     if (!met) return; // higher tiers are not met either
     let at = met.at;
     for (const p of c.rule.prerequisites) {
-      const u = d.unlocked[p];
+      const u = ownEntry(d.unlocked, p);
       if (!u) return;
       at = Math.max(at, Date.parse(u.unlocked_at));
     }
@@ -221,7 +225,7 @@ function tryUnlock(d: Draft, c: CompiledRule, occ: number | null, e: EvalEvent, 
 /** True when every level of `c` (for occurrence `occ`) is unlocked: the rule has nothing left to do. */
 function finished(d: Draft, c: CompiledRule, occ: number | null): boolean {
   const p = planOf(c);
-  for (let i = 0; i < c.levels.length; i++) if (d.unlocked[levelKey(c, p, i, occ)] === undefined) return false;
+  for (let i = 0; i < c.levels.length; i++) if (ownEntry(d.unlocked, levelKey(c, p, i, occ)) === undefined) return false;
   return true;
 }
 
@@ -250,7 +254,7 @@ export function evaluate(state: EvalState, ev: ValidEvent, rules: RuleSource, ph
     if (occ !== null && occ <= newestOccurrence(d, c) - KEEP_OCCURRENCES) continue;
     if (finished(d, c, occ)) continue;
     const stateKey = stateKeyOf(c, occ);
-    const next = planOf(c).kind.apply(stateOf(c, d.rules[stateKey]), e, c, { unlocked: d.unlocked, tz });
+    const next = planOf(c).kind.apply(stateOf(c, ownEntry(d.rules, stateKey)), e, c, { unlocked: d.unlocked, tz });
     if (next === undefined) continue;
     d.setRule(stateKey, next);
     if (occ !== null) pruneOccurrences(d, c, occ);
@@ -304,9 +308,9 @@ export function progressOf(state: EvalState, set: RuleSet, now: number): Progres
     const r = c.rule;
     if (r.hidden) continue;
     const occ = r.repeatable ? periodIndex(now, r.timezone, r.repeatable.every) : null;
-    const level = c.levels.find((l) => !state.unlocked[achievementKey(c.id, l.tier, occ)]);
+    const level = c.levels.find((l) => !ownEntry(state.unlocked, achievementKey(c.id, l.tier, occ)));
     if (!level) continue;
-    const fig = planOf(c).kind.progress(stateOf(c, state.rules[ruleStateKey(c, occ)]), c, { unlocked: state.unlocked, tz: r.timezone });
+    const fig = planOf(c).kind.progress(stateOf(c, ownEntry(state.rules, ruleStateKey(c, occ))), c, { unlocked: state.unlocked, tz: r.timezone });
     out.push({
       achievement_id: c.id,
       tier: level.tier,

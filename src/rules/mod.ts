@@ -10,3 +10,4 @@ export * from "./validate.ts";
 export * from "./kinds/mod.ts";
 export * from "./evaluate.ts";
 export * from "./files.ts";
+export * from "./bounds.ts";

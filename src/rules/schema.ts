@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { EVENT_TYPE, ID_TOKEN } from "../events/mod.ts";
 import { parseDuration } from "../util/duration.ts";
+import { rawRuleIssue, ruleBoundIssues } from "./bounds.ts";
 import { compileCondition, ConditionError } from "./condition.ts";
 import { isValidTimeZone } from "../util/time.ts";
 
@@ -13,6 +14,12 @@ export const ACHIEVEMENT_REF = /^[a-z0-9][a-z0-9_-]{0,63}(:[a-z0-9][a-z0-9_-]{0,
 
 /** Largest target of a sliding-window count (its state keeps one entry per event in the window). */
 export const MAX_SLIDING_TARGET = 1000;
+
+/** Longest duration in a rule (`within`, a sliding window): 100 years of 365 days. */
+export const MAX_RULE_DURATION = 100 * 365 * 86_400_000;
+
+/** Instants are what a JavaScript Date can hold (±8.64 × 10¹⁵ ms): anything else cannot be shown or compared. */
+const MAX_INSTANT = 8.64e15;
 
 const Condition = z.record(z.string(), z.unknown()).superRefine((cond, ctx) => {
   try {
@@ -30,6 +37,11 @@ const Duration = z.unknown().transform((v, ctx) => {
     ctx.addIssue({ code: "custom", message: `not a positive duration: ${JSON.stringify(v)} (use e.g. 30m, 24h, 7d)` });
     return z.NEVER;
   }
+  // A long digit string parses to Infinity, which JSON would store as null.
+  if (!(ms <= MAX_RULE_DURATION)) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is longer than the longest duration, 36500d` });
+    return z.NEVER;
+  }
   return ms;
 });
 
@@ -37,8 +49,8 @@ const RFC3339 = z.iso.datetime({ offset: true });
 
 /** An instant: RFC 3339 text in files and requests, epoch ms once parsed (so parsed rules parse again). */
 const Instant = z.unknown().transform((v, ctx) => {
-  if (typeof v === "number" && Number.isInteger(v)) return v;
-  if (typeof v === "string" && RFC3339.safeParse(v).success) return Date.parse(v);
+  if (typeof v === "number" && Number.isInteger(v) && Math.abs(v) <= MAX_INSTANT) return v;
+  if (typeof v === "string" && RFC3339.safeParse(v).success && Math.abs(Date.parse(v)) <= MAX_INSTANT) return Date.parse(v);
   ctx.addIssue({ code: "custom", message: `not a timestamp: ${JSON.stringify(v)} (use RFC 3339 with a zone, e.g. 2026-05-01T00:00:00Z)` });
   return z.NEVER;
 });
@@ -175,16 +187,18 @@ export const CompositeRuleSchema = z
   .strict();
 
 /** Every rule type (a discriminated union on `type`), with the checks that need several fields. */
-export const RuleSchema = z
+const CheckedRuleSchema = z
   .discriminatedUnion("type", [CountRuleSchema, ThresholdRuleSchema, StreakRuleSchema, SequenceRuleSchema, CompositeRuleSchema])
   .superRefine((r, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
     if (r.type === "count" || r.type === "threshold" || r.type === "streak") {
       const t = r;
       if ((t.target === undefined) === (t.tiers === undefined)) issue(["target"], "give either target or tiers (not both, not neither)");
+      const names = new Set<string>();
       t.tiers?.forEach((tier, i) => {
         if (i > 0 && tier.target <= t.tiers![i - 1]!.target) issue(["tiers", i, "target"], `tier targets must increase (${tier.target} after ${t.tiers![i - 1]!.target})`);
-        if (t.tiers!.findIndex((x) => x.name === tier.name) !== i) issue(["tiers", i, "name"], `duplicate tier name ${tier.name}`);
+        if (names.has(tier.name)) issue(["tiers", i, "name"], `duplicate tier name ${tier.name}`);
+        names.add(tier.name);
       });
     }
     if (r.starts_at !== undefined && r.ends_at !== undefined && r.ends_at <= r.starts_at) issue(["ends_at"], "must be after starts_at");
@@ -212,6 +226,31 @@ export const RuleSchema = z
     }
   });
 
+/**
+ * A stored rule version as read back from the registry: every check of
+ * {@link RuleSchema} except the size bounds, which apply to rules coming
+ * in (a bound added later must not stop the engine from loading a version
+ * it accepted before).
+ */
+export const StoredRuleSchema = CheckedRuleSchema;
+
+/**
+ * A rule coming in (a file, the API): its shape as written (depth,
+ * `__proto__` keys) before anything reads it, then every field and
+ * cross-field check, then the size bounds (`bounds.ts`). Each issue names
+ * its path in the rule.
+ */
+export const RuleSchema = z.preprocess(
+  (raw, ctx) => {
+    const issue = rawRuleIssue(raw);
+    if (issue) ctx.addIssue({ code: "custom", path: issue.path, message: issue.message });
+    return raw;
+  },
+  CheckedRuleSchema.superRefine((r, ctx) => {
+    for (const i of ruleBoundIssues(r)) ctx.addIssue({ code: "custom", path: i.path, message: i.message });
+  }),
+);
+
 export type CountRule = z.output<typeof CountRuleSchema>;
 export type ThresholdRule = z.output<typeof ThresholdRuleSchema>;
 export type StreakRule = z.output<typeof StreakRuleSchema>;
@@ -220,7 +259,7 @@ export type CompositeRule = z.output<typeof CompositeRuleSchema>;
 /** A validated rule. */
 export type Rule = z.output<typeof RuleSchema>;
 /** A rule as written in a file or sent to the API. */
-export type RuleInput = z.input<typeof RuleSchema>;
+export type RuleInput = z.input<typeof CheckedRuleSchema>;
 
 /** One rules file: an optional tenant (default `*`, the shared set) and its rules. */
 export const RuleFileSchema = z

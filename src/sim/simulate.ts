@@ -1,4 +1,4 @@
-import { validateEvent, type Rejection, type ValidEvent } from "../events/mod.ts";
+import { validateEvent, type EventLimits, type Rejection, type ValidEvent } from "../events/mod.ts";
 import { applyEvents, chunksCovering } from "../pipeline/apply.ts";
 import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
 import { unlockEvent } from "../pipeline/unlocks.ts";
@@ -52,16 +52,32 @@ export class InMemoryEvaluator {
   }
 }
 
+/** How a simulation checks events besides the schema. */
+export type SimulateOptions = {
+  /** The config's `limits` (default: their defaults). */
+  limits?: Partial<EventLimits> | undefined;
+  /**
+   * When each event counts as stored, for the `occurred_at` horizon
+   * (`limits.futureSkew`): one instant for every event, or one per input
+   * position. Default: the clock when the simulation starts, i.e. as if
+   * the events were published now — what the workers would decide for
+   * them. Replay instead uses the time the stream really stored each one.
+   */
+  storedAt?: number | ((index: number) => number) | undefined;
+};
+
 /**
- * Runs events through the same code the workers use (validation, event-id
- * dedup, the pure evaluator) without NATS: each user's events in the given
- * order, as if each had been published once in that order.
+ * Runs events through the same code the workers use (validation with the
+ * limits, event-id dedup, the pure evaluator) without NATS: each user's
+ * events in the given order, as if each had been published once in that
+ * order.
  */
-export function simulate(events: readonly unknown[], book: RuleBook, recentIds = 1000, fingerprints: readonly FingerprintSpec[] = []): Simulation {
+export function simulate(events: readonly unknown[], book: RuleBook, recentIds = 1000, fingerprints: readonly FingerprintSpec[] = [], opts: SimulateOptions = {}): Simulation {
   const ev = new InMemoryEvaluator(book, recentIds, fingerprints);
   const rejected: Simulation["rejected"] = [];
+  const at = opts.storedAt ?? Date.now();
   events.forEach((raw, index) => {
-    const v = validateEvent(raw);
+    const v = validateEvent(raw, { limits: opts.limits, storedAt: typeof at === "number" ? at : at(index) });
     if (v.ok) ev.apply(v.value, index + 1);
     else rejected.push({ index, rejection: v.rejection });
   });

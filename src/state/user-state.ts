@@ -47,10 +47,13 @@ export function emptyUserState(): UserState {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** The map with its keys in order; `fromEntries` defines each key as data, so no key can reach the prototype. */
 function sorted<T>(o: Record<string, T>): Record<string, T> {
-  const out: Record<string, T> = {};
-  for (const k of Object.keys(o).sort()) out[k] = o[k]!;
-  return out;
+  return Object.fromEntries(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, o[k]!]),
+  );
 }
 
 /**

@@ -72,6 +72,8 @@ describe("loadConfig defaults", () => {
       host: "127.0.0.1",
       port: 8080,
       maxBatch: 500,
+      maxBodyBytes: 4 * 1_048_576,
+      maxDepth: 32,
       requestTimeout: 10_000,
       rateLimit: { perKey: 100, perTenant: 300, window: 1000 },
       quota: { eventsPerSecond: 2000, burst: 10_000 },

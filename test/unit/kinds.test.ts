@@ -1039,7 +1039,7 @@ describe("order- and duplicate-insensitivity", () => {
         out[r.id] = done ? Math.min(streakStats(runs, r).best, top) : runs;
       } else {
         const t = st as ThresholdState | undefined;
-        const m = !t ? 0 : t.k === "sum" ? t.v / SUM_SCALE : t.k === "max" ? t.v : t.vals.length;
+        const m = !t ? 0 : t.k === "sum" ? Number(t.v) / SUM_SCALE : t.k === "max" ? t.v : t.vals.length;
         out[r.id] = done ? Math.min(m, top) : t?.k === "distinct" ? t.vals : m;
       }
     }

@@ -1,6 +1,6 @@
 import { itemAchievement, type CompiledRule } from "../compile.ts";
 import type { CompositeRule } from "../schema.ts";
-import { lastN, TRIGGER_LIMIT, type Kind, type KindContext } from "./types.ts";
+import { lastN, ownEntry, TRIGGER_LIMIT, type Kind, type KindContext } from "./types.ts";
 
 /** composite state: recent occurrences (time, event id) of each event item, by item index. */
 export type CompositeState = { k: "comp"; ev: Record<string, [number, string][]> };
@@ -20,7 +20,7 @@ function itemTimes(s: CompositeState | undefined, c: CompiledRule, ctx: KindCont
   return rule(c).of.map((item, i) => {
     const ach = itemAchievement(item);
     if (!ach) return s?.ev[i] ?? [];
-    const u = ctx.unlocked[ach];
+    const u = ownEntry(ctx.unlocked, ach);
     return u ? [[Date.parse(u.unlocked_at), u.trigger_event_ids[u.trigger_event_ids.length - 1] ?? u.unlock_id]] : [];
   });
 }

@@ -55,3 +55,18 @@ export function lastN<T>(list: readonly T[], n: number): T[] {
 export function maxTarget(c: CompiledRule): number {
   return c.levels[c.levels.length - 1]!.target;
 }
+
+/**
+ * The entry of `key` in a map kept as a plain object (states and unlocks
+ * by rule id or achievement key, read back from JSON): own entries only,
+ * so a rule named `constructor` does not find `Object.prototype.constructor`.
+ */
+export function ownEntry<T>(map: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(map, key) ? map[key] : undefined;
+}
+
+/** Sets `key` in a plain-object map as an own data entry (even `__proto__`, which assignment would turn into the prototype). */
+export function setOwnEntry<T>(map: Record<string, T>, key: string, value: T): void {
+  if (key === "__proto__") Object.defineProperty(map, key, { value, enumerable: true, writable: true, configurable: true });
+  else map[key] = value;
+}
