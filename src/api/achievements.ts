@@ -1,10 +1,25 @@
 import type { FastifyInstance } from "fastify";
 import { Scopes } from "../auth/mod.ts";
+import { ErrorJson } from "./docs.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import { progressOf } from "../rules/mod.ts";
 import { userKey } from "../state/mod.ts";
 import { periodLabel } from "../util/time.ts";
 import type { ApiContext } from "./context.ts";
+
+const ACHIEVEMENTS = {
+  summary: "What one user has unlocked, and how far along the rest are",
+  tags: ["achievements"],
+  params: { type: "object", properties: { tenant: { type: "string" }, user: { type: "string" } } },
+  response: {
+    200: {
+      description: "unlocked (with unlocked_at, rule_version, unlock_id, tier) and in_progress (current, target; best for streaks, step/steps for sequences and composites); hidden achievements appear once unlocked",
+      type: "object",
+      properties: { tenant_id: { type: "string" }, user_id: { type: "string" }, unlocked: { type: "array", items: { type: "object" } }, in_progress: { type: "array", items: { type: "object" } } },
+    },
+    400: { description: "a tenant or user id that is not valid", ...ErrorJson },
+  },
+};
 
 /**
  * `GET /v1/tenants/:tenant/users/:user/achievements`: what the user has
@@ -12,7 +27,7 @@ import type { ApiContext } from "./context.ts";
  * rest are. Hidden achievements appear only once unlocked.
  */
 export function achievementRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get<{ Params: { tenant: string; user: string } }>("/v1/tenants/:tenant/users/:user/achievements", { config: { access: { scope: Scopes.Read, tenant: "param" } } }, async (req, reply) => {
+  app.get<{ Params: { tenant: string; user: string } }>("/v1/tenants/:tenant/users/:user/achievements", { config: { access: { scope: Scopes.Read, tenant: "param" } }, schema: ACHIEVEMENTS }, async (req, reply) => {
     const { tenant, user } = req.params;
     for (const [name, v] of [["tenant", tenant], ["user", user]] as const) {
       if (!ID_TOKEN.test(v)) return reply.code(400).send({ error: "bad_request", message: `${name} id ${JSON.stringify(v)} is not a valid id (A-Z a-z 0-9 _ -)` });

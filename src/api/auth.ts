@@ -2,6 +2,7 @@ import rateLimitPlugin from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { grants, Scopes, type ApiKeys, type Scope } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
+import { DOCS_PREFIX } from "./docs.ts";
 import type { Logger } from "../util/log.ts";
 
 /**
@@ -60,6 +61,8 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
   const routes: DeclaredRoute[] = [];
   declared.set(app, routes);
   app.addHook("onRoute", (route) => {
+    // The API reference pages (@fastify/swagger-ui) are as public as /openapi.json.
+    if (route.url.startsWith(DOCS_PREFIX) && !route.config?.access) route.config = { ...route.config, access: { public: true } };
     const access = route.config?.access;
     if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no access (config.access): every route must say who may use it`);
     for (const method of [route.method].flat()) routes.push({ method: String(method), url: route.url, access });

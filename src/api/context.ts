@@ -8,6 +8,7 @@ import type { RuleRegistry } from "../registry/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
 import type { StateStore } from "../state/mod.ts";
 import type { TenantRegistry } from "../tenants/mod.ts";
+import type { Logger } from "../util/log.ts";
 
 /** What the HTTP API needs from the process. */
 export type ApiContext = {
@@ -25,6 +26,7 @@ export type ApiContext = {
   dlq: DeadLetters;
   stats: Stats;
   config: Config;
+  log: Logger;
   /** Tenants allowed on NATS (their nkeys). */
   tenants: TenantRegistry;
   /** API keys; undefined in `auth.mode: none` (every request is let through). */

@@ -1,9 +1,12 @@
-import type { FastifyInstance } from "fastify";
+import { headers } from "@nats-io/transport-node";
+import type { FastifyInstance, FastifySchema } from "fastify";
 import { Scopes } from "../auth/mod.ts";
 import { actsFor, tooMany } from "./auth.ts";
 import { TenantQuotas } from "./quota.ts";
+import { ErrorJson, EventJson } from "./docs.ts";
 import { Streams } from "../nats/mod.ts";
-import { eventMsgId, eventSubject, ID_TOKEN, parsePartitionedSubject, RejectCodes, validateEvent, type Issue, type ValidEvent } from "../events/mod.ts";
+import type { DeadLetter } from "../pipeline/mod.ts";
+import { EVENT_ID, EVENT_TYPE, eventMsgId, eventSubject, ID_TOKEN, parsePartitionedSubject, RejectCodes, validateEvent, type Issue, type ValidEvent } from "../events/mod.ts";
 import { fingerprintMatch, fingerprintOf } from "../pipeline/mod.ts";
 import { userKey } from "../state/mod.ts";
 import type { ApiContext } from "./context.ts";
@@ -11,8 +14,8 @@ import type { ApiContext } from "./context.ts";
 /** The outcome of one event of a `POST /v1/events`. */
 export type Outcome =
   | { index: number; event_id: string; status: "accepted" | "duplicate"; seq: number; reason?: "fingerprint"; message?: string }
-  | { index: number; event_id?: string; status: "rejected"; reason: string; message: string; issues: Issue[] }
-  | { index: number; event_id: string; status: "failed"; message: string };
+  | { index: number; event_id?: string; status: "rejected"; reason: string; message: string; issues: Issue[]; dead_letter_seq?: number; dead_letter?: "failed" }
+  | { index: number; event_id?: string; status: "failed"; message: string };
 
 const enc = new TextEncoder();
 
@@ -33,7 +36,34 @@ function str(v: unknown): string | undefined {
 export function eventRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { config } = ctx;
   const quotas = new TenantQuotas(config.http.quota.eventsPerSecond, config.http.quota.burst);
-  app.post("/v1/events", { config: { access: { scope: Scopes.EventsWrite } } }, async (req, reply) => {
+  const outcome = {
+    type: "object",
+    required: ["index", "status"],
+    properties: {
+      index: { type: "integer", description: "position in the request" },
+      event_id: { type: "string" },
+      status: { enum: ["accepted", "duplicate", "rejected", "failed"] },
+      seq: { type: "integer", description: "stream sequence (accepted and duplicate)" },
+      reason: { type: "string", description: "rejection code (invalid_event, too_large, …), or fingerprint for a duplicate" },
+      message: { type: "string" },
+      issues: { type: "array", items: { type: "object", properties: { path: { type: "string" }, message: { type: "string" } } } },
+      dead_letter_seq: { type: "integer", description: "where a rejected event is kept in ACH_DLQ" },
+      dead_letter: { const: "failed", description: "the DLQ could not take a rejected event (logged)" },
+    },
+  };
+  const schema: FastifySchema = {
+    summary: `Ingest one event, an array of up to ${config.http.maxBatch}, or {"events": [...]}`,
+    description:
+      "Each event is validated, then published to ach.events.<tenant>.<user>.<event_type> with Nats-Msg-Id = <tenant>:<user>:<event_id>, and its PubAck awaited. Rejected events are kept in the DLQ. A tenant key sends only its own tenant's events.",
+    tags: ["events"],
+    body: { oneOf: [EventJson, { type: "array", items: EventJson }, { type: "object", properties: { events: { type: "array", items: EventJson } } }] },
+    response: {
+      200: { description: "the outcome of each event", type: "object", properties: { results: { type: "array", items: outcome }, accepted: { type: "integer" }, duplicates: { type: "integer" }, rejected: { type: "integer" }, failed: { type: "integer" } } },
+      403: { description: "an event of another tenant than the key's (nothing published)", ...ErrorJson },
+      422: { description: "the one event sent was rejected (and kept in the DLQ)", ...outcome },
+    },
+  };
+  app.post("/v1/events", { config: { access: { scope: Scopes.EventsWrite } }, schema }, async (req, reply) => {
     const body = req.body as unknown;
     const single = !Array.isArray(body) && !(body && typeof body === "object" && Array.isArray((body as { events?: unknown }).events));
     const events: unknown[] = Array.isArray(body) ? body : single ? [body] : (body as { events: unknown[] }).events;
@@ -57,7 +87,15 @@ export function eventRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     const quota = quotas.take(counts);
     if (!quota.ok) return tooMany(reply, Math.min(quota.retryAfterSeconds, 3600), `tenant ${quota.tenant} is over its event quota (${config.http.quota.eventsPerSecond}/s, burst ${config.http.quota.burst}); nothing in this request was published`);
-    const outcomes = await Promise.all(events.map((e, index) => ingestOne(ctx, e, index)));
+    // One event's trouble is its own outcome, never the whole request's: the others were published or not, and the answer says which.
+    const outcomes = await Promise.all(
+      events.map((e, index) =>
+        ingestOne(ctx, e, index).catch((err: unknown): Outcome => {
+          ctx.log.error({ err, index }, "ingesting an event failed");
+          return { index, status: "failed", message: `not published: ${(err as Error).message}` };
+        }),
+      ),
+    );
     const count = (s: Outcome["status"]) => outcomes.filter((o) => o.status === s).length;
     const summary = { results: outcomes, accepted: count("accepted"), duplicates: count("duplicate"), rejected: count("rejected"), failed: count("failed") };
     if (summary.failed > 0) return reply.code(503).send({ error: "unavailable", message: "NATS did not confirm some events; retry them (same event_id is safe)", ...summary });
@@ -71,7 +109,8 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
   const rawObj = raw && typeof raw === "object" ? (raw as Record<string, unknown>) : {};
   const eventId = str(rawObj.event_id);
   const data = enc.encode(JSON.stringify(raw ?? null));
-  const res = validateEvent(raw);
+  // The horizon is checked against now, the moment it is published: the worker checks the stream's time, a moment later.
+  const res = validateEvent(raw, { limits: ctx.config.limits, storedAt: Date.now() });
   let rejection = res.ok ? undefined : res.rejection;
   if (!rejection && data.length > ctx.config.events.maxBytes) {
     const message = `event is ${data.length} bytes, the limit is ${ctx.config.events.maxBytes}`;
@@ -83,17 +122,29 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
     const user = str(rawObj.user_id);
     const type = str(rawObj.event_type);
     const ok = (t?: string) => (t && ID_TOKEN.test(t) ? t : undefined);
-    await ctx.dlq
-      .send({
-        data,
-        subject: ok(tenant) && ok(user) && type ? eventSubject(tenant!, user!, type) : "(http)",
-        ...(ok(tenant) ? { tenant } : {}),
-        ...(ok(user) ? { user } : {}),
-        rejection: r,
-        origin: "http",
-      })
-      .catch(() => undefined);
-    return { index, ...(eventId ? { event_id: eventId } : {}), status: "rejected", reason: r.code, message: r.message, issues: r.issues };
+    // The scoped msg id names the event in the DLQ even when its body is cut or unreadable.
+    const h = headers();
+    if (ok(tenant) && ok(user) && eventId && EVENT_ID.test(eventId)) h.set("Nats-Msg-Id", eventMsgId(tenant!, user!, eventId));
+    const letter = {
+      data,
+      headers: h,
+      subject: ok(tenant) && ok(user) && type && EVENT_TYPE.test(type) ? eventSubject(tenant!, user!, type) : "(http)",
+      ...(ok(tenant) ? { tenant } : {}),
+      ...(ok(user) ? { user } : {}),
+      rejection: r,
+      origin: "http" as const,
+    };
+    const kept = await keep(ctx, letter);
+    ctx.log.info({ reason: r.code, tenant: letter.tenant, event_id: eventId?.slice(0, 128), dead_letter: kept ?? "failed" }, "rejected an event sent over HTTP");
+    return {
+      index,
+      ...(eventId ? { event_id: eventId } : {}),
+      status: "rejected",
+      reason: r.code,
+      message: r.message,
+      issues: r.issues,
+      ...(kept === undefined ? { dead_letter: "failed" as const } : { dead_letter_seq: kept }),
+    };
   }
   const e = res.value.event;
   try {
@@ -116,6 +167,26 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
   } catch (err) {
     return { index, event_id: e.event_id, status: "failed", message: (err as Error).message };
   }
+}
+
+/**
+ * Writes a rejected event to the DLQ, trying three times; on failure logs
+ * it loudly, counts it (`dead_letter_failures` in `/v1/stats`) and returns
+ * undefined, so the answer can say the event was not kept.
+ */
+async function keep(ctx: ApiContext, letter: DeadLetter): Promise<number | undefined> {
+  let last: unknown;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    try {
+      return await ctx.dlq.send(letter);
+    } catch (err) {
+      last = err;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
+  ctx.stats.deadLetterFailures++;
+  ctx.log.error({ err: last, reason: letter.rejection.code, tenant: letter.tenant }, "could not keep a rejected event in the DLQ; the client is told so");
+  return undefined;
 }
 
 /**

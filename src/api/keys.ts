@@ -2,8 +2,10 @@ import type { FastifyInstance } from "fastify";
 import { KeyRequestError, Scopes } from "../auth/mod.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import type { ApiContext } from "./context.ts";
+import { ErrorJson } from "./docs.ts";
 
 const ADMIN = { config: { access: { scope: Scopes.Admin } } };
+const tags = ["keys"];
 
 /**
  * Key management, admin only: `POST /v1/keys` (the key is in the answer,
@@ -13,7 +15,7 @@ const ADMIN = { config: { access: { scope: Scopes.Admin } } };
  */
 export function keyRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const noKeys = { error: "not_available", message: "auth.mode is none: this process keeps no API keys" };
-  app.post("/v1/keys", ADMIN, async (req, reply) => {
+  app.post("/v1/keys", { ...ADMIN, schema: { summary: "Make an API key (the answer holds it, shown this once)", tags, body: { type: "object", properties: { tenant: { type: "string", description: "leave out for an admin key" }, scopes: { type: "array", items: { enum: ["events:write", "read", "rules:write", "admin"] } }, name: { type: "string" } }, required: ["scopes"] }, response: { 201: { description: "{ key, id, tenant, scopes, name, created_at }", type: "object" }, 400: { description: "the field that is wrong, and why", ...ErrorJson }, 409: { description: "auth.mode is none", ...ErrorJson } } } }, async (req, reply) => {
     if (!ctx.keys) return reply.code(409).send(noKeys);
     const b = req.body;
     if (!b || typeof b !== "object" || Array.isArray(b)) return reply.code(400).send({ error: "bad_request", message: 'the body must be {"tenant": "acme", "scopes": ["events:write"], "name": "…"} (no tenant for an admin key)' });
@@ -30,13 +32,13 @@ export function keyRoutes(app: FastifyInstance, ctx: ApiContext): void {
       throw err;
     }
   });
-  app.get<{ Querystring: { tenant?: string } }>("/v1/keys", ADMIN, async (req, reply) => {
+  app.get<{ Querystring: { tenant?: string } }>("/v1/keys", { ...ADMIN, schema: { summary: "API keys: id, prefix, tenant, scopes, creation and last use (never a key)", tags, querystring: { type: "object", properties: { tenant: { type: "string" } } }, response: { 200: { description: "{ keys: [...] }", type: "object" }, 400: { description: "not a valid tenant id", ...ErrorJson }, 409: { description: "auth.mode is none", ...ErrorJson } } } }, async (req, reply) => {
     if (!ctx.keys) return reply.code(409).send(noKeys);
     const { tenant } = req.query;
     if (tenant !== undefined && !ID_TOKEN.test(tenant)) return reply.code(400).send({ error: "bad_request", message: `tenant ${JSON.stringify(tenant)} is not a valid id` });
     return { keys: await ctx.keys.list(tenant) };
   });
-  app.delete<{ Params: { id: string } }>("/v1/keys/:id", ADMIN, async (req, reply) => {
+  app.delete<{ Params: { id: string } }>("/v1/keys/:id", { ...ADMIN, schema: { summary: "Revoke a key (in every API process within a second)", tags, params: { type: "object", properties: { id: { type: "string" } } }, response: { 200: { description: "{ revoked: id }", type: "object" }, 409: { description: "auth.mode is none", ...ErrorJson }, 404: { description: "no such key", ...ErrorJson } } } }, async (req, reply) => {
     if (!ctx.keys) return reply.code(409).send(noKeys);
     if (!(await ctx.keys.revoke(req.params.id))) return reply.code(404).send({ error: "not_found", message: `no key ${req.params.id}` });
     return { revoked: req.params.id };

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { Scopes } from "../auth/mod.ts";
+import { ErrorJson } from "./docs.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import type { VersionEntry } from "../registry/mod.ts";
 import { RULE_ID, RulesError, type RuleVersion } from "../rules/mod.ts";
@@ -74,13 +75,18 @@ export function ruleRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const badTenant = (tenant: string, reply: FastifyReply) =>
     ID_TOKEN.test(tenant) ? undefined : reply.code(400).send({ error: "bad_request", message: `tenant id ${JSON.stringify(tenant)} is not valid` });
 
-  const admin = { config: { access: { scope: Scopes.Admin } } };
-  const read = { config: { access: { scope: Scopes.Read, tenant: "param" as const } } };
-  const write = { config: { access: { scope: Scopes.RulesWrite, tenant: "param" as const } } };
-  app.get("/v1/rules", admin, async () => list("*"));
-  app.put<{ Params: { id: string } }>("/v1/rules/:id", admin, async (req, reply) => put("*", req.params.id, req.body, reply));
-  app.delete<{ Params: { id: string } }>("/v1/rules/:id", admin, async (req, reply) => retire("*", req.params.id, reply));
-  app.get<{ Params: { tenant: string } }>("/v1/tenants/:tenant/rules", read, async (req, reply) => badTenant(req.params.tenant, reply) ?? list(req.params.tenant));
-  app.put<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", write, async (req, reply) => badTenant(req.params.tenant, reply) ?? put(req.params.tenant, req.params.id, req.body, reply));
-  app.delete<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", write, async (req, reply) => badTenant(req.params.tenant, reply) ?? retire(req.params.tenant, req.params.id, reply));
+  const admin = { access: { scope: Scopes.Admin } };
+  const read = { access: { scope: Scopes.Read, tenant: "param" as const } };
+  const write = { access: { scope: Scopes.RulesWrite, tenant: "param" as const } };
+  const tags = ["rules"];
+  const listing = { 200: { description: "the rules in force now (rule bodies included) and every version's summary", type: "object" } };
+  const added = { 201: { description: "the version added", type: "object" }, 400: { description: "every problem of the rule, by path", ...ErrorJson } };
+  const retired = { 200: { description: "the retiring version", type: "object" }, 404: { description: "no such rule", ...ErrorJson } };
+  const rule = { type: "object", description: "one rule (docs/rules.md); its id is the path's" };
+  app.get("/v1/rules", { config: admin, schema: { summary: "The shared rules: in force now, and every version", tags, response: listing } }, async () => list("*"));
+  app.put<{ Params: { id: string } }>("/v1/rules/:id", { config: admin, schema: { summary: "Add a version of a shared rule", tags, body: rule, response: added } }, async (req, reply) => put("*", req.params.id, req.body, reply));
+  app.delete<{ Params: { id: string } }>("/v1/rules/:id", { config: admin, schema: { summary: "Retire a shared rule from now on", tags, response: retired } }, async (req, reply) => retire("*", req.params.id, reply));
+  app.get<{ Params: { tenant: string } }>("/v1/tenants/:tenant/rules", { config: read, schema: { summary: "A tenant's rules (its own and shared): in force now, and every version", tags, response: listing } }, async (req, reply) => badTenant(req.params.tenant, reply) ?? list(req.params.tenant));
+  app.put<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", { config: write, schema: { summary: "Add a version of a tenant's rule", tags, body: rule, response: added } }, async (req, reply) => badTenant(req.params.tenant, reply) ?? put(req.params.tenant, req.params.id, req.body, reply));
+  app.delete<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", { config: write, schema: { summary: "Retire a tenant's rule from now on", tags, response: retired } }, async (req, reply) => badTenant(req.params.tenant, reply) ?? retire(req.params.tenant, req.params.id, reply));
 }

@@ -1,8 +1,11 @@
 import { createServer } from "node:http";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from "fastify";
+import { isTransient } from "../pipeline/mod.ts";
+import { CorruptStateError } from "../state/mod.ts";
 import type { Logger } from "../util/log.ts";
 import { achievementRoutes } from "./achievements.ts";
 import { installAuth } from "./auth.ts";
+import { BodyError, installJsonParser } from "./body.ts";
 import { dlqRoutes } from "./dlq.ts";
 import { keyRoutes } from "./keys.ts";
 import { tenantRoutes } from "./tenants.ts";
@@ -10,7 +13,7 @@ import { ruleRoutes } from "./rules.ts";
 import type { ApiContext } from "./context.ts";
 import { eventRoutes } from "./events.ts";
 import { healthRoutes } from "./health.ts";
-import { openApiDocument } from "./openapi.ts";
+import { installDocs } from "./docs.ts";
 
 /**
  * Builds the HTTP API (not listening yet). Every route declares who may
@@ -26,20 +29,34 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
   const app = Fastify({
     // Request logs are noise at this rate; errors are logged by the handler.
     loggerInstance: log.child({ component: "api" }, { level: "warn" }) as FastifyBaseLogger,
-    // A full batch of maximal events, plus JSON framing.
-    bodyLimit: ctx.config.http.maxBatch * ctx.config.events.maxBytes + 65_536,
+    // Bounded before it is read whole: a body is parsed on the event loop the workers share.
+    bodyLimit: ctx.config.http.maxBodyBytes,
+    // The NATS path reads these keys with JSON.parse as ordinary keys; so does the HTTP parser (installJsonParser).
+    onProtoPoisoning: "ignore",
+    onConstructorPoisoning: "ignore",
     serverFactory,
   });
   app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
+    // NATS unreachable, slow or electing a leader: the request may succeed shortly; say so, never a bare 500.
+    if (!err.statusCode && isTransient(err)) {
+      log.warn({ err: err.message }, "NATS did not answer a request in time");
+      reply.header("retry-after", "1");
+      return reply.code(503).send({ error: "unavailable", message: `NATS did not answer in time (${err.message}); retry shortly` });
+    }
+    if (err instanceof CorruptStateError) {
+      log.error({ key: err.key, err: err.message }, "a user's stored state cannot be read");
+      return reply.code(500).send({ error: "corrupt_state", message: err.message });
+    }
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) log.error({ err }, "request failed");
-    const error = status === 413 ? "body_too_large" : status === 415 ? "unsupported_media_type" : status === 408 ? "request_timeout" : status >= 500 ? "internal" : "bad_request";
+    const error = err instanceof BodyError ? err.code : status === 413 ? "body_too_large" : status === 415 ? "unsupported_media_type" : status === 408 ? "request_timeout" : status >= 500 ? "internal" : "bad_request";
     return reply.code(status).send({ error, message: err.message });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: "not_found", message: `no route ${req.method} ${req.url}` }));
   await installAuth(app, ctx.keys, ctx.config, log);
-  const doc = openApiDocument(ctx.config.http.maxBatch);
-  app.get("/openapi.json", { config: { access: { public: true } } }, async () => doc);
+  installJsonParser(app, { maxDepth: ctx.config.http.maxDepth, dlq: ctx.dlq, log });
+  await installDocs(app);
+  app.get("/openapi.json", { config: { access: { public: true } }, schema: { summary: "This API's OpenAPI 3.1 document", tags: ["meta"] } }, async () => app.swagger());
   eventRoutes(app, ctx);
   achievementRoutes(app, ctx);
   healthRoutes(app, ctx);

@@ -44,3 +44,13 @@ export function parseConsumerName(name: string): { partition: number; generation
 export const PROBE_HEADER = "Ach-Probe";
 /** Tenant token of probes; producers cannot use it (ids never start with `_`). */
 export const PROBE_TENANT = "_ach";
+
+/**
+ * Whether a stored events message (`ach.p.<k>.<tenant>.…`) is one of the
+ * engine's own mapping probes: on the reserved tenant and marked. The header
+ * alone means nothing: a producer who sets `Ach-Probe` on its own event
+ * gets it evaluated (or dead-lettered) like any other.
+ */
+export function isProbe(subject: string, headers: { get(k: string): string } | undefined): boolean {
+  return subject.split(".", 4)[3] === PROBE_TENANT && !!headers?.get(PROBE_HEADER);
+}

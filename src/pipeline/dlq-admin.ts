@@ -26,6 +26,11 @@ export class DeadLetterNotFoundError extends Error {
   override name = "DeadLetterNotFoundError";
 }
 
+/** A dead letter that cannot go back as it is (no subject to return to, or a truncated body): give a corrected body. */
+export class RedriveError extends Error {
+  override name = "RedriveError";
+}
+
 function summary(seq: number, h: MsgHdrs | undefined, data: Uint8Array): DeadLetterSummary {
   const get = (k: string) => h?.get(k) || undefined;
   const count = get(DlqHeaders.DeliveryCount);
@@ -116,8 +121,10 @@ export async function redriveDeadLetter(js: JetStreamClient, jsm: JetStreamManag
   const m = await stored(jsm, seq);
   let subject = m.header?.get(DlqHeaders.Subject) ?? "";
   if (!subject.startsWith(`${EVENTS_PREFIX}.`) && body) subject = subjectOf(body) ?? subject;
+  const truncated = m.header?.get(DlqHeaders.Truncated);
+  if (truncated && !body) throw new RedriveError(`dead letter ${seq} keeps only the first ${m.data.length} of its ${truncated} bytes; redrive it with a corrected body`);
   if (!subject.startsWith(`${EVENTS_PREFIX}.`)) {
-    throw new DeadLetterNotFoundError(
+    throw new RedriveError(
       `dead letter ${seq} has no event subject to go back to (${subject || "none"}): its tenant or user id was not valid; redrive it with a corrected body`,
     );
   }

@@ -12,7 +12,17 @@ export const DlqHeaders = {
   MsgId: "Ach-Msg-Id",
   FailedAt: "Ach-Failed-At",
   Origin: "Ach-Origin",
+  /** Set when the body was cut to {@link DEAD_LETTER_MAX_BYTES}: the original size in bytes. */
+  Truncated: "Ach-Truncated",
 } as const;
+
+/**
+ * The most of a body a dead letter keeps. A rejected event can be larger
+ * than a NATS message may be (an HTTP body over the server's max_payload):
+ * it is kept cut to this size, marked with `Ach-Truncated`, so the reason
+ * and the start of the body are never lost with it.
+ */
+export const DEAD_LETTER_MAX_BYTES = 256 * 1024;
 
 /** A message to dead-letter: its bytes, where it came from and why it failed. */
 export type DeadLetter = {
@@ -28,8 +38,9 @@ export type DeadLetter = {
   origin: "worker" | "http";
 };
 
+/** A header value: one line of printable text (a CR or LF would end the header), at most `max` characters. */
 function oneLine(s: string, max = 2000): string {
-  const t = s.replace(/[\r\n]+/g, " ");
+  const t = s.replace(/[\u0000-\u001f\u007f]+/g, " ");
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 }
 
@@ -55,17 +66,22 @@ export class DeadLetters {
   async send(d: DeadLetter, now: Date = new Date()): Promise<number> {
     const h = producerHeaders(d.headers);
     const msgId = d.headers?.get("Nats-Msg-Id");
-    if (msgId) h.set(DlqHeaders.MsgId, msgId);
+    if (msgId) h.set(DlqHeaders.MsgId, oneLine(msgId, 400));
     h.set(DlqHeaders.Reason, d.rejection.code);
     h.set(DlqHeaders.Error, oneLine(d.rejection.message) || d.rejection.code);
-    h.set(DlqHeaders.Subject, d.subject);
+    h.set(DlqHeaders.Subject, oneLine(d.subject, 1024));
     h.set(DlqHeaders.FailedAt, now.toISOString());
     h.set(DlqHeaders.Origin, d.origin);
     if (d.deliveryCount !== undefined) h.set(DlqHeaders.DeliveryCount, String(d.deliveryCount));
     if (d.streamSeq !== undefined) h.set(DlqHeaders.StreamSeq, String(d.streamSeq));
     // A message dead-lettered twice (crash before its ack) is stored once.
     const opts = d.streamSeq !== undefined ? { headers: h, msgID: `dlq-${d.streamSeq}` } : { headers: h };
-    const ack = await this.js.publish(dlqSubject(d.tenant, d.user), d.data, opts);
+    let data = d.data;
+    if (data.length > DEAD_LETTER_MAX_BYTES) {
+      h.set(DlqHeaders.Truncated, String(data.length));
+      data = data.subarray(0, DEAD_LETTER_MAX_BYTES);
+    }
+    const ack = await this.js.publish(dlqSubject(d.tenant, d.user), data, opts);
     return ack.seq;
   }
 }

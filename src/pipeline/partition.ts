@@ -2,7 +2,7 @@ import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from 
 import type { LimitFunction } from "p-limit";
 import type { Config } from "../config/mod.ts";
 import { decodeMessage, eventSubject, parsePartitionedSubject, RejectCodes, type Rejection } from "../events/mod.ts";
-import { parseConsumerName, partitionConsumer, partitionConsumerConfig, PROBE_HEADER, pullAhead, Streams } from "../nats/mod.ts";
+import { parseConsumerName, partitionConsumer, partitionConsumerConfig, isProbe, pullAhead, Streams } from "../nats/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
 import { userKey, type SeenArchive, type StateStore, type Versioned } from "../state/mod.ts";
 import type { Logger } from "../util/log.ts";
@@ -134,9 +134,12 @@ export class PartitionWorker {
     }
   }
 
-  /** Stops pulling, finishes the batch in hand, acks it, and returns. */
+  /**
+   * Stops pulling, finishes the batch in hand, acks it, and returns. Also
+   * after the worker stopped itself (its fence closed): its consumer is
+   * still open then and would keep pulling until closed here.
+   */
   async stop(): Promise<void> {
-    if (!this.#running) return;
     await this.#closeConsumer();
     this.#running = false;
     this.#wake?.();
@@ -331,8 +334,8 @@ export class PartitionWorker {
     };
     for (const m of batch) {
       stats.received++;
-      if (m.headers?.get(PROBE_HEADER)) continue;
-      const res = decodeMessage(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, { maxBytes: config.events.maxBytes, partitions: config.partitions });
+      if (isProbe(m.subject, m.headers)) continue;
+      const res = decodeMessage(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, { maxBytes: config.events.maxBytes, partitions: config.partitions, limits: config.limits, storedAt: Math.floor(m.info.timestampNanos / 1e6) });
       if (!res.ok) {
         dead.push(this.#deadLetter(m, res.rejection));
         continue;
@@ -346,7 +349,21 @@ export class PartitionWorker {
       this.#checkFence();
       return this.#d.dlq.send(d);
     };
-    const deadJobs = dead.map((d) => retrying(() => send(d), hooks).then(() => stats.rejected++));
+    // Observed from the start (allSettled), and awaited however the step ends: a send that fails after an
+    // earlier stage threw must not become an unhandled rejection, which would end the process.
+    const deadDone = Promise.allSettled(dead.map((d) => retrying(() => send(d), hooks).then(() => stats.rejected++)));
+    try {
+      await this.#stages(batch, users, work, hooks, send);
+    } catch (err) {
+      await deadDone;
+      throw err;
+    }
+    rethrow(await deadDone);
+  }
+
+  /** Stage 1 (eager) and stage 2 (what the reorder window releases), then the poisoned users' dead letters. */
+  async #stages(batch: JsMsg[], users: Map<string, UserWork>, work: (tenant: string, user: string) => UserWork, hooks: RetryHooks, send: (d: DeadLetter) => Promise<unknown>): Promise<void> {
+    const { stats } = this.#d;
     // A user whose work keeps failing for reasons other than the connection is poison: its events go to the DLQ.
     const poisoned = new Map<string, PoisonError>();
     const guard = (u: UserWork, fn: () => Promise<void>) =>
@@ -373,7 +390,6 @@ export class PartitionWorker {
     const todo = [...users.values()].filter((u) => !poisoned.has(u.key));
     rethrow(await Promise.allSettled(todo.map((u) => guard(u, () => io(() => this.#commit(u))))));
     for (const [key, err] of poisoned) await this.#deadUser(users.get(key)!, err, batch, hooks, send);
-    rethrow(await Promise.allSettled(deadJobs));
   }
 
   /** The messages (of this batch or still unacknowledged) with the given stream sequences, once each. */

@@ -20,6 +20,8 @@ export class Stats {
   conflicts = 0;
   /** Partition rewinds after a delivery gap or a restart with pending messages. */
   rewinds = 0;
+  /** Rejected events the DLQ could not take (each logged at error level). */
+  deadLetterFailures = 0;
 
   snapshot(): Record<string, number> {
     return { ...this } as unknown as Record<string, number>;

@@ -11,6 +11,33 @@ export class ConflictError extends Error {
   }
 }
 
+/**
+ * A user's stored state cannot be read (not the engine's JSON, or a version
+ * it does not know): written by something else, or damaged. Retrying does
+ * not help; the message names the user and the way back.
+ */
+export class CorruptStateError extends Error {
+  override name = "CorruptStateError";
+  constructor(readonly key: string, opts?: ErrorOptions) {
+    const [tenant, user] = key.split(".");
+    const why = opts?.cause instanceof Error ? `${opts.cause.name}: ${opts.cause.message}` : String(opts?.cause);
+    super(
+      `the stored state of user ${user} of tenant ${tenant} (key ${key} in bucket ach_state) cannot be read (${why}). ` +
+        `Its events go to the DLQ as processing_failed; to rebuild it, delete the key (nats kv del ach_state ${key}) and redrive the user's dead letters`,
+      opts,
+    );
+  }
+}
+
+/** Decodes stored bytes of `key`, naming the user when they cannot be read. */
+function decodeStored(key: string, bytes: Uint8Array): UserState {
+  try {
+    return decodeState(bytes);
+  } catch (err) {
+    throw new CorruptStateError(key, { cause: err });
+  }
+}
+
 /** A user's state with the KV revision it was read at (0 = not stored yet). */
 export type Versioned = { state: UserState; revision: number };
 
@@ -51,7 +78,7 @@ export class StateStore {
   async load(key: string): Promise<Versioned> {
     const hit = this.#cache?.get(key);
     if (hit) {
-      const state = hit.bytes ? decodeState(hit.bytes) : emptyUserState();
+      const state = hit.bytes ? decodeStored(key, hit.bytes) : emptyUserState();
       return { state: hit.delivered ? { ...state, outbox: [] } : state, revision: hit.revision };
     }
     return this.read(key);
@@ -64,7 +91,7 @@ export class StateStore {
     const revision = stored ? e.revision : (e?.revision ?? 0);
     // Copy: the entry's bytes are a view into the message it came in.
     this.#cache?.set(key, { bytes: stored ? e.value.slice() : undefined, revision });
-    return { state: stored ? decodeState(e.value) : emptyUserState(), revision };
+    return { state: stored ? decodeStored(key, e.value) : emptyUserState(), revision };
   }
 
   /**

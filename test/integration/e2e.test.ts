@@ -87,7 +87,7 @@ describe("end to end on one server", () => {
   it("answers malformed requests with 4xx and a clear body, and rejects bad events by name", async () => {
     const notJson = await apiFetch(engine, "/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" });
     expect(notJson.status).toBe(400);
-    expect(await notJson.json()).toMatchObject({ error: "bad_request" });
+    expect(await notJson.json()).toMatchObject({ error: "bad_json", message: expect.stringContaining("not JSON") });
     const empty = await api<{ error: string }>("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: "[]" });
     expect(empty.status).toBe(400);
     const bad = await api<{ status: string; reason: string; issues: { path: string }[] }>("/v1/events", {

@@ -42,6 +42,14 @@ const tenant = (scope: "events" | "read" | "rules", s: number): Record<Caller, n
 const MATRIX: Record<string, Row> = {
   "GET /openapi.json": { method: "GET", path: "/openapi.json", expect: pub(200) },
   "GET /healthz": { method: "GET", path: "/healthz", expect: pub(200) },
+  // The browsable API reference (@fastify/swagger-ui), public like the document.
+  "GET /docs": { method: "GET", path: "/docs", expect: pub(200) },
+  "GET /docs/": { method: "GET", path: "/docs/", expect: pub(200) },
+  "GET /docs/static/index.html": { method: "GET", path: "/docs/static/index.html", expect: pub(200) },
+  "GET /docs/static/swagger-initializer.js": { method: "GET", path: "/docs/static/swagger-initializer.js", expect: pub(200) },
+  "GET /docs/static/*": { method: "GET", path: "/docs/static/swagger-ui.css", expect: pub(200) },
+  "GET /docs/json": { method: "GET", path: "/docs/json", expect: pub(200) },
+  "GET /docs/yaml": { method: "GET", path: "/docs/yaml", expect: pub(200) },
   "GET /readyz": { method: "GET", path: "/readyz", expect: pub(200) },
   // An event of tenant tA that is invalid (no user): authorized callers get 422, and it goes to the DLQ.
   "POST /v1/events": { method: "POST", path: "/v1/events", body: { event_id: "m1", event_type: "x", tenant_id: "tA", occurred_at: "2026-01-01T00:00:00Z" }, expect: tenant("events", 422) },
@@ -116,6 +124,28 @@ describe("HTTP API keys and scopes", () => {
       }
     }
     expect(got).toEqual(want);
+  });
+
+  it("documents every route in /openapi.json, with its key requirement and error answers, and serves a browsable page", async () => {
+    const doc = (await (await call("/openapi.json")).json()) as { openapi: string; paths: Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown> }>> };
+    expect(doc.openapi).toBe("3.1.0");
+    const api = declaredRoutes(engine.api!).filter((r) => r.method !== "HEAD" && !r.url.startsWith("/docs"));
+    for (const r of api) {
+      const path = r.url.replace(/:(\w+)/g, "{$1}");
+      const op = doc.paths[path]?.[r.method.toLowerCase()];
+      expect(op, `${r.method} ${r.url} in the OpenAPI document`).toBeDefined();
+      const codes = Object.keys(op!.responses);
+      expect(codes, `${r.method} ${r.url}`).toEqual(expect.arrayContaining(["500", "503"]));
+      if ("public" in r.access) expect(op!.security, `${r.method} ${r.url}`).toEqual([]);
+      else {
+        expect(codes, `${r.method} ${r.url}`).toEqual(expect.arrayContaining(["401", "403", "429"]));
+        expect(op!.security, `${r.method} ${r.url}`).toEqual([{ apiKey: [] }]);
+      }
+      if (r.method === "POST" || r.method === "PUT") expect(codes, `${r.method} ${r.url}`).toEqual(expect.arrayContaining(["400", "413", "415"]));
+    }
+    const page = await call("/docs/");
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("swagger");
   });
 
   it("answers 401 with a Bearer challenge for a missing, malformed, unknown or tampered key", async () => {
