@@ -12,7 +12,7 @@ export type ReorderOptions = {
 };
 
 type Held = { item: SeqEvent; arrived: number };
-type UserBuffer = { held: Held[]; maxTime: number };
+type UserBuffer = { held: Held[] };
 
 /** What adding an event did. */
 export type AddResult = "buffered" | "duplicate" | "late";
@@ -26,12 +26,17 @@ function cmp(a: SeqEvent, b: SeqEvent): number {
  * rules need, per user, and releases each user's events in event-time
  * order once they are safe to release:
  *
- * - the user's newest event is at least `window` later in event time (the
- *   user's own watermark; one producer with a skewed clock cannot cancel
- *   other users' reordering), or
- * - it has waited `window` of wall-clock time (an idle user, or a clock far
- *   behind), or
+ * - the earliest held event (in event time) has waited `window` of
+ *   wall-clock time since it arrived, or
  * - the user or the partition holds more than its bound (oldest first).
+ *
+ * So the promise is about arrival, whatever the pace: an event that arrives
+ * less than `window` after a later event of its user is put before it. (An
+ * earlier version also released events once the user's newest event was a
+ * window later in event time; with three steps arriving in reverse one at a
+ * time, that released the middle one on arrival and made the first late,
+ * while the same steps in one batch unlocked: the outcome depended on how
+ * batches formed.)
  *
  * An event that arrives after a later event of the same user was released
  * is late: it is not buffered (the ordered phase would skip it) and is
@@ -66,13 +71,12 @@ export class ReorderBuffer {
       return item.seq <= rel[1] ? "duplicate" : "late";
     }
     let u = this.#users.get(key);
-    if (!u) this.#users.set(key, (u = { held: [], maxTime: item.ev.occurredAt }));
+    if (!u) this.#users.set(key, (u = { held: [] }));
     const id = item.ev.event.event_id;
     if (u.held.some((h) => h.item.seq === item.seq || h.item.ev.event.event_id === id)) return "duplicate";
     let i = u.held.length;
     while (i > 0 && cmp(u.held[i - 1]!.item, item) > 0) i--;
     u.held.splice(i, 0, { item, arrived: now });
-    u.maxTime = Math.max(u.maxTime, item.ev.occurredAt);
     this.#size++;
     return "buffered";
   }
@@ -91,7 +95,7 @@ export class ReorderBuffer {
     for (const [key, u] of this.#users) {
       while (u.held.length > 0) {
         const h = u.held[0]!;
-        const ready = h.item.ev.occurredAt <= u.maxTime - this.#o.window || now - h.arrived >= this.#o.window || u.held.length > this.#o.maxPerUser;
+        const ready = now - h.arrived >= this.#o.window || u.held.length > this.#o.maxPerUser;
         if (!ready) break;
         take(key, u);
       }
@@ -114,11 +118,16 @@ export class ReorderBuffer {
     return min;
   }
 
-  /** Milliseconds until the next event is due by wall-clock time (undefined when empty). */
+  /**
+   * Milliseconds until the next event is due by wall-clock time (undefined
+   * when empty). Only each user's earliest held event counts: the others
+   * wait behind it, so waking for them would find nothing to release.
+   */
   nextDue(now: number): number | undefined {
     let first: number | undefined;
     for (const u of this.#users.values()) {
-      for (const h of u.held) first = first === undefined ? h.arrived : Math.min(first, h.arrived);
+      const h = u.held[0];
+      if (h) first = first === undefined ? h.arrived : Math.min(first, h.arrived);
     }
     return first === undefined ? undefined : Math.max(0, first + this.#o.window - now);
   }

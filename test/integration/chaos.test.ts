@@ -117,7 +117,7 @@ describe("semantics checker: duplicates, shuffles, kill -9 and a server restart"
         if (letters.size >= total) break;
       }
     }
-    for (const m of malformed) expect(letters.get(m.eventId!), `DLQ entry of ${m.eventId}`).toBe(m.malformed);
+    for (const m of malformed) expect(letters.get(m.msgId!), `DLQ entry of ${m.eventId}`).toBe(m.malformed);
     expect(events.every((e) => validateEvent(e).ok)).toBe(true);
 
     // The seen-ids archive was written (retries without a msg id must be stopped by the engine's own record).
