@@ -18,6 +18,8 @@ export type Outcome =
   | { index: number; event_id?: string; status: "failed"; message: string };
 
 const enc = new TextEncoder();
+/** Events validated between two yields to the event loop. */
+const YIELD_EVERY = 16;
 
 function str(v: unknown): string | undefined {
   return typeof v === "string" ? v : undefined;
@@ -88,14 +90,19 @@ export function eventRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const quota = quotas.take(counts);
     if (!quota.ok) return tooMany(reply, Math.min(quota.retryAfterSeconds, 3600), `tenant ${quota.tenant} is over its event quota (${config.http.quota.eventsPerSecond}/s, burst ${config.http.quota.burst}); nothing in this request was published`);
     // One event's trouble is its own outcome, never the whole request's: the others were published or not, and the answer says which.
-    const outcomes = await Promise.all(
-      events.map((e, index) =>
+    const pending: Promise<Outcome>[] = [];
+    for (const [index, e] of events.entries()) {
+      // Validation is synchronous work on the loop the workers share: yield every few events, so a large batch
+      // never holds lease renewals, acks and other requests back for long.
+      if (index > 0 && index % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
+      pending.push(
         ingestOne(ctx, e, index).catch((err: unknown): Outcome => {
           ctx.log.error({ err, index }, "ingesting an event failed");
           return { index, status: "failed", message: `not published: ${(err as Error).message}` };
         }),
-      ),
-    );
+      );
+    }
+    const outcomes = await Promise.all(pending);
     const count = (s: Outcome["status"]) => outcomes.filter((o) => o.status === s).length;
     const summary = { results: outcomes, accepted: count("accepted"), duplicates: count("duplicate"), rejected: count("rejected"), failed: count("failed") };
     if (summary.failed > 0) return reply.code(503).send({ error: "unavailable", message: "NATS did not confirm some events; retry them (same event_id is safe)", ...summary });

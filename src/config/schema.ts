@@ -50,7 +50,7 @@ export const ConfigSchema = z
         /** Most events accepted by one `POST /v1/events`. */
         maxBatch: z.number().int().min(1).max(10_000).default(500),
         /** Largest request body, in bytes (a batch of events included); larger: 413 before it is read whole. */
-        maxBodyBytes: z.number().int().min(65_536).max(64 * 1_048_576).default(4 * 1_048_576),
+        maxBodyBytes: z.number().int().min(65_536).max(64 * 1_048_576).default(1_048_576),
         /** Deepest nesting of objects and arrays in a request body, checked before parsing; deeper: 400. */
         maxDepth: z.number().int().min(4).max(256).default(32),
         /** A request (headers and body) must arrive within this; a client that stalls is cut off. */

@@ -72,7 +72,7 @@ describe("loadConfig defaults", () => {
       host: "127.0.0.1",
       port: 8080,
       maxBatch: 500,
-      maxBodyBytes: 4 * 1_048_576,
+      maxBodyBytes: 1_048_576,
       maxDepth: 32,
       requestTimeout: 10_000,
       rateLimit: { perKey: 100, perTenant: 300, window: 1000 },
