@@ -16,7 +16,8 @@ export type CoordinatorDeps = {
   log: Logger;
 };
 
-type Owned = { lease: Held; worker: PartitionWorker; starting?: boolean };
+/** A partition this worker holds; `wroteBefore` is when earlier workers under the same lease last wrote (see `#resume`). */
+type Owned = { lease: Held; worker: PartitionWorker; starting?: boolean; wroteBefore?: number };
 
 /** How often leases are renewed: five times a TTL (at least every 100 ms). */
 function renewEvery(ttl: number): number {
@@ -25,10 +26,12 @@ function renewEvery(ttl: number): number {
 
 /**
  * Decides which partitions this process consumes. Every `ttl/5` it renews
- * its heartbeat and all its leases at once; a lease that cannot be renewed
- * stops its partition at once: when renewal fails outright (taken by
- * another), or when half a TTL has passed without a successful renewal —
- * well before anyone else can acquire it. Separately, every `ttl/3`, it
+ * its heartbeat and all its leases at once. A partition stops writing once
+ * half a TTL has passed without a successful renewal (its fence) — well
+ * before anyone else can acquire the lease — and stops for good when a
+ * renewal finds the lease taken or gone. A renewal that was only late (a
+ * busy event loop, a slow server) loses nothing: when it succeeds, the
+ * partition resumes under the same lease. Separately, every `ttl/3`, it
  * computes the shared plan (partition k to the (k mod W)-th live worker,
  * counting only workers seen live for a whole TTL, so a flapping heartbeat
  * moves nothing), hands over partitions another live worker should have
@@ -44,6 +47,9 @@ export class Coordinator {
   #renewTimer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #renewing: Promise<void> | undefined;
+  #beating: Promise<void> | undefined;
+  /** Partitions whose lease was lost, still finishing the step in hand. */
+  readonly #lettingGo = new Set<Promise<void>>();
   #stopped = false;
 
   constructor(deps: CoordinatorDeps) {
@@ -63,10 +69,12 @@ export class Coordinator {
   async start(): Promise<void> {
     const ttl = this.#d.config.leases.ttl;
     await this.#renewals();
+    // The first heartbeat is written before the first plan, so that this worker counts itself among the live ones.
+    await this.#beating;
     // Renewals run on their own, often (every ttl/5, all leases at once), so that a slow handover or a partition
     // that is slow to start never delays them — not even the first round, which starts every partition in turn
     // while the first ones are already busy: two renewals in a row may fail before the fence (ttl/2) stops writes.
-    this.#renewTimer = setInterval(() => void this.#renewals(), renewEvery(ttl));
+    this.#scheduleRenewals(Date.now());
     await this.tick();
     this.#timer = setInterval(() => void this.tick(), Math.max(200, Math.floor(ttl / 3)));
   }
@@ -78,24 +86,49 @@ export class Coordinator {
     return this.#ticking;
   }
 
+  /**
+   * Runs the next round of renewals a period after the last one started —
+   * at once when that round took longer: on a fixed grid, a slow round makes
+   * the next tick find it still running and skip, and the leases wait a
+   * whole period more.
+   */
+  #scheduleRenewals(lastStart: number): void {
+    if (this.#stopped) return;
+    const wait = Math.max(0, lastStart + renewEvery(this.#d.config.leases.ttl) - Date.now());
+    this.#renewTimer = setTimeout(() => {
+      const start = Date.now();
+      this.#renewals()
+        .catch((err: unknown) => this.#d.log.error({ err }, "lease renewals failed"))
+        .finally(() => this.#scheduleRenewals(start));
+    }, wait);
+  }
+
   /** Heartbeat and lease renewals (never two rounds at once); a lease that is lost or too old stops its partition. */
   async #renewals(): Promise<void> {
     if (this.#renewing || this.#stopped) return this.#renewing;
     this.#renewing = (async () => {
       const { leases, members, config, log } = this.#d;
       const ttl = config.leases.ttl;
-      // A renewal that takes longer than the time to the next one is given up.
-      const timeout = renewEvery(ttl);
-      await members.heartbeat(Date.now()).catch((err: unknown) => log.warn({ err: String(err) }, "heartbeat failed"));
+      // Apart from the renewals (one at a time): a slow heartbeat must neither delay them nor hold up the next round.
+      this.#beating ??= members
+        .heartbeat(Date.now())
+        .catch((err: unknown) => log.warn({ err: String(err) }, "heartbeat failed"))
+        .finally(() => (this.#beating = undefined));
       await Promise.all(
         [...this.#owned].map(async ([p, o]) => {
+          // Wait for the reply as long as it can still keep the fence open. Giving up sooner helps nothing: the
+          // next try writes on the same revision, so it can only succeed if this one did not; and on a busy event
+          // loop the timeout fires before a reply that has already arrived is read.
+          const timeout = Math.max(renewEvery(ttl), ttl / 2 - (Date.now() - o.lease.renewedAt));
           const ok = await leases.renew(o.lease, Date.now(), timeout).catch((err: unknown) => {
             log.warn({ partition: p, err: String(err) }, "lease renewal failed");
             return undefined;
           });
-          // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest.
-          if (ok === false) await this.#letGo(p, o, false, "lease lost; partition stopped");
-          else if (ok === undefined && Date.now() - o.lease.renewedAt > ttl / 2) await this.#letGo(p, o, false, "lease not renewed in time; partition stopped");
+          // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest. Not awaited: the partition
+          // finishes the step in hand, which must not hold up the next round of the other leases' renewals.
+          if (ok === false) this.#letGoAside(p, o, "lease lost; partition stopped");
+          // A renewal that failed (a timeout, a server away) is no lost lease: the fence keeps the partition from
+          // writing meanwhile, and the next renewal either keeps the lease or finds it taken or gone.
         }),
       );
     })().finally(() => (this.#renewing = undefined));
@@ -105,8 +138,6 @@ export class Coordinator {
   async #round(): Promise<void> {
     const { leases, members, config, log } = this.#d;
     const ttl = config.leases.ttl;
-    // A worker that stopped itself (its fence tripped) gives the lease back; it is taken again with a rewind.
-    for (const [p, o] of [...this.#owned]) if (!o.worker.running && !o.starting) await this.#letGo(p, o, true, "partition stopped itself; lease released");
     if (this.#stopped) return;
     let live: string[];
     try {
@@ -127,6 +158,8 @@ export class Coordinator {
       if (plan.has(p)) continue;
       await this.#letGo(p, o, true, "partition handed over", "info");
     }
+    // A worker whose fence closed stopped itself; once a renewal has caught up, the lease is fresh again.
+    for (const [p, o] of [...this.#owned]) if (!o.worker.running && !o.starting && this.#fence(o.lease)()) await this.#resume(p, o);
     // Take what this worker should have, when it is free.
     for (const p of plan) {
       if (this.#owned.has(p) || this.#stopped) continue;
@@ -136,12 +169,8 @@ export class Coordinator {
       });
       if (!lease) continue;
       // Another worker may have written these users' state since we cached it.
-      this.#d.store.forgetWhere((key) => {
-        const [tenant, user] = key.split(".") as [string, string];
-        return partitionOf(tenant, user, config.partitions) === p;
-      });
-      // Writes stop once half a TTL passes without a renewal: the lease cannot have passed to anyone before a full TTL.
-      const worker = this.#d.makeWorker(p, () => Date.now() - lease.renewedAt < config.leases.ttl / 2);
+      this.#forget(p);
+      const worker = this.#d.makeWorker(p, this.#fence(lease));
       // Owned (and so renewed) while it starts: a rewind may take a while.
       const owned: Owned = { lease, worker, starting: true };
       this.#owned.set(p, owned);
@@ -160,6 +189,49 @@ export class Coordinator {
     }
   }
 
+  /** Whether a partition may write: writes stop once half a TTL passes without a renewal, and the lease cannot pass to anyone before a full TTL. */
+  #fence(lease: Held): () => boolean {
+    const ttl = this.#d.config.leases.ttl;
+    return () => Date.now() - lease.renewedAt < ttl / 2;
+  }
+
+  /** Drops the cached state of a partition's users: it may be older than what is stored. */
+  #forget(p: number): void {
+    const { partitions } = this.#d.config;
+    this.#d.store.forgetWhere((key) => {
+      const [tenant, user] = key.split(".") as [string, string];
+      return partitionOf(tenant, user, partitions) === p;
+    });
+  }
+
+  /**
+   * Starts a partition again under the lease it kept, from its ack floor,
+   * after its fence closed and stopped it: the renewals were late, not lost.
+   * Handing the lease back instead would make it a move (a new tenure, and a
+   * free partition for a moment) for what was a busy moment.
+   */
+  async #resume(p: number, o: Owned): Promise<void> {
+    const { log } = this.#d;
+    // Closes the consumer the stopped worker left open.
+    await o.worker.stop();
+    if (this.#owned.get(p) !== o || this.#stopped) return;
+    o.wroteBefore = Math.max(o.wroteBefore ?? 0, o.worker.lastWriteAt);
+    // A write in flight when the fence closed may or may not have landed.
+    this.#forget(p);
+    o.worker = this.#d.makeWorker(p, this.#fence(o.lease));
+    o.starting = true;
+    try {
+      await o.worker.start();
+    } catch (err) {
+      log.warn({ partition: p, err: String(err) }, "partition did not resume; releasing its lease");
+      await this.#letGo(p, o, true, "partition stopped itself; lease released");
+      return;
+    } finally {
+      o.starting = false;
+    }
+    if (this.#owned.get(p) === o) log.warn({ partition: p, epoch: o.lease.revision, since: o.lease.since, lastWriteAt: o.wroteBefore }, "partition resumed under its lease after its fence closed");
+  }
+
   /**
    * Stops a partition's worker (it finishes the write in hand), gives the
    * lease back if asked, and logs when the worker last wrote: the end of
@@ -170,17 +242,28 @@ export class Coordinator {
     this.#owned.delete(p);
     await o.worker.stop();
     if (release) await this.#d.leases.release(o.lease);
-    const fields = { partition: p, epoch: o.lease.revision, lastWriteAt: o.worker.lastWriteAt, lastRenewedAt: o.lease.renewedAt };
+    const fields = { partition: p, epoch: o.lease.revision, lastWriteAt: Math.max(o.worker.lastWriteAt, o.wroteBefore ?? 0), lastRenewedAt: o.lease.renewedAt };
     this.#d.log[level](fields, why);
+  }
+
+  /** {@link #letGo} without the lease (it is lost), in the background; `stop()` waits for it. */
+  #letGoAside(p: number, o: Owned, why: string): void {
+    const done: Promise<void> = this.#letGo(p, o, false, why)
+      .catch((err: unknown) => this.#d.log.error({ partition: p, err }, "partition did not stop cleanly"))
+      .finally(() => this.#lettingGo.delete(done));
+    this.#lettingGo.add(done);
   }
 
   /** Stops every partition (finishing the step in hand), releases the leases and leaves. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
-    clearInterval(this.#renewTimer);
+    clearTimeout(this.#renewTimer);
     await this.#ticking;
     await this.#renewing;
+    // A heartbeat still in flight would announce this worker again after it left.
+    await this.#beating;
+    await Promise.all(this.#lettingGo);
     const owned = [...this.#owned.values()];
     this.#owned.clear();
     await Promise.all(owned.map((o) => o.worker.stop()));

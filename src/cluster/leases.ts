@@ -1,5 +1,6 @@
 import type { KV } from "@nats-io/kv";
 import { isCasFailure } from "../state/mod.ts";
+import { currentEntries } from "./snapshot.ts";
 
 /** A lease this worker holds: the partition, the KV revision it was last written at, and when. */
 export type Held = { partition: number; revision: number; renewedAt: number; since: number };
@@ -57,12 +58,30 @@ export class LeaseTable {
     }
   }
 
-  /** Renews a held lease (giving up after `timeoutMs`); false when it was lost (expired and taken, or deleted). */
+  /**
+   * Renews a held lease (giving up after `timeoutMs`); false when it was
+   * lost (expired and taken, or deleted). `renewedAt` moves to the time a
+   * renewal that succeeded was sent, never later: the bucket's TTL for the
+   * new revision started after it.
+   */
   async renew(h: Held, now: number, timeoutMs?: number): Promise<boolean> {
-    const record = enc.encode(JSON.stringify({ owner: this.workerId, since: new Date(h.since).toISOString() } satisfies LeaseRecord));
+    const record = this.#record(h);
     try {
       h.revision = await this.kv.update(this.#key(h.partition), record, h.revision, timeoutMs);
       h.renewedAt = now;
+      return true;
+    } catch (err) {
+      if (!isCasFailure(err)) throw err;
+    }
+    // A renewal given up on may still have been written: on a busy event loop its timer fires before its reply is
+    // read. Then the key holds this very tenure's record at a later revision, and the lease was never lost: renew on
+    // that revision. Another owner, another tenure, or no key at all is a lost lease.
+    const revision = await this.#laterOwnRevision(h);
+    if (revision === undefined) return false;
+    const sentAt = Date.now();
+    try {
+      h.revision = await this.kv.update(this.#key(h.partition), record, revision, timeoutMs);
+      h.renewedAt = sentAt;
       return true;
     } catch (err) {
       if (isCasFailure(err)) return false;
@@ -70,21 +89,36 @@ export class LeaseTable {
     }
   }
 
-  /** Gives a lease back (only if it is still ours). */
+  /** Gives a lease back (only if it is still ours, even at a revision written by a renewal given up on). */
   async release(h: Held): Promise<void> {
-    await this.kv.delete(this.#key(h.partition), { previousSeq: h.revision }).catch(() => undefined);
+    const del = (revision: number) => this.kv.delete(this.#key(h.partition), { previousSeq: revision });
+    try {
+      await del(h.revision);
+    } catch {
+      const revision = await this.#laterOwnRevision(h).catch(() => undefined);
+      if (revision !== undefined) await del(revision).catch(() => undefined);
+    }
+  }
+
+  /** The record this tenure writes: the owner and when the lease was taken. */
+  #record(h: Held): Uint8Array {
+    return enc.encode(JSON.stringify({ owner: this.workerId, since: new Date(h.since).toISOString() } satisfies LeaseRecord));
+  }
+
+  /** The key's revision when it is later than `h.revision` and holds this tenure's record (same owner, same `since`). */
+  async #laterOwnRevision(h: Held): Promise<number | undefined> {
+    const e = await this.kv.get(this.#key(h.partition));
+    if (!e || e.operation !== "PUT" || e.revision <= h.revision) return undefined;
+    const cur = JSON.parse(dec.decode(e.value)) as LeaseRecord;
+    return cur.owner === this.workerId && cur.since === new Date(h.since).toISOString() ? e.revision : undefined;
   }
 
   /** Every current lease. */
   async list(now: number): Promise<LeaseView[]> {
     const out: LeaseView[] = [];
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys("p.*")) keys.push(k);
-    for (const k of keys) {
-      const e = await this.kv.get(k);
-      if (!e || e.operation !== "PUT") continue;
+    for (const e of await currentEntries(this.kv, "p.*")) {
       const r = JSON.parse(dec.decode(e.value)) as LeaseRecord;
-      out.push({ partition: Number(k.slice(2)), owner: r.owner, since: r.since, revision: e.revision, ageMs: now - e.created.getTime() });
+      out.push({ partition: Number(e.key.slice(2)), owner: r.owner, since: r.since, revision: e.revision, ageMs: now - e.created.getTime() });
     }
     return out.sort((a, b) => a.partition - b.partition);
   }
@@ -108,12 +142,9 @@ export class Membership {
     await this.kv.delete(`w.${this.workerId}`).catch(() => undefined);
   }
 
-  /** Ids of the live workers, sorted. */
+  /** Ids of the live workers (not left, not expired), sorted, each once: every worker must compute the same plan. */
   async live(): Promise<string[]> {
-    const ids: string[] = [];
-    // keys() lists live entries only (not deleted, purged or expired ones).
-    for await (const k of await this.kv.keys("w.*")) ids.push(k.slice(2));
-    return ids.sort();
+    return (await currentEntries(this.kv, "w.*")).map((e) => e.key.slice(2));
   }
 }
 

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fixture } from "./engine.ts";
 
@@ -28,16 +30,29 @@ export function startChild(natsUrl: string, command = "worker", env: Record<stri
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output: string[] = [];
+  // ACH_TEST_CHILD_LOGS=<dir> keeps every child's log (one file per worker id): a run that fails under load is
+  // explained by its lease lines, which are gone once the test's processes are.
+  const keep = process.env.ACH_TEST_CHILD_LOGS ? join(process.env.ACH_TEST_CHILD_LOGS, `${env.ACH_WORKER_ID ?? command}-${child.pid}.log`) : undefined;
+  if (keep) appendFileSync(keep, `${JSON.stringify({ time: Date.now(), msg: "spawned (test helper)" })}\n`);
   const waiters: { text: string; resolve: () => void }[] = [];
-  const onData = (b: Buffer) => {
-    for (const line of b.toString("utf8").split("\n")) {
-      if (!line) continue;
-      output.push(line);
-      for (const w of [...waiters]) if (line.includes(w.text)) (waiters.splice(waiters.indexOf(w), 1), w.resolve());
-    }
+  const onLine = (line: string) => {
+    if (!line) return;
+    output.push(line);
+    if (keep) appendFileSync(keep, `${line}\n`);
+    for (const w of [...waiters]) if (line.includes(w.text)) (waiters.splice(waiters.indexOf(w), 1), w.resolve());
   };
-  child.stdout!.on("data", onData);
-  child.stderr!.on("data", onData);
+  for (const stream of [child.stdout!, child.stderr!]) {
+    // A read may end in the middle of a line (a busy test process lets the pipe fill up): keep the tail for the
+    // next read, per stream, or a lease line is lost to JSON.parse and a waitFor misses its text.
+    let partial = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (s: string) => {
+      const lines = (partial + s).split("\n");
+      partial = lines.pop()!;
+      lines.forEach(onLine);
+    });
+    stream.on("end", () => onLine(partial));
+  }
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   return {
     process: child,
