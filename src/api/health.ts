@@ -31,7 +31,11 @@ export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (problems.length) return reply.code(503).header("retry-after", "1").send({ status: "not ready", problems });
     return { status: "ready" };
   });
-  app.get("/v1/status", { ...ADMIN, schema: { summary: "Live workers; per partition its owner, lease age and lag", tags: ["operations"], response: { 200: { description: "workers and partitions", type: "object" } } } }, async () => clusterStatus(ctx.jsm, ctx.leases, ctx.members, ctx.config.partitions, Date.now()));
+  app.get("/v1/status", { ...ADMIN, schema: { summary: "Live workers; per partition its owner, lease age and lag; rejected events this API process could not keep", tags: ["operations"], response: { 200: { description: "workers, partitions, dead_letter_failures", type: "object" } } } }, async () => ({
+    ...(await clusterStatus(ctx.jsm, ctx.leases, ctx.members, ctx.config.partitions, Date.now())),
+    // Never swallowed: a rejected event the DLQ could not take is counted here (and logged at error).
+    dead_letter_failures: ctx.stats.deadLetterFailures,
+  }));
   app.get("/v1/stats", { ...ADMIN, schema: { summary: "Counters of this process (received, applied, duplicates, rejected, unlocks, dead_letter_failures, …)", tags: ["operations"], response: { 200: { description: "counters", type: "object" } } } }, async () => {
     const s = ctx.stats.snapshot();
     const received = s.received || 0;

@@ -133,4 +133,14 @@ describe("clear answers to hostile requests", () => {
     await eventually(async () => ((await apiFetch(engine, "/readyz")).status === 200 ? true : undefined), 30_000, "ready again");
     expect((await apiFetch(engine, "/v1/tenants/hostile/users/g1/achievements")).status).toBe(200);
   });
+
+  it("says so, and counts it, when the DLQ cannot take a rejected event", async () => {
+    // Last: without its DLQ stream nothing can be dead-lettered (and /readyz says not ready).
+    await nats.jsm.streams.delete("ACH_DLQ");
+    const res = await post(JSON.stringify({ ...ev("hostile", "nodlq", "lesson.completed"), occurred_at: "yesterday" }));
+    expect(res.status).toBe(422);
+    expect(await res.json()).toMatchObject({ status: "rejected", reason: "invalid_event", dead_letter: "failed" });
+    const status = (await (await apiFetch(engine, "/v1/status")).json()) as { dead_letter_failures: number };
+    expect(status.dead_letter_failures).toBeGreaterThanOrEqual(1);
+  });
 });
