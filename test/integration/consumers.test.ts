@@ -51,5 +51,5 @@ describe("consumers held by a running engine", () => {
     console.log(`consumers: ${first.size} at start, counts ${counts.join(" ")}, ${seen.size - first.size} created meanwhile`);
     expect(counts.every((n) => n === first.size)).toBe(true);
     expect([...seen].filter((c) => !first.has(c))).toEqual([]);
-  });
+  }, (SECONDS + 60) * 1000);
 });
