@@ -26,7 +26,7 @@ import { printAuthorization, tenantsCmd, UsageError } from "./tenants.ts";
 import { keysCmd } from "./keys.ts";
 import { listDeadLetters, redriveDeadLetter, showDeadLetter } from "../src/pipeline/mod.ts";
 import { ConfigError, loadConfig, type Config, type ConfigInput } from "../src/config/mod.ts";
-import { startEngine } from "../src/engine.ts";
+import { startEngine, type Engine } from "../src/engine.ts";
 import { partitionMapping, partitionOf } from "../src/events/mod.ts";
 import { loadRules, RulesError } from "../src/rules/mod.ts";
 import { simulate, unlockLine, userProgress } from "../src/sim/mod.ts";
@@ -68,11 +68,13 @@ Configuration: config/achd.yaml (or ACH_CONFIG) and environment variables; see R
 async function run(overrides: ConfigInput): Promise<void> {
   const config = loadConfig(process.env, overrides);
   const log = createLogger(config.log.level);
-  const engine = await startEngine(config, log);
+  let engine: Engine | undefined;
   let signals = 0;
+  // Handlers go in before start-up: a signal's default action ends the process without its exit hooks, which stop
+  // the embedded server (src/nats/ownership.ts); process.exit runs them.
   const onSignal = (sig: string) => {
-    if (++signals > 1) {
-      log.warn("second signal: exiting now");
+    if (++signals > 1 || !engine) {
+      log.warn({ signal: sig }, engine ? "second signal: exiting now" : "signal during start-up: exiting now");
       process.exit(130);
     }
     log.info({ signal: sig }, "shutting down");
@@ -86,6 +88,7 @@ async function run(overrides: ConfigInput): Promise<void> {
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
+  engine = await startEngine(config, log);
   if (engine.httpUrl) log.info(`ready: API at ${engine.httpUrl}, NATS at ${engine.natsUrl}; Ctrl-C stops`);
 }
 
@@ -174,7 +177,7 @@ function simulateCmd(args: string[]): number {
       console.error(JSON.stringify({ line: i + 1, rejected: "bad_json", message: (err as Error).message }));
     }
   });
-  const sim = simulate(events, book, 1000, config.dedup.fingerprints);
+  const sim = simulate(events, book, 1000, config.dedup.fingerprints, { limits: config.limits });
   for (const r of sim.rejected) console.error(JSON.stringify({ index: r.index, rejected: r.rejection.code, message: r.rejection.message }));
   for (const u of sim.unlocks) console.log(JSON.stringify(unlockLine(u)));
   if (values.progress) {
@@ -313,6 +316,7 @@ async function replayCmd(args: string[]): Promise<number> {
       book,
       maxBytes: config.events.maxBytes,
       partitions: config.partitions,
+      limits: config.limits,
       recentIds: config.worker.recentIds,
       fingerprints: config.dedup.fingerprints,
       ...(values.from ? { fromSeq: Number(values.from) } : {}),

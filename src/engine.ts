@@ -6,8 +6,8 @@ import { adminKeyFile, ApiKeys } from "./auth/mod.ts";
 import type { Config } from "./config/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import pLimit from "p-limit";
-import { Buckets, checkPartitionMapping, ensureTopology, FastKv, JsRequests, natsAuthOptions, startNatsServer, type EmbeddedServer, type NatsAuthOptions } from "./nats/mod.ts";
-import { prepareEmbeddedAuthorization, TenantRegistry, type AuthorizationSync } from "./tenants/mod.ts";
+import { Buckets, checkPartitionMapping, claimStore, ensureTopology, FastKv, JsRequests, natsAuthOptions, startNatsServer, whenAnswered, type EmbeddedServer, type NatsAuthOptions } from "./nats/mod.ts";
+import { prepareEmbeddedAuthorization, TenantRegistry, type AuthorizationSync, type EmbeddedAuthorization } from "./tenants/mod.ts";
 import { hostname } from "node:os";
 import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
@@ -57,15 +57,28 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
   if (config.auth.mode === "none") log.warn("auth.mode is none: NATS and the HTTP API accept anyone without credentials — local development only, never expose this");
   let server: EmbeddedServer | undefined;
   let natsUrl = config.nats.url;
-  // auth.mode keys: the embedded server starts with authorization on (the engine's key, the tenants last known).
-  const authorization = !natsUrl && config.auth.mode === "keys" ? prepareEmbeddedAuthorization(config, log) : undefined;
-  if (!natsUrl) {
-    const e = config.nats.embedded;
-    server = await startNatsServer({ host: e.host, port: e.port, dataDir: config.dataDir, baseConfig: e.configFile, partitions: config.partitions, ...(authorization ? { authorization: authorization.file } : {}) });
-    natsUrl = server.url;
-    log.info({ url: natsUrl, dataDir: config.dataDir }, "embedded nats-server started");
+  // One engine per data folder (two servers on one store lose events): the lock, and a server that a dead engine
+  // left on the store, are settled before anything in the folder is written.
+  const claim = natsUrl ? undefined : await claimStore(config.dataDir, log);
+  const stopServer = async () => {
+    await server?.stop();
+    claim?.release();
+  };
+  let authorization: EmbeddedAuthorization | undefined;
+  try {
+    // auth.mode keys: the embedded server starts with authorization on (the engine's key, the tenants last known).
+    authorization = !natsUrl && config.auth.mode === "keys" ? prepareEmbeddedAuthorization(config, log) : undefined;
+    if (!natsUrl) {
+      const e = config.nats.embedded;
+      server = await startNatsServer({ host: e.host, port: e.port, dataDir: config.dataDir, baseConfig: e.configFile, partitions: config.partitions, ...(authorization ? { authorization: authorization.file } : {}) });
+      claim?.attach(server);
+      natsUrl = server.url;
+      log.info({ url: natsUrl, dataDir: config.dataDir, server_pid: server.process.pid }, "embedded nats-server started");
+    }
+  } catch (err) {
+    await stopServer();
+    throw err;
   }
-  const stopServer = async () => server?.stop();
   let nc: NatsConnection;
   let auth: NatsAuthOptions;
   try {
@@ -78,10 +91,11 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
   let control: NatsConnection | undefined;
   let authSync: AuthorizationSync | undefined;
   try {
-    const jsm = await jetstreamManager(nc);
+    // A busy server answers late: these steps are retried within a bound, and a timeout is reported as one.
+    const jsm = await whenAnswered("connecting to JetStream", () => jetstreamManager(nc), { log });
     const js = jetstream(nc);
-    const buckets = await ensureTopology(nc, jsm, config);
-    await checkPartitionMapping(nc, jsm, config);
+    const buckets = await whenAnswered("creating streams, consumers and buckets", () => ensureTopology(nc, jsm, config), { log });
+    await checkPartitionMapping(nc, jsm, config, { log });
     log.info({ server: nc.info?.version, partitions: config.partitions }, "streams, consumers and buckets ready");
     // Tenants added or removed (by any process) reach the embedded server's authorization through the bucket.
     if (authorization && server) authSync = await authorization.sync(new TenantRegistry(buckets.tenants), server);
@@ -155,7 +169,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         if (await keys.bootstrap(adminKeyFile(config.dataDir))) log.info({ file: adminKeyFile(config.dataDir) }, "created the first admin API key; it is in this file (mode 0600)");
       }
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api") },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api") },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });
@@ -183,7 +197,11 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         }
         await stopServer();
         log.info({ stats: stats.snapshot() }, "stopped");
-      })());
+      })().catch(async (err: unknown) => {
+        // Whatever failed on the way, the embedded server does not outlive the engine.
+        await stopServer();
+        throw err;
+      }));
     return {
       config,
       natsUrl,

@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { delimiter, isAbsolute, join, relative, resolve } from "node:path";
 import { partitionMapping } from "../events/mod.ts";
 import { natsServerBinary } from "./server-binary.ts";
 
@@ -25,6 +25,14 @@ export type EmbeddedOptions = {
   authorization?: string;
   /** Called with each line the server logs. */
   onLog?: (line: string) => void;
+  /**
+   * Have the kernel stop the server (SIGTERM) when this process dies, even by
+   * SIGKILL (Linux, through util-linux `setpriv --pdeathsig`; ignored where
+   * that is missing). Default true. The kernel ties the signal to the thread
+   * that spawned the server: start it from the main thread (as the engine
+   * does), not from a worker thread that may end first.
+   */
+  dieWithParent?: boolean;
 };
 
 /** A running nats-server child. */
@@ -65,6 +73,40 @@ function withStoreDir(text: string, storeDir: string, baseConfig?: string): stri
   return JETSTREAM_BLOCK.test(text) ? text.replace(JETSTREAM_BLOCK, `$1\n  ${line}`) : `${text}\njetstream {\n  ${line}\n}\n`;
 }
 
+/** The effective config file of the server on `dataDir`: its path on the server's command line identifies it. */
+export function serverConfigFile(dataDir: string): string {
+  return join(resolve(dataDir), "nats-server.conf");
+}
+
+/** The file where the server on `dataDir` writes its pid (`-P`): the next start finds a server its engine left behind. */
+export function serverPidFile(dataDir: string): string {
+  return join(resolve(dataDir), "nats-server.pid");
+}
+
+let pdeathsig: string | null | undefined;
+
+/**
+ * `setpriv` when it can set the parent-death signal (util-linux 2.33+), else
+ * null: prctl(PR_SET_PDEATHSIG) is not reachable from Node itself, and
+ * setpriv sets it and then execs the server in the same process (same pid).
+ */
+function setprivPath(): string | null {
+  if (pdeathsig !== undefined) return pdeathsig;
+  pdeathsig = null;
+  if (process.platform !== "linux") return pdeathsig;
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    const bin = join(dir || ".", "setpriv");
+    try {
+      accessSync(bin, constants.X_OK);
+      if (execFileSync(bin, ["--help"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 2000 }).includes("--pdeathsig")) pdeathsig = bin;
+      break;
+    } catch {
+      // Not here, or too old: look on.
+    }
+  }
+  return pdeathsig;
+}
+
 /**
  * Writes the effective server config: the base text with JetStream's store
  * under `dataDir/jetstream`, the partition mapping, and the include of the
@@ -86,7 +128,7 @@ export function writeServerConfig(opts: EmbeddedOptions): string {
     parts.push(`# written by achd: ${opts.partitions} partitions\nmappings {\n  "${m.src}": "${m.dest}"\n}\n`);
   }
   if (opts.extraConfig) parts.push(opts.extraConfig);
-  const file = join(opts.dataDir, "nats-server.conf");
+  const file = serverConfigFile(opts.dataDir);
   writeFileSync(file, parts.join("\n"));
   return file;
 }
@@ -100,8 +142,9 @@ export async function startNatsServer(opts: EmbeddedOptions): Promise<EmbeddedSe
   const dataDir = resolve(opts.dataDir);
   const conf = writeServerConfig({ ...opts, dataDir });
   // The store directory is in the config file (see withStoreDir), not on the command line.
-  const args = ["-c", conf, "-a", opts.host, "-p", String(opts.port), "-js"];
-  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const args = ["-c", conf, "-a", opts.host, "-p", String(opts.port), "-js", "-P", serverPidFile(dataDir)];
+  const setpriv = opts.dieWithParent === false ? null : setprivPath();
+  const child = setpriv ? spawn(setpriv, ["--pdeathsig", "TERM", "--", bin, ...args], { stdio: ["ignore", "pipe", "pipe"] }) : spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   let exited = false;
   const exit = new Promise<void>((res) => child.once("exit", () => ((exited = true), res())));
   const lines: string[] = [];
@@ -128,8 +171,9 @@ export async function startNatsServer(opts: EmbeddedOptions): Promise<EmbeddedSe
     child.stdout!.on("data", onData);
     child.once("exit", (code) => {
       const busy = lines.some((l) => /address already in use/i.test(l));
-      const hint = busy ? `\nport ${opts.port} is taken: set ACH_NATS_PORT to a free port, or NATS_URL to use the server that holds it` : "";
-      rej(new Error(`nats-server exited (code ${code}) before it was ready:\n${lines.slice(-10).join("\n")}\n(config ${conf})${hint}`));
+      // Never "another engine on this store": the data folder's lock refused that before the server was started.
+      const hint = busy ? `\nport ${opts.port} is taken by another program (not by a server on this data folder): set ACH_NATS_PORT to a free port, or NATS_URL to use the server that holds the port` : "";
+      rej(new EmbeddedServerError(`nats-server exited (code ${code}) before it was ready:\n${lines.slice(-10).join("\n")}\n(config ${conf})${hint}`));
     });
   });
   const stop = async (timeoutMs = 10_000) => {

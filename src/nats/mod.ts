@@ -5,3 +5,8 @@ export * from "./embedded.ts";
 export * from "./topology.ts";
 export * from "./requests.ts";
 export * from "./credentials.ts";
+export * from "./mapping-probe.ts";
+export * from "./startup.ts";
+export * from "./process.ts";
+export * from "./store-lock.ts";
+export * from "./ownership.ts";

@@ -1,4 +1,4 @@
-import { headers, nanos, nuid, type NatsConnection } from "@nats-io/transport-node";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -14,8 +14,8 @@ import {
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Config } from "../config/mod.ts";
-import { DLQ_PREFIX, partitionFilter, partitionMapping, partitionOf, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
-import { Buckets, consumerName, parseConsumerName, PROBE_HEADER, PROBE_TENANT, Streams } from "./names.ts";
+import { DLQ_PREFIX, partitionFilter, partitionMapping, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
+import { Buckets, consumerName, parseConsumerName, Streams } from "./names.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
 
 /** The server cannot be used as configured; the message says what to change. */
@@ -184,41 +184,4 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
 export function openBucket(kvm: Kvm, config: Config, name: string, ttl?: number): Promise<KV> {
   // No direct get: reads after writes see them, also on a cluster.
   return kvm.create(name, { history: 1, replicas: config.nats.replicas, storage: StorageType.File, allow_direct: false, ...(ttl ? { ttl } : {}) });
-}
-
-/**
- * On servers before 2.10 the partition mapping lives in the server config.
- * Publishes probes on `ach.events._ach.<id>.probe` and checks that each comes
- * back on the partition the engine computes; says what to add if not.
- */
-export async function checkPartitionMapping(nc: NatsConnection, jsm: JetStreamManager, config: Config): Promise<void> {
-  const version = parseVersion(nc.info?.version ?? "0.0.0");
-  if (atLeast(version, 2, 10)) return;
-  const P = config.partitions;
-  const ids = Array.from({ length: 8 }, () => nuid.next());
-  const want = new Map(ids.map((id) => [id, partitionOf(PROBE_TENANT, id, P)]));
-  const got = new Map<string, number>();
-  const sub = nc.subscribe(`${PARTITIONED_PREFIX}.*.${PROBE_TENANT}.>`);
-  const done = (async () => {
-    for await (const m of sub) {
-      const t = m.subject.split(".");
-      got.set(t[4]!, Number(t[2]));
-      if (got.size === ids.length) break;
-    }
-  })();
-  const h = headers();
-  h.set(PROBE_HEADER, "1");
-  for (const id of ids) nc.publish(`${EVENTS_PREFIX}.${PROBE_TENANT}.${id}.probe`, new Uint8Array(0), { headers: h });
-  await nc.flush();
-  await Promise.race([done, new Promise((r) => setTimeout(r, 2000))]);
-  sub.unsubscribe();
-  await jsm.streams.purge(Streams.Events, { filter: `${PARTITIONED_PREFIX}.*.${PROBE_TENANT}.>` }).catch(() => undefined);
-  const wrong = ids.filter((id) => got.get(id) !== want.get(id));
-  if (wrong.length === 0) return;
-  const m = partitionMapping(P);
-  const why = got.size === 0 ? "events published on ach.events.> are not mapped to partitions" : "the server maps events to another partition count";
-  throw new TopologyError(
-    `nats-server ${version.join(".")} needs the partition mapping in its config (${why}). Add this to the server config and reload it (nats-server --signal reload):\n\n` +
-      `mappings {\n  "${m.src}": "${m.dest}"\n}\n\n(with ${P} = the engine's partitions setting)`,
-  );
 }

@@ -1,0 +1,81 @@
+/**
+ * Start-up steps against a server that may be slow: a busy server (a large
+ * backlog, a fleet starting together) or one still recovering its store
+ * answers late or not at all for a while. Such a step is retried within a
+ * bound, and running out of time is reported as a timeout — never as a
+ * verdict on the server's configuration.
+ */
+import { errors } from "@nats-io/transport-node";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import type { Logger } from "../util/log.ts";
+
+/** The server's "JetStream system temporarily unavailable" (no meta leader yet; nats.js names no constant for it). */
+const JS_TEMPORARILY_UNAVAILABLE = 10008;
+
+/** How long start-up keeps asking a server that does not answer (each step), unless a caller says otherwise. */
+export const STARTUP_TIMEOUT_MS = 30_000;
+
+/**
+ * A start-up step got no conclusive answer within its bound: the server is
+ * slow, busy or unreachable. Nothing is known to be wrong with its setup.
+ */
+export class StartupTimeoutError extends Error {
+  override name = "StartupTimeoutError";
+  constructor(
+    /** What was being done ("creating streams", "checking the partition mapping"). */
+    readonly step: string,
+    /** How long it was tried, in ms. */
+    readonly waitedMs: number,
+    detail = "",
+    opts?: ErrorOptions,
+  ) {
+    super(
+      `${step}: no conclusive answer from NATS within ${(waitedMs / 1000).toFixed(1)} s — the server is busy or unreachable, nothing is known to be wrong with its configuration${detail ? ` (${detail})` : ""}. ` +
+        "Start again once it answers",
+      opts,
+    );
+  }
+}
+
+/**
+ * True for a failure that says the server did not answer (yet): a request
+ * timeout, no responders (JetStream still starting), JetStream temporarily
+ * unavailable. A refusal (an API error about the request, an account without
+ * JetStream) is an answer, and is not retried.
+ */
+export function isSlowAnswer(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err instanceof errors.TimeoutError || err instanceof errors.NoRespondersError) return true;
+  if (err instanceof errors.RequestError) return err.isNoResponders() || isSlowAnswer(err.cause) || /timeout/i.test(err.message);
+  // From no responders (a server whose JetStream is still recovering), not from the account's own answer.
+  // (The class is not exported by @nats-io/jetstream's entry point: known by its name.)
+  if (err.name === "JetStreamNotEnabled") return !(err.cause instanceof JetStreamApiError);
+  // Not every 503: "insufficient resources" (10023) is an answer about the server's limits.
+  if (err instanceof JetStreamApiError) return err.code === JS_TEMPORARILY_UNAVAILABLE || /temporarily unavailable/i.test(err.message);
+  return false;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs `fn` (which must be safe to repeat) until it succeeds; retries
+ * {@link isSlowAnswer} failures with backoff for up to `timeoutMs` (one
+ * attempt in flight may end a request timeout later), then throws
+ * {@link StartupTimeoutError} with the last failure as its cause. Any other
+ * failure is thrown at once.
+ */
+export async function whenAnswered<T>(step: string, fn: () => Promise<T>, opts: { timeoutMs?: number; log?: Logger } = {}): Promise<T> {
+  const timeoutMs = opts.timeoutMs ?? STARTUP_TIMEOUT_MS;
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isSlowAnswer(err)) throw err;
+      const left = started + timeoutMs - Date.now();
+      if (left <= 0) throw new StartupTimeoutError(step, Date.now() - started, `last: ${(err as Error).message}`, { cause: err });
+      if (attempt === 1) opts.log?.warn({ step, err: (err as Error).message, bound_ms: timeoutMs }, "NATS is slow to answer at start-up; retrying");
+      await sleep(Math.min(200 * 2 ** attempt, 2000, left));
+    }
+  }
+}
