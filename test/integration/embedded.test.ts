@@ -38,7 +38,12 @@ describe("achd start on the embedded default", () => {
     };
     await eventually(async () => ((await progress(first.api)).in_progress.find((p) => p.achievement_id === "five-lessons")?.current === 3 ? true : undefined));
     expect(await first.child.kill("SIGINT")).toBe(0);
-    expect(first.child.output.join("\n")).toContain('"msg":"stopped"');
+    const log = first.child.output.join("\n");
+    expect(log).toContain('"msg":"stopped"');
+    // The first start made an admin key: the log names its file (mode 0600), never the key.
+    const keyFile = join(dir, "auth", "admin.key");
+    expect(log).toContain(`"file":${JSON.stringify(keyFile)}`);
+    expect(log).not.toContain(readFileSync(keyFile, "utf8").trim().slice("achd_".length + 13));
 
     const second = await start();
     try {
