@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Runs the engine against an existing NATS server: docker run -e NATS_URL=nats://nats:4222 achd
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +9,7 @@ COPY cmd ./cmd
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     ACH_HTTP_HOST=0.0.0.0 \
     PORT=8080 \
