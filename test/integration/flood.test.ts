@@ -82,8 +82,10 @@ describe("the API cannot starve the workers of its process", () => {
     await eventually(() => drained(nats.jsm, P), 60_000, "every partition drained");
     // The same tenures and worker objects hold the same partitions: no lease was lost, none taken over.
     expect(await tenures()).toEqual(before);
-    expect(engine.workers).toEqual(held);
-    await eventually(() => (held.every((w) => w.running) ? true : undefined), 10_000, "every partition running");
+    // Identity, not toEqual (which ignores #private fields): the very same worker objects.
+    expect(engine.workers.length).toBe(held.length);
+    expect(engine.workers.every((w, i) => w === held[i])).toBe(true);
+    await eventually(() => (held.every((w) => w.running) ? true : undefined), 30_000, "every partition running");
     const steadyApplied = await eventually(async () => {
       const res = await fetch(`${engine.httpUrl}/v1/tenants/steady/users/s-0/achievements`, { headers: { authorization: `Bearer ${key}` } });
       const a = (await res.json()) as { in_progress: { achievement_id: string; current: number }[]; unlocked: { achievement_id: string }[] };

@@ -1,0 +1,175 @@
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { parseConsumerName, partitionConsumer, partitionConsumerConfig, pullAhead, Streams } from "../../nats/mod.ts";
+import type { Logger } from "../../util/log.ts";
+import { retrying, TransientError } from "../retry.ts";
+import type { HooksFor, WorkerDeps } from "./deps.ts";
+
+/**
+ * A partition's durable consumer and its generations, and the queue of
+ * gap-free deliveries it feeds.
+ *
+ * Every (re)open is a new generation: late callbacks of a closed consumer
+ * are ignored. Only a run of deliveries without a hole reaches the queue:
+ * when the delivery sequence jumps (or the consumer fails), {@link gap} is
+ * set and the owner must {@link rewind}, which recreates the consumer at its
+ * ack floor so that what was pending comes back first and in order.
+ */
+export class PartitionConsumer {
+  readonly #d: Pick<WorkerDeps, "js" | "jsm" | "config" | "stats">;
+  readonly #log: Logger;
+  readonly #queue: JsMsg[] = [];
+  #messages: ConsumerMessages | undefined;
+  #wake: (() => void) | undefined;
+  /** Wakes the pump when the queue has room again. */
+  #space: (() => void) | undefined;
+  #expect = 1;
+  #gap = false;
+  /** Bumped on every (re)open and close, so late callbacks of a closed consumer are ignored. */
+  #generation = 0;
+
+  /** `isRunning` is the worker's: a stopping worker's pump neither waits for room nor reports failures. */
+  constructor(
+    deps: Pick<WorkerDeps, "js" | "jsm" | "config" | "stats">,
+    log: Logger,
+    readonly partition: number,
+    private readonly isRunning: () => boolean,
+  ) {
+    this.#d = deps;
+    this.#log = log;
+  }
+
+  /** True once a delivery went missing or the consumer failed: nothing more is queued until {@link rewind}. */
+  get gap(): boolean {
+    return this.#gap;
+  }
+
+  /** Deliveries queued and not yet taken. */
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  /** Takes up to `n` queued deliveries, in order, and lets the pump read on. */
+  take(n: number): JsMsg[] {
+    const batch = this.#queue.splice(0, n);
+    this.#space?.();
+    return batch;
+  }
+
+  /** Waits until a delivery arrives, the consumer fails, {@link wake} is called, or `ms` passes (when given). */
+  async idle(ms: number | undefined): Promise<void> {
+    await new Promise<void>((r) => {
+      this.#wake = r;
+      if (ms !== undefined) setTimeout(r, ms);
+    });
+    this.#wake = undefined;
+  }
+
+  /** Ends a pending {@link idle}. */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /** Closes the consumer's subscription (the durable consumer stays); late deliveries are ignored. Idempotent. */
+  async close(): Promise<void> {
+    const m = this.#messages;
+    this.#messages = undefined;
+    this.#generation++;
+    this.#space?.();
+    if (m) await m.close().catch(() => undefined);
+  }
+
+  /** Closes, drops the queue, and opens again at the ack floor, retrying transient failures with `hooks`. */
+  async rewind(hooks: HooksFor): Promise<void> {
+    await this.close();
+    this.#queue.length = 0;
+    await retrying(() => this.open(), hooks([]));
+  }
+
+  /**
+   * Opens the consumer (a new generation) and starts pulling.
+   *
+   * In: the partition's durable consumer (created again when missing).
+   * Out: a subscription whose first delivery is the first message after the
+   * ack floor, when anything was delivered but not acknowledged (a new
+   * consumer replaces the old one then); otherwise the existing consumer.
+   * Guarantee: never a consumer that starts past a message not yet
+   * acknowledged (a lagging replica throws {@link TransientError}).
+   */
+  async open(): Promise<void> {
+    const { jsm, js, config } = this.#d;
+    let info = await partitionConsumer(jsm, this.partition);
+    if (!info) {
+      // Gone (deleted by hand): start it again from the beginning; what was applied already is recognised by the users' states.
+      this.#log.warn("consumer missing; creating it again");
+      info = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition));
+    }
+    const floor = info.ack_floor.stream_seq;
+    if (info.num_ack_pending > 0 || info.num_redelivered > 0 || info.delivered.stream_seq > floor) {
+      // Messages were delivered but not acknowledged (a crash, a gap, another owner): start over from the floor,
+      // with a new consumer, so they come back first and in order and no late ack reaches the new one.
+      // A consumer reads its leader's copy of the stream: do not place one while a copy is behind.
+      const stream = await jsm.streams.info(Streams.Events);
+      const lagging = stream.cluster?.replicas?.filter((r) => !r.current || r.offline) ?? [];
+      if (lagging.length > 0) throw new TransientError(`partition ${this.partition}: events stream replicas ${lagging.map((r) => r.name).join(", ")} are catching up`);
+      const generation = (parseConsumerName(info.name)?.generation ?? 0) + 1;
+      const next = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition, floor + 1, generation));
+      // It must start right after the floor, or at the leader's first message when older ones have aged out.
+      if (next.delivered.stream_seq !== Math.max(floor, stream.state.first_seq - 1)) {
+        // Created on a replica that is still catching up (after a node restart), the consumer starts past messages
+        // that are not there yet and would skip them. Drop it and try again once the replica has caught up.
+        await jsm.consumers.delete(Streams.Events, next.name).catch(() => undefined);
+        throw new TransientError(`partition ${this.partition}: new consumer starts after ${next.delivered.stream_seq}, not ${floor}; the stream is still catching up`);
+      }
+      await jsm.consumers.delete(Streams.Events, info.name).catch(() => undefined);
+      info = next;
+      this.#d.stats.rewinds++;
+      this.#log.info({ from: floor + 1, consumer: next.name }, "rewound partition to its ack floor");
+      this.#expect = 1;
+    } else {
+      this.#expect = info.delivered.consumer_seq + 1;
+    }
+    this.#gap = false;
+    const gen = ++this.#generation;
+    const consumer = await js.consumers.get(Streams.Events, info.name);
+    const messages = await consumer.consume({ max_messages: pullAhead(config) });
+    this.#messages = messages;
+    void this.#pump(messages, gen);
+  }
+
+  /**
+   * Moves messages from the consumer into the queue, and stops reading
+   * while the queue holds two batches: the client then stops pulling, so a
+   * slow partition keeps a bounded number of messages in memory and none
+   * waits past the ack wait to be redelivered.
+   */
+  async #pump(messages: ConsumerMessages, gen: number): Promise<void> {
+    const full = pullAhead(this.#d.config);
+    try {
+      for await (const m of messages) {
+        if (gen !== this.#generation) break;
+        this.#onMessage(m);
+        while (this.#queue.length >= full && gen === this.#generation && this.isRunning()) await new Promise<void>((r) => (this.#space = r));
+      }
+    } catch (err) {
+      // The consumer failed (deleted, connection closed for good): the gap check or a rewind reopens it.
+      if (gen === this.#generation && this.isRunning()) {
+        this.#log.warn({ err: String(err) }, "consumer stopped; rewinding");
+        this.#gap = true;
+        this.#wake?.();
+      }
+    }
+  }
+
+  #onMessage(m: JsMsg): void {
+    if (this.#gap) return;
+    const d = m.info.deliverySequence;
+    if (d !== this.#expect) {
+      this.#log.warn({ expected: this.#expect, got: d, seq: m.seq }, "delivery gap; rewinding");
+      this.#gap = true;
+    } else {
+      this.#expect = d + 1;
+      this.#queue.push(m);
+    }
+    this.#wake?.();
+  }
+}
