@@ -1,6 +1,6 @@
 import { createServer } from "node:http";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from "fastify";
-import { isTransient } from "../pipeline/mod.ts";
+import { isCasFailure, isTransient } from "../nats/mod.ts";
 import { CorruptStateError } from "../state/mod.ts";
 import type { Logger } from "../util/log.ts";
 import { achievementRoutes } from "./achievements.ts";
@@ -42,6 +42,11 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
       log.warn({ err: err.message }, "NATS did not answer a request in time");
       reply.header("retry-after", "1");
       return reply.code(503).send({ error: "unavailable", message: `NATS did not answer in time (${err.message}); retry shortly` });
+    }
+    // Lost a compare-and-set race its retries did not win (many writers at once): asking again will.
+    if (!err.statusCode && isCasFailure(err)) {
+      reply.header("retry-after", "1");
+      return reply.code(503).send({ error: "unavailable", message: `the record changed while it was being written (${err.message}); retry shortly` });
     }
     if (err instanceof CorruptStateError) {
       log.error({ key: err.key, err: err.message }, "a user's stored state cannot be read");

@@ -1,5 +1,5 @@
 import type { KV } from "@nats-io/kv";
-import { isCasFailure } from "../state/mod.ts";
+import { isCasFailure } from "../nats/mod.ts";
 import { currentEntries } from "./snapshot.ts";
 
 /** A lease this worker holds: the partition, the KV revision it was last written at, and when. */

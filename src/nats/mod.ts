@@ -1,5 +1,6 @@
 /** NATS plumbing: server binary, the embedded server, streams, buckets and consumers, the engine's credential. */
 export * from "./names.ts";
+export * from "./errors.ts";
 export * from "./server-binary.ts";
 export * from "./embedded.ts";
 export * from "./topology.ts";

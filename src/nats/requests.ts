@@ -1,6 +1,7 @@
 import { JetStreamApiError, type PubAck } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { createInbox, headers, NoRespondersError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { isCasFailure } from "./errors.ts";
+import { ConnectionError, createInbox, headers, NoRespondersError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
 type Pending = { resolve: (m: Msg) => void; reject: (e: Error) => void; deadline: number; subject: string };
 /** A JetStream API error as the server sends it. */
@@ -100,7 +101,8 @@ export class JsRequests {
     if (!this.#sub.isClosed()) this.#sub.unsubscribe();
     for (const [token, p] of this.#pending) {
       this.#pending.delete(token);
-      p.reject(new Error(`connection closed before ${p.subject} was answered`));
+      // A connection state, like nats.js's own requests cut short: retried (see isTransient).
+      p.reject(new ConnectionError(`connection closed before ${p.subject} was answered`));
     }
   }
 }
@@ -149,7 +151,7 @@ export class FastKv implements KvStore {
       return (await this.#req.publish(this.#prefix + key, data, { lastSubjectSeq: 0 })).seq;
     } catch (err) {
       // The key exists: nats.js's create still succeeds over a delete marker, and fails otherwise.
-      if (err instanceof JetStreamApiError) return this.#kv.create(key, data);
+      if (isCasFailure(err)) return this.#kv.create(key, data);
       throw err;
     }
   }

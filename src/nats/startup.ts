@@ -5,12 +5,8 @@
  * bound, and running out of time is reported as a timeout — never as a
  * verdict on the server's configuration.
  */
-import { errors } from "@nats-io/transport-node";
-import { JetStreamApiError } from "@nats-io/jetstream";
 import type { Logger } from "../util/log.ts";
-
-/** The server's "JetStream system temporarily unavailable" (no meta leader yet; nats.js names no constant for it). */
-const JS_TEMPORARILY_UNAVAILABLE = 10008;
+import { isSlowAnswer } from "./errors.ts";
 
 /** How long start-up keeps asking a server that does not answer (each step), unless a caller says otherwise. */
 export const STARTUP_TIMEOUT_MS = 30_000;
@@ -35,24 +31,6 @@ export class StartupTimeoutError extends Error {
       opts,
     );
   }
-}
-
-/**
- * True for a failure that says the server did not answer (yet): a request
- * timeout, no responders (JetStream still starting), JetStream temporarily
- * unavailable. A refusal (an API error about the request, an account without
- * JetStream) is an answer, and is not retried.
- */
-export function isSlowAnswer(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err instanceof errors.TimeoutError || err instanceof errors.NoRespondersError) return true;
-  if (err instanceof errors.RequestError) return err.isNoResponders() || isSlowAnswer(err.cause) || /timeout/i.test(err.message);
-  // From no responders (a server whose JetStream is still recovering), not from the account's own answer.
-  // (The class is not exported by @nats-io/jetstream's entry point: known by its name.)
-  if (err.name === "JetStreamNotEnabled") return !(err.cause instanceof JetStreamApiError);
-  // Not every 503: "insufficient resources" (10023) is an answer about the server's limits.
-  if (err instanceof JetStreamApiError) return err.code === JS_TEMPORARILY_UNAVAILABLE || /temporarily unavailable/i.test(err.message);
-  return false;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -3,8 +3,6 @@ import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
   RetentionPolicy,
   StorageType,
   type ConsumerConfig,
@@ -15,6 +13,7 @@ import {
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Config } from "../config/mod.ts";
 import { DLQ_PREFIX, partitionFilter, partitionMapping, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
+import { isNotFound } from "./errors.ts";
 import { Buckets, consumerName, parseConsumerName, Streams } from "./names.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
 
@@ -27,10 +26,6 @@ export class TopologyError extends Error {
 export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV; tenants: KV; keys: KV };
 
 const PARTITIONS_RE = /partitions=(\d+)/;
-
-function isNotFound(err: unknown): boolean {
-  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound);
-}
 
 async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
   try {

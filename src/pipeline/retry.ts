@@ -1,5 +1,8 @@
-import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
+import { isTransient, TransientError } from "../nats/mod.ts";
 import { ConflictError } from "../state/mod.ts";
+
+// Which failures are passing is decided with every other error predicate, in nats/errors.ts.
+export { isTransient, TransientError };
 
 /** The worker is stopping; the work was abandoned and will be redelivered. */
 export class StoppedError extends Error {
@@ -7,20 +10,16 @@ export class StoppedError extends Error {
 }
 
 /**
- * Work that failed `attempts` times with errors that are not about the
- * connection (a state too large for KV, a corrupt value, a bug): retrying
- * will not help, so the events go to the DLQ with this history.
+ * Work that failed `attempts` times with errors not on the transient
+ * allow-list (a state too large for KV, any other refusal by the server, a
+ * corrupt value, a bug): retrying will not help, so the events go to the
+ * DLQ with this history.
  */
 export class PoisonError extends Error {
   override name = "PoisonError";
   constructor(readonly history: string[], opts?: ErrorOptions) {
     super(`failed ${history.length} times: ${history[history.length - 1] ?? ""}`, opts);
   }
-}
-
-/** A failure the thrower knows to be passing (the cluster is settling); always retried. */
-export class TransientError extends Error {
-  override name = "TransientError";
 }
 
 /** Hooks of {@link retrying}. */
@@ -32,30 +31,6 @@ export type RetryHooks = {
   onConflict(): void;
   onRetry(err: unknown, attempt: number): void;
 };
-
-const TRANSIENT_NAMES = new Set(["TimeoutError", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError", "NoRespondersError", "RequestError", "JetStreamNotEnabled"]);
-const TRANSIENT_TEXT = /timeout|timed out|disconnect|connection|no responders|temporarily unavailable|leader|not enough resources|insufficient resources|stream not found|not enabled|503/i;
-/** Server answers that are about the message itself: retrying cannot help. */
-const POISON_TEXT = /max(imum)? payload|message size|exceeds the max/i;
-
-/**
- * True for failures that say nothing about the work itself: the server is
- * unreachable, restarting, electing a leader, or answers with a JetStream
- * error (short of one about the message's size). Those are retried for as
- * long as it takes (the whole partition waits, in order). What is left —
- * a corrupt stored value, a bug — is the work's own failure.
- */
-export function isTransient(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err instanceof TransientError) return true;
-  if (POISON_TEXT.test(err.message)) return false;
-  if (TRANSIENT_NAMES.has(err.name) || TRANSIENT_NAMES.has(err.constructor.name)) return true;
-  // The server (or the client about the server) speaking: a node restarting says "jetstream is not enabled", and so on.
-  if (err instanceof JetStreamError || err instanceof JetStreamApiError || err.name.startsWith("JetStream")) return true;
-  const cause = (err as { cause?: unknown }).cause;
-  if (cause && cause !== err && isTransient(cause)) return true;
-  return TRANSIENT_TEXT.test(err.message);
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

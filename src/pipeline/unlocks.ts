@@ -1,8 +1,7 @@
 import type { PubAck } from "@nats-io/jetstream";
-import type { KvStore } from "../nats/mod.ts";
+import { isCasFailure, type KvStore } from "../nats/mod.ts";
 import { unlockedSubject } from "../events/mod.ts";
 import type { Unlock } from "../rules/mod.ts";
-import { isCasFailure } from "../state/mod.ts";
 
 /** The unlock event published on `ach.unlocked.<tenant>.<user>` (design.md §3). */
 export type UnlockEvent = {

@@ -1,7 +1,7 @@
 import type { KV } from "@nats-io/kv";
 import { RuleBook, RuleSchema, RulesError, StoredRuleSchema, checkRuleBook, type FileRule, type Rule, type RuleProblem, type RuleVersion } from "../rules/mod.ts";
 import { zodIssues } from "../events/mod.ts";
-import { isCasFailure } from "../state/mod.ts";
+import { isCasFailure } from "../nats/mod.ts";
 
 /** Scope token of the shared rule set in keys (tenant ids never start with `_`). */
 export const SHARED_SCOPE = "_shared";

@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { isCasFailure } from "../nats/mod.ts";
 import type { KvStore } from "../nats/requests.ts";
 import { decodeState, emptyUserState, encodeState, type UserState } from "./user-state.ts";
 
@@ -40,14 +40,6 @@ function decodeStored(key: string, bytes: Uint8Array): UserState {
 
 /** A user's state with the KV revision it was read at (0 = not stored yet). */
 export type Versioned = { state: UserState; revision: number };
-
-/** True for JetStream's "wrong last sequence" answer to a compare-and-set. */
-export function isCasFailure(err: unknown): boolean {
-  if (err instanceof JetStreamApiError) {
-    return err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
-  }
-  return /wrong last sequence|key exists/i.test(String((err as Error)?.message ?? ""));
-}
 
 /** A cached state: its stored bytes (well under half the memory of the object), decoded on use. */
 type Cached = { bytes: Uint8Array | undefined; revision: number; delivered?: boolean };

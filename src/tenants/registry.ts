@@ -1,5 +1,5 @@
 import { createUser } from "@nats-io/nkeys";
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { isCasFailure } from "../nats/mod.ts";
 import type { KV } from "@nats-io/kv";
 import { ID_TOKEN } from "../events/mod.ts";
 import { isUserPublicKey } from "./authorization.ts";
@@ -37,10 +37,6 @@ export class TenantNotFoundError extends Error {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function isCreateConflict(err: unknown): boolean {
-  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
-}
-
 /** A stored value as a record, or undefined when it is not a valid one for `key` (such an entry grants nothing). */
 function parseRecord(key: string, value: Uint8Array): TenantRecord | undefined {
   try {
@@ -70,7 +66,7 @@ export class TenantRegistry {
       try {
         await this.kv.create(tenant, enc.encode(JSON.stringify(record)));
       } catch (err) {
-        if (isCreateConflict(err)) throw new TenantExistsError(tenant, { cause: err });
+        if (isCasFailure(err)) throw new TenantExistsError(tenant, { cause: err });
         throw err;
       }
       return { ...record, seed: dec.decode(kp.getSeed()) };

@@ -1,8 +1,6 @@
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Buckets, ensureTopology, FastKv, JsRequests, Streams } from "../../src/nats/mod.ts";
-import { isTransient } from "../../src/pipeline/retry.ts";
-import { isCasFailure } from "../../src/state/mod.ts";
+import { Buckets, ensureTopology, FastKv, isCasFailure, isTransient, JsRequests, Streams } from "../../src/nats/mod.ts";
 import { testConfig } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";
 
@@ -38,13 +36,14 @@ describe("JsRequests and FastKv against a real server", () => {
     const e1 = await kv.get("acme.fresh");
     expect(e1).toMatchObject({ revision: r1, operation: "PUT" });
     expect(dec.decode(e1!.value)).toBe("one");
-    // A second create and an update from a stale revision fail as compare-and-set failures, which are retried.
+    // A second create and an update from a stale revision fail as compare-and-set failures: retried by the caller as a
+    // conflict (reload, recompute), not as connection trouble.
     const created = await fast.create("acme.fresh", enc.encode("two")).catch((e: unknown) => e);
     expect(isCasFailure(created)).toBe(true);
     const r2 = await fast.update("acme.fresh", enc.encode("two"), r1);
     const stale = await fast.update("acme.fresh", enc.encode("three"), r1).catch((e: unknown) => e);
     expect(isCasFailure(stale)).toBe(true);
-    expect(isTransient(stale)).toBe(true);
+    expect(isTransient(stale)).toBe(false);
     const got = await fast.get("acme.fresh");
     expect(got).toMatchObject({ revision: r2, operation: "PUT" });
     expect(dec.decode(got!.value)).toBe("two");

@@ -1,4 +1,6 @@
 import { errors } from "@nats-io/transport-node";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import { jserrors } from "@nats-io/jetstream/internal";
 import { describe, expect, it } from "vitest";
 import { isTransient, PoisonError, retrying, StoppedError } from "../../src/pipeline/retry.ts";
 import { ConflictError } from "../../src/state/mod.ts";
@@ -19,10 +21,34 @@ describe("retrying", () => {
     expect(isTransient(new Error("wrapped", { cause: new errors.TimeoutError() }))).toBe(true);
     expect(isTransient(new SyntaxError("Unexpected token n in JSON"))).toBe(false);
     expect(isTransient(new Error("maximum payload exceeded"))).toBe(false);
-    // A node that is restarting answers this; it is not the work's fault.
-    const notEnabled = new Error("jetstream is not enabled");
-    notEnabled.name = "JetStreamNotEnabled";
-    expect(isTransient(notEnabled)).toBe(true);
+    // A node that is restarting has no JetStream responder yet; it is not the work's fault.
+    const noResponders = new errors.RequestError("no responders", { cause: new errors.NoRespondersError("$JS.API.INFO") });
+    expect(isTransient(new jserrors.JetStreamNotEnabled("jetstream is not enabled", { cause: noResponders }))).toBe(true);
+    // Named like one, but not one: names and text decide nothing.
+    const fake = new Error("jetstream is not enabled");
+    fake.name = "JetStreamNotEnabled";
+    expect(isTransient(fake)).toBe(false);
+  });
+
+  it("turns a JetStream refusal that will never succeed into poison after maxAttempts, instead of blocking", async () => {
+    let calls = 0;
+    const err = await retrying(async () => {
+      calls++;
+      throw new JetStreamApiError({ code: 400, err_code: 10054, description: "message size exceeds maximum allowed" });
+    }, hooks()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PoisonError);
+    expect(calls).toBe(3);
+    expect((err as PoisonError).cause).toBeInstanceOf(JetStreamApiError);
+    expect((err as PoisonError).history[0]).toMatch(/JetStreamApiError: message size exceeds maximum allowed/);
+  });
+
+  it("retries a cluster that is electing a leader for as long as it takes", async () => {
+    let calls = 0;
+    const v = await retrying(async () => {
+      if (++calls < 6) throw new JetStreamApiError({ code: 503, err_code: 10008, description: "JetStream system temporarily unavailable" });
+      return calls;
+    }, hooks());
+    expect(v).toBe(6);
   });
 
   it("retries transient failures for as long as they last, keeping the result", async () => {
