@@ -19,11 +19,13 @@ export function testConfig(natsUrl: string, overrides: ConfigInput = {}): Config
     {
       nats: { url: natsUrl },
       dataDir: mkdtempSync(join(tmpdir(), "achd-data-")),
-      http: { port: 0 },
       rules: fixture("rules"),
       log: { level: (process.env.ACH_TEST_LOG as "info" | undefined) ?? "silent" },
-      worker: { maxAttempts: 3, maxBackoff: 200 },
       ...overrides,
+      // Merged, not replaced: a test that sets some http or worker fields keeps a free port (never a fixed 8080
+      // that another test file running at the same time also binds) and the short retries.
+      http: { port: 0, ...overrides.http },
+      worker: { maxAttempts: 3, maxBackoff: 200, ...overrides.worker },
     },
   );
 }
