@@ -14,6 +14,7 @@ import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.
 import { RuleRegistry } from "./registry/mod.ts";
 import { checkedRuleFiles, type RuleBook } from "./rules/mod.ts";
 import { SeenArchive, StateStore } from "./state/mod.ts";
+import { coalesced } from "./util/coalesce.ts";
 import type { Logger } from "./util/log.ts";
 
 /** A running engine: workers, API, and (without `nats.url`) its own nats-server. */
@@ -106,21 +107,14 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     log.info({ versions: rules.all().length, created: synced.created, retired: synced.retired, path: config.rules }, "rules loaded");
     // Versions added through the API (by any process) reach every worker through the bucket.
     // Changes that arrive while a reload waits are covered by it (it reads the whole bucket): one reload each.
-    let reloading = Promise.resolve();
-    let queued = false;
-    const stopWatch = await registry.watch(() => {
-      if (queued) return;
-      queued = true;
-      reloading = reloading.then(async () => {
-        queued = false;
-        try {
-          rules = await registry.book();
-          log.info({ versions: rules.all().length }, "rules reloaded");
-        } catch (err) {
-          log.error({ err }, "rules reload failed; keeping the previous rules");
-        }
-      });
-    });
+    const reload = coalesced(
+      async () => {
+        rules = await registry.book();
+        log.info({ versions: rules.all().length }, "rules reloaded");
+      },
+      (err) => log.error({ err }, "rules reload failed; keeping the previous rules"),
+    );
+    const stopWatch = await registry.watch(reload.trigger, (err) => log.error({ err }, "the rules bucket's watch failed; versions added from now on reach this process at its next start"));
 
     const stats = new Stats();
     const dlq = new DeadLetters(js);
@@ -164,7 +158,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     if (config.http.enabled) {
       if (config.auth.mode === "keys") {
         keys = new ApiKeys(buckets.keys);
-        await keys.start();
+        await keys.start((err) => log.error({ err }, "the API keys' watch failed; from now on every key is checked against the bucket"));
         // The first start of a deployment makes an admin key; the log names the file, never the key.
         if (await keys.bootstrap(adminKeyFile(config.dataDir))) log.info({ file: adminKeyFile(config.dataDir) }, "created the first admin API key; it is in this file (mode 0600)");
       }
@@ -186,7 +180,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         keys?.stop();
         await coordinator?.stop();
         stopWatch();
-        await reloading;
+        await reload.settled();
         await authSync?.stop();
         // A drain that fails (a subscription that cannot drain, a connection already in trouble) must not leave
         // the connection open and reconnecting: that would keep the process alive after stop.

@@ -178,7 +178,8 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
 
 /**
  * Writes a rejected event to the DLQ, trying three times; on failure logs
- * it loudly, counts it (`dead_letter_failures` in `/v1/stats`) and returns
+ * it loudly, counts it (`dead_letter_failures` in `/v1/status` and
+ * `/v1/stats`) and returns
  * undefined, so the answer can say the event was not kept.
  */
 async function keep(ctx: ApiContext, letter: DeadLetter): Promise<number | undefined> {

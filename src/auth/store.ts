@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { KV } from "@nats-io/kv";
 import { ID_TOKEN } from "../events/mod.ts";
+import { currentEntries, isCasFailure, watchChanges } from "../nats/mod.ts";
 import { ALL_SCOPES, generateKey, KEY_ID, keyPrefix, parseKey, secretMatches, Scopes, TENANT_SCOPES, type KeyRecord, type Scope } from "./keys.ts";
 
 const enc = new TextEncoder();
@@ -66,29 +67,35 @@ export class ApiKeys {
   readonly #unknownUntil = new Map<string, number>();
   readonly #touchedAt = new Map<string, number>();
   #stopWatch: (() => void) | undefined;
+  /** Set when the watch failed: the mirror may miss a revocation, so every key is read from the bucket instead. */
+  #watchFailed: unknown;
 
   constructor(kv: KV) {
     this.#kv = kv;
   }
 
-  /** Starts the mirror: the watch first (so nothing between the two is missed), then the stored keys. */
-  async start(): Promise<void> {
-    const w = await this.#kv.watch({ include: "updates" });
-    this.#stopWatch = () => w.stop();
+  /**
+   * Starts the mirror: the watch first (so nothing between the two is
+   * missed), then the stored keys. `onError` hears of a watch that fails;
+   * from then on every key is checked against the bucket itself, so a
+   * revocation is never missed.
+   */
+  async start(onError: (err: unknown) => void = () => undefined): Promise<void> {
     const updates: { key: string; op: string; value: Uint8Array; revision: number }[] = [];
     let loaded = false;
-    void (async () => {
-      for await (const e of w) {
+    this.#stopWatch = await watchChanges(
+      this.#kv,
+      (e) => {
         const u = { key: e.key, op: e.operation, value: e.value, revision: e.revision };
         if (loaded) this.#apply(u);
         else updates.push(u);
-      }
-    })();
-    for await (const k of await this.#kv.keys()) {
-      if (!KEY_ID.test(k)) continue;
-      const e = await this.#kv.get(k);
-      if (e) this.#apply({ key: k, op: e.operation, value: e.value, revision: e.revision });
-    }
+      },
+      (err) => {
+        this.#watchFailed = err;
+        onError(err);
+      },
+    );
+    for (const e of await currentEntries(this.#kv, ">")) this.#apply({ key: e.key, op: e.operation, value: e.value, revision: e.revision });
     loaded = true;
     for (const u of updates) this.#apply(u);
   }
@@ -121,12 +128,7 @@ export class ApiKeys {
 
   /** Every key (without hashes), oldest first; only `tenant`'s when given. */
   async list(tenant?: string): Promise<KeyView[]> {
-    const out: KeyRecord[] = [];
-    for await (const k of await this.#kv.keys()) {
-      if (!KEY_ID.test(k)) continue;
-      const e = await this.#kv.get(k);
-      if (e?.operation === "PUT") out.push(JSON.parse(dec.decode(e.value)) as KeyRecord);
-    }
+    const out = (await currentEntries(this.#kv, ">")).filter((e) => KEY_ID.test(e.key)).map((e) => JSON.parse(dec.decode(e.value)) as KeyRecord);
     return out
       .filter((r) => tenant === undefined || r.tenant === tenant)
       .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))
@@ -157,12 +159,13 @@ export class ApiKeys {
   async verify(key: string, now = Date.now()): Promise<KeyRecord | undefined> {
     const p = parseKey(key);
     if (!p) return undefined;
-    let hit = this.#byId.get(p.id);
-    if (!hit && (this.#unknownUntil.get(p.id) ?? 0) < now) {
+    let hit = this.#watchFailed === undefined ? this.#byId.get(p.id) : undefined;
+    if (!hit && (this.#watchFailed !== undefined || (this.#unknownUntil.get(p.id) ?? 0) < now)) {
       // Maybe created elsewhere a moment ago and not mirrored yet; ask once, then remember a miss briefly.
       const e = await this.#kv.get(p.id);
       if (e?.operation === "PUT") this.#apply({ key: p.id, op: "PUT", value: e.value, revision: e.revision });
       else {
+        this.#byId.delete(p.id);
         if (this.#unknownUntil.size > 10_000) this.#unknownUntil.clear();
         this.#unknownUntil.set(p.id, now + NEGATIVE_MS);
       }
@@ -178,6 +181,7 @@ export class ApiKeys {
     if (now - (this.#touchedAt.get(record.id) ?? 0) < TOUCH_EVERY_MS) return;
     this.#touchedAt.set(record.id, now);
     const next = { ...record, last_used_at: new Date(now).toISOString() };
+    // Best effort: a revoked key fails the compare-and-set (as it should), and a missed last-use time costs nothing.
     this.#kv.update(record.id, enc.encode(JSON.stringify(next)), revision).catch(() => undefined);
   }
 
@@ -190,8 +194,10 @@ export class ApiKeys {
     if (existsSync(file)) return false;
     try {
       await this.#kv.create(BOOTSTRAP, enc.encode(now.toISOString()));
-    } catch {
-      return false;
+    } catch (err) {
+      // Another process of the deployment made the first admin key; anything else is a real failure.
+      if (isCasFailure(err)) return false;
+      throw err;
     }
     const { key } = await this.create({ tenant: null, scopes: [Scopes.Admin], name: "bootstrap admin" }, now);
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });

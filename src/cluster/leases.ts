@@ -1,6 +1,5 @@
 import type { KV } from "@nats-io/kv";
-import { isCasFailure } from "../nats/mod.ts";
-import { currentEntries } from "./snapshot.ts";
+import { currentEntries, isCasFailure } from "../nats/mod.ts";
 
 /** A lease this worker holds: the partition, the KV revision it was last written at, and when. */
 export type Held = { partition: number; revision: number; renewedAt: number; since: number };

@@ -11,3 +11,4 @@ export * from "./startup.ts";
 export * from "./process.ts";
 export * from "./store-lock.ts";
 export * from "./ownership.ts";
+export * from "./kv.ts";

@@ -1,7 +1,7 @@
 import type { KV } from "@nats-io/kv";
 import { RuleBook, RuleSchema, RulesError, StoredRuleSchema, checkRuleBook, type FileRule, type Rule, type RuleProblem, type RuleVersion } from "../rules/mod.ts";
 import { zodIssues } from "../events/mod.ts";
-import { isCasFailure } from "../nats/mod.ts";
+import { currentEntries, isCasFailure, watchChanges } from "../nats/mod.ts";
 
 /** Scope token of the shared rule set in keys (tenant ids never start with `_`). */
 export const SHARED_SCOPE = "_shared";
@@ -53,12 +53,9 @@ export class RuleRegistry {
 
   /** Every stored version. */
   async versions(): Promise<VersionEntry[]> {
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys()) keys.push(k);
     const out: VersionEntry[] = [];
-    for (const key of keys.sort()) {
-      const e = await this.kv.get(key);
-      if (!e || e.operation !== "PUT") continue;
+    for (const e of await currentEntries(this.kv, ">")) {
+      const key = e.key;
       const s = JSON.parse(dec.decode(e.value)) as StoredVersion;
       const rule = StoredRuleSchema.parse(s.rule);
       out.push({
@@ -191,13 +188,9 @@ export class RuleRegistry {
     return this.put(tenant, { ...rest, enabled: false }, now);
   }
 
-  /** Calls `onChange` whenever a version is added, until the returned function is called. */
-  async watch(onChange: () => void): Promise<() => void> {
-    const w = await this.kv.watch({ include: "updates" });
-    void (async () => {
-      for await (const _e of w) onChange();
-    })();
-    return () => w.stop();
+  /** Calls `onChange` whenever a version is added, until the returned function is called; a failed watch goes to `onError`. */
+  async watch(onChange: () => void, onError: (err: unknown) => void): Promise<() => void> {
+    return watchChanges(this.kv, onChange, onError);
   }
 
   async #write(v: VersionEntry): Promise<void> {

@@ -1,5 +1,5 @@
 import { createUser } from "@nats-io/nkeys";
-import { isCasFailure } from "../nats/mod.ts";
+import { currentEntries, isCasFailure, watchChanges } from "../nats/mod.ts";
 import type { KV } from "@nats-io/kv";
 import { ID_TOKEN } from "../events/mod.ts";
 import { isUserPublicKey } from "./authorization.ts";
@@ -92,27 +92,15 @@ export class TenantRegistry {
 
   /** Every registered tenant, sorted by id. Entries that are not a valid record are left out. */
   async list(): Promise<TenantRecord[]> {
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys()) keys.push(k);
-    const out: TenantRecord[] = [];
-    for (const key of keys.sort()) {
-      const e = await this.kv.get(key);
-      if (!e || e.operation !== "PUT") continue;
-      const r = parseRecord(key, e.value);
-      if (r) out.push(r);
-    }
-    return out;
+    return (await currentEntries(this.kv, ">")).flatMap((e) => parseRecord(e.key, e.value) ?? []);
   }
 
   /**
    * Calls `onChange` after every add or remove (by any process) from now on;
-   * read the registry again there. Returns a function that stops watching.
+   * read the registry again there; a failed watch goes to `onError`.
+   * Returns a function that stops watching.
    */
-  async watch(onChange: () => void): Promise<() => void> {
-    const w = await this.kv.watch({ include: "updates" });
-    void (async () => {
-      for await (const _e of w) onChange();
-    })();
-    return () => w.stop();
+  async watch(onChange: () => void, onError: (err: unknown) => void): Promise<() => void> {
+    return watchChanges(this.kv, onChange, onError);
   }
 }

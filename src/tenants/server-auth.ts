@@ -7,6 +7,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/mod.ts";
 import { authDir, CredentialsError, ensureEngineSeed, readCredential, type EmbeddedServer } from "../nats/mod.ts";
+import { coalesced } from "../util/coalesce.ts";
 import type { Logger } from "../util/log.ts";
 import { renderAuthorization, type TenantKey } from "./authorization.ts";
 import type { TenantRegistry } from "./registry.ts";
@@ -86,8 +87,6 @@ export function prepareEmbeddedAuthorization(config: Config, log: Logger): Embed
   writeAtomic(file, applied);
 
   const sync: EmbeddedAuthorization["sync"] = async (registry, server) => {
-    let running = Promise.resolve();
-    let queued = false;
     const apply = async () => {
       const tenants = (await registry.list()).map((t) => ({ tenant: t.tenant, nkey: t.nkey }));
       const text = renderAuthorization(engine.publicKey, tenants);
@@ -104,26 +103,17 @@ export function prepareEmbeddedAuthorization(config: Config, log: Logger): Embed
       log.info({ tenants: tenants.length, added, removed }, "NATS authorization reloaded");
     };
     // Changes that arrive while an update waits are covered by it (it reads the whole registry): one update each.
-    const trigger = () => {
-      if (queued) return;
-      queued = true;
-      running = running.then(async () => {
-        queued = false;
-        try {
-          await apply();
-        } catch (err) {
-          log.error({ err: String(err) }, "NATS authorization update failed; the server keeps the previous one (retried at the next tenant change)");
-        }
-      });
-    };
-    const stopWatch = await registry.watch(trigger);
-    trigger();
-    await running;
+    const update = coalesced(apply, (err) => log.error({ err: String(err) }, "NATS authorization update failed; the server keeps the previous one (retried at the next tenant change)"));
+    const stopWatch = await registry.watch(update.trigger, (err) =>
+      log.error({ err: String(err) }, "the tenant registry's watch failed; tenants added or removed from now on reach the server's authorization at the next start"),
+    );
+    update.trigger();
+    await update.settled();
     return {
-      settled: () => running,
+      settled: update.settled,
       async stop() {
         stopWatch();
-        await running;
+        await update.settled();
       },
     };
   };

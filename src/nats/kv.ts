@@ -1,3 +1,4 @@
+/** Reading the engine's KV buckets as a whole: a snapshot of their entries, and a watch of their changes. */
 import { Bucket, type KV, type KvEntry } from "@nats-io/kv";
 
 /**
@@ -13,6 +14,8 @@ import { Bucket, type KV, type KvEntry } from "@nats-io/kv";
  * different plan and partitions move back and forth), and a process slower
  * than the writes keeps chasing them: listings took 13–18 s beside a CPU
  * hog, holding up the coordinator's round and every handover behind it.
+ * The registries (rules, tenants, API keys) list their buckets this way too:
+ * no consumer is created for a listing.
  */
 export async function currentEntries(kv: KV, pattern: string): Promise<KvEntry[]> {
   const keys = kv instanceof Bucket ? await subjectKeys(kv, pattern) : await consumerKeys(kv, pattern);
@@ -32,4 +35,18 @@ async function consumerKeys(kv: KV, pattern: string): Promise<string[]> {
   const keys = new Set<string>();
   for await (const k of await kv.keys(pattern)) keys.add(k);
   return [...keys];
+}
+
+/**
+ * Calls `onChange` after every change to `kv` (by any process) from now on;
+ * the caller reads what it needs again there. A watch that fails is reported
+ * to `onError` (never an unhandled rejection). Returns a function that stops
+ * watching.
+ */
+export async function watchChanges(kv: KV, onChange: (e: KvEntry) => void, onError: (err: unknown) => void): Promise<() => void> {
+  const w = await kv.watch({ include: "updates" });
+  void (async () => {
+    for await (const e of w) onChange(e);
+  })().catch(onError);
+  return () => w.stop();
 }

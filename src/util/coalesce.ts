@@ -1,0 +1,22 @@
+/**
+ * Runs `fn` one call at a time, for work that re-reads a whole source (a
+ * bucket, a registry): a trigger while a run waits to start joins it, and a
+ * trigger while a run is under way queues one more run, which sees every
+ * change made so far. So a burst of changes costs at most two runs. A run
+ * that fails goes to `onError` and does not stop later ones.
+ */
+export function coalesced(fn: () => Promise<void>, onError: (err: unknown) => void): { trigger: () => void; settled: () => Promise<void> } {
+  let running = Promise.resolve();
+  let queued = false;
+  return {
+    trigger: () => {
+      if (queued) return;
+      queued = true;
+      running = running.then(() => {
+        queued = false;
+        return fn().catch(onError);
+      });
+    },
+    settled: () => running,
+  };
+}
