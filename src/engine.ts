@@ -71,10 +71,10 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     authorization = !natsUrl && config.auth.mode === "keys" ? prepareEmbeddedAuthorization(config, log) : undefined;
     if (!natsUrl) {
       const e = config.nats.embedded;
-      server = await startNatsServer({ host: e.host, port: e.port, dataDir: config.dataDir, baseConfig: e.configFile, partitions: config.partitions, ...(authorization ? { authorization: authorization.file } : {}) });
+      server = await startNatsServer({ host: e.host, port: e.port, dataDir: config.dataDir, baseConfig: e.configFile, partitions: config.partitions, sync: e.sync, ...(authorization ? { authorization: authorization.file } : {}) });
       claim?.attach(server);
       natsUrl = server.url;
-      log.info({ url: natsUrl, dataDir: config.dataDir, server_pid: server.process.pid }, "embedded nats-server started");
+      log.info({ url: natsUrl, version: server.version, binary: server.binary, sync: e.sync, dataDir: config.dataDir, server_pid: server.process.pid }, `embedded nats-server ${server.version} started`);
     }
   } catch (err) {
     await stopServer();
@@ -95,9 +95,10 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     // A busy server answers late: these steps are retried within a bound, and a timeout is reported as one.
     const jsm = await whenAnswered("connecting to JetStream", () => jetstreamManager(nc), { log });
     const js = jetstream(nc);
-    const buckets = await whenAnswered("creating streams, consumers and buckets", () => ensureTopology(nc, jsm, config), { log });
-    await checkPartitionMapping(nc, jsm, config, { log });
-    log.info({ server: nc.info?.version, partitions: config.partitions }, "streams, consumers and buckets ready");
+    // Where events are mapped to partitions (the server's config before 2.10, the stream from 2.10 on) decides the stream's shape.
+    const mapping = await checkPartitionMapping(nc, jsm, config, { log });
+    const buckets = await whenAnswered("creating streams, consumers and buckets", () => ensureTopology(nc, jsm, config, { mapping, log }), { log });
+    log.info({ server: nc.info?.version, partitions: config.partitions, mapping }, "streams, consumers and buckets ready");
     // Tenants added or removed (by any process) reach the embedded server's authorization through the bucket.
     if (authorization && server) authSync = await authorization.sync(new TenantRegistry(buckets.tenants), server);
 

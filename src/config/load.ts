@@ -13,6 +13,7 @@ export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "numb
   NATS_CREDS: { path: ["nats", "credentials"], type: "string" },
   ACH_AUTH: { path: ["auth", "mode"], type: "string" },
   ACH_NATS_PORT: { path: ["nats", "embedded", "port"], type: "number" },
+  ACH_NATS_SYNC: { path: ["nats", "embedded", "sync"], type: "string" },
   ACH_REPLICAS: { path: ["nats", "replicas"], type: "number" },
   ACH_DATA_DIR: { path: ["dataDir"], type: "string" },
   ACH_PARTITIONS: { path: ["partitions"], type: "number" },

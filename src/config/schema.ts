@@ -18,8 +18,14 @@ export const ConfigSchema = z
           .object({
             host: z.string().default("127.0.0.1"),
             port: z.number().int().min(-1).max(65535).default(4222),
-            /** Base server config; the engine adds the partition mapping. */
+            /** Base server config; the engine adds the store folder, the authorization and (before 2.10) the partition mapping. */
             configFile: z.string().default("config/nats-server.conf"),
+            /**
+             * The file store's fsync policy (nats-server 2.10+): `always` fsyncs each write before the server
+             * acknowledges it; `default` flushes in the background (every 2 minutes), so a power loss can lose
+             * acknowledged writes. See the README's durability section.
+             */
+            sync: z.enum(["default", "always"]).default("default"),
           })
           .strict()
           .prefault({}),

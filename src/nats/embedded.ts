@@ -2,7 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { delimiter, isAbsolute, join, relative, resolve } from "node:path";
 import { partitionMapping } from "../events/mod.ts";
-import { natsServerBinary } from "./server-binary.ts";
+import { atLeast, binaryVersion, natsServerBinary } from "./server-binary.ts";
 
 /** Options of a nats-server child process. */
 export type EmbeddedOptions = {
@@ -13,8 +13,19 @@ export type EmbeddedOptions = {
   dataDir: string;
   /** Base config file whose text is copied into the effective config. */
   baseConfig?: string;
-  /** Partition count for the 2.9 subject mapping (omit for no mapping). */
+  /**
+   * Partition count for the subject mapping, written only for a server before
+   * 2.10: from 2.10 on the events stream maps subjects itself (omit for no mapping).
+   */
   partitions?: number;
+  /** The nats-server binary; default {@link natsServerBinary} (the newest on the machine). */
+  binary?: string;
+  /**
+   * The file store's fsync policy (2.10+): `always` fsyncs every write before
+   * it is acknowledged; `default` leaves the server's background flush
+   * (every 2 minutes). `always` on a 2.9 server is refused.
+   */
+  sync?: "default" | "always";
   /** Extra config text appended (cluster blocks in tests). */
   extraConfig?: string;
   /**
@@ -40,6 +51,9 @@ export type EmbeddedServer = {
   url: string;
   port: number;
   process: ChildProcess;
+  /** The binary it runs, and that binary's version (`2.15.3`). */
+  binary: string;
+  version: string;
   /** Graceful stop (SIGTERM, then SIGKILL after `timeoutMs`). */
   stop(timeoutMs?: number): Promise<void>;
   /** Immediate SIGKILL, for crash tests. */
@@ -108,22 +122,32 @@ function setprivPath(): string | null {
 }
 
 /**
- * Writes the effective server config: the base text with JetStream's store
- * under `dataDir/jetstream`, the partition mapping, and the include of the
- * authorization file.
+ * Writes the effective server config for a server of `version`: the base text
+ * with JetStream's store under `dataDir/jetstream` (and its fsync policy), the
+ * partition mapping (before 2.10 only), and the include of the authorization file.
  */
-export function writeServerConfig(opts: EmbeddedOptions): string {
+export function writeServerConfig(opts: EmbeddedOptions, version: [number, number, number]): string {
   mkdirSync(opts.dataDir, { recursive: true });
   const parts: string[] = [];
   const base = opts.baseConfig ? readFileSync(opts.baseConfig, "utf8") : "";
-  parts.push(withStoreDir(base, resolve(opts.dataDir, "jetstream"), opts.baseConfig));
+  let jetstream = withStoreDir(base, resolve(opts.dataDir, "jetstream"), opts.baseConfig);
+  if (opts.sync === "always") {
+    if (!atLeast(version, 2, 10)) {
+      throw new EmbeddedServerError(`nats.embedded.sync is "always" but nats-server ${version.join(".")} has no sync_interval (it came in 2.10): use a newer server (ACH_NATS_SERVER) or sync "default"`);
+    }
+    if (/\bsync_interval\b/.test(base.replace(/(^|\s)(#|\/\/).*$/gm, ""))) {
+      throw new EmbeddedServerError(`${opts.baseConfig ?? "the base config"} sets sync_interval and nats.embedded.sync is "always": keep one of them`);
+    }
+    jetstream = jetstream.replace(JETSTREAM_BLOCK, "$1\n  sync_interval: always");
+  }
+  parts.push(jetstream);
   if (opts.authorization) {
     // nats-server resolves an include relative to the including file's folder.
     const rel = relative(resolve(opts.dataDir), resolve(opts.authorization));
     if (isAbsolute(rel)) throw new EmbeddedServerError(`authorization file ${opts.authorization} must be on the same drive as ${opts.dataDir}`);
     parts.push(`# written by achd: users and permissions (rewritten and reloaded when tenants change)\ninclude ${JSON.stringify(rel)}\n`);
   }
-  if (opts.partitions) {
+  if (opts.partitions && !atLeast(version, 2, 10)) {
     const m = partitionMapping(opts.partitions);
     parts.push(`# written by achd: ${opts.partitions} partitions\nmappings {\n  "${m.src}": "${m.dest}"\n}\n`);
   }
@@ -138,9 +162,10 @@ export function writeServerConfig(opts: EmbeddedOptions): string {
  * `dataDir/jetstream`, and resolves once it accepts clients.
  */
 export async function startNatsServer(opts: EmbeddedOptions): Promise<EmbeddedServer> {
-  const bin = natsServerBinary();
+  const bin = opts.binary ?? natsServerBinary();
+  const version = binaryVersion(bin);
   const dataDir = resolve(opts.dataDir);
-  const conf = writeServerConfig({ ...opts, dataDir });
+  const conf = writeServerConfig({ ...opts, dataDir }, version);
   // The store directory is in the config file (see withStoreDir), not on the command line.
   const args = ["-c", conf, "-a", opts.host, "-p", String(opts.port), "-js", "-P", serverPidFile(dataDir)];
   const setpriv = opts.dieWithParent === false ? null : setprivPath();
@@ -214,5 +239,5 @@ export async function startNatsServer(opts: EmbeddedOptions): Promise<EmbeddedSe
     reloads = next.catch(() => undefined);
     return next;
   };
-  return { url: `nats://${opts.host}:${port}`, port, process: child, stop, kill, reload };
+  return { url: `nats://${opts.host}:${port}`, port, process: child, binary: bin, version: version.join("."), stop, kill, reload };
 }

@@ -22,15 +22,24 @@ function missingMappingError(version: [number, number, number], P: number, why: 
   );
 }
 
+/** Where events are mapped to partitions: by the server's config (`mappings`), or by the events stream's own subject transform (2.10+). */
+export type MappingSite = "server" | "stream";
+
 /**
- * On servers before 2.10 the partition mapping lives in the server config.
+ * Finds out whether the server maps events to partitions, and refuses a
+ * mapping that is wrong or missing. Before 2.10 the mapping must live in the
+ * server config; from 2.10 on the stream maps subjects itself, and a server
+ * mapping (a config kept from 2.9) is used where it is found.
  * Publishes probes on `ach.events._ach.<id>.probe` (header `Ach-Probe`) and
- * watches where they arrive, telling three outcomes apart:
+ * watches where they arrive, telling the outcomes apart:
  *
- * - right: each probe arrives on `ach.p.<k>.…` with k the partition the
- *   engine computes — returns;
- * - wrong: a probe arrives unmapped (on `ach.events.…`) or on another
- *   partition — {@link TopologyError} with the lines to add;
+ * - mapped: each probe arrives on `ach.p.<k>.…` with k the partition the
+ *   engine computes — returns `server`;
+ * - unmapped: every probe arrives on `ach.events.…` — returns `stream` on
+ *   2.10+, else {@link TopologyError} with the lines to add;
+ * - wrong: a probe arrives on another partition, or some probes are mapped
+ *   and others not (servers of a cluster configured differently) —
+ *   {@link TopologyError};
  * - slow: not every probe arrived within `timeoutMs` (default
  *   {@link STARTUP_TIMEOUT_MS}; missing probes are sent again with a growing
  *   wait, since core NATS may drop them under load) —
@@ -39,9 +48,9 @@ function missingMappingError(version: [number, number, number], P: number, why: 
  * Only this call's probes count: engines starting together see each
  * other's probes on the same subjects.
  */
-export async function checkPartitionMapping(nc: NatsConnection, jsm: JetStreamManager, config: Config, opts: { timeoutMs?: number; log?: Logger } = {}): Promise<void> {
+export async function checkPartitionMapping(nc: NatsConnection, jsm: JetStreamManager, config: Config, opts: { timeoutMs?: number; log?: Logger } = {}): Promise<MappingSite> {
   const version = parseVersion(nc.info?.version ?? "0.0.0");
-  if (atLeast(version, 2, 10)) return;
+  const streamMaps = atLeast(version, 2, 10);
   const P = config.partitions;
   const timeoutMs = opts.timeoutMs ?? STARTUP_TIMEOUT_MS;
   const ids = Array.from({ length: PROBES }, () => nuid.next());
@@ -64,7 +73,7 @@ export async function checkPartitionMapping(nc: NatsConnection, jsm: JetStreamMa
   const h = headers();
   h.set(PROBE_HEADER, "1");
   const started = Date.now();
-  const wrong = () => unmapped.size > 0 || [...mapped].some(([id, k]) => want.get(id) !== k);
+  const wrong = () => (unmapped.size > 0 && (!streamMaps || mapped.size > 0)) || [...mapped].some(([id, k]) => want.get(id) !== k);
   const pending = () => ids.filter((id) => !mapped.has(id) && !unmapped.has(id));
   try {
     for (let round = 0; pending().length > 0 && !wrong(); round++) {
@@ -83,11 +92,18 @@ export async function checkPartitionMapping(nc: NatsConnection, jsm: JetStreamMa
     for (const s of subs) s.unsubscribe();
   }
   // The stored copies are of no use to anyone (workers drop them); a busy server may not purge them now, and that is fine.
-  if (mapped.size > 0) await jsm.streams.purge(Streams.Events, { filter: `${PARTITIONED_PREFIX}.*.${PROBE_TENANT}.>` }).catch(() => undefined);
-  if (unmapped.size > 0) throw missingMappingError(version, P, `events published on ${EVENTS_PREFIX}.> are not mapped to partitions`);
+  // (A stream that maps subjects itself stores them under ach.p too.)
+  if (mapped.size + unmapped.size > 0) await jsm.streams.purge(Streams.Events, { filter: `${PARTITIONED_PREFIX}.*.${PROBE_TENANT}.>` }).catch(() => undefined);
+  if (streamMaps && unmapped.size > 0 && mapped.size > 0) {
+    throw new TopologyError(
+      `${mapped.size} of ${PROBES} probes were mapped to partitions by the server and ${unmapped.size} were not: the servers of this cluster are configured differently. ` +
+        `From nats-server 2.10 on the engine needs no mapping in the server config; remove it from every server (or keep it on every server) and reload them`,
+    );
+  }
+  if (!streamMaps && unmapped.size > 0) throw missingMappingError(version, P, `events published on ${EVENTS_PREFIX}.> are not mapped to partitions`);
   if (wrong()) throw missingMappingError(version, P, "the server maps events to another partition count");
   const missing = pending().length;
-  if (missing === 0) return;
+  if (missing === 0) return mapped.size > 0 ? "server" : "stream";
   const detail =
     missing === PROBES
       ? `none of ${PROBES} probes came back on ${PARTITIONED_PREFIX}.* or ${EVENTS_PREFIX}.*; if the server maps ${EVENTS_PREFIX}.> to some other subject, replace that mapping with the one \`achd nats-config\` prints`

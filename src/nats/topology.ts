@@ -15,6 +15,8 @@ import type { Config } from "../config/mod.ts";
 import { DLQ_PREFIX, partitionFilter, partitionMapping, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
 import { isNotFound } from "./errors.ts";
 import { Buckets, consumerName, parseConsumerName, Streams } from "./names.ts";
+import type { Logger } from "../util/log.ts";
+import type { MappingSite } from "./mapping-probe.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
 
 /** The server cannot be used as configured; the message says what to change. */
@@ -36,8 +38,13 @@ async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & 
   }
 }
 
-/** The events stream's configuration for a server version. */
-export function eventsStreamConfig(config: Config, version: [number, number, number]): Partial<StreamConfig> & { name: string } {
+/**
+ * The events stream's configuration for a server version, and where events
+ * are mapped to partitions (default: by the stream itself from 2.10 on, by
+ * the server's config before). Both put an event on the same `ach.p.<k>.…`
+ * subject.
+ */
+export function eventsStreamConfig(config: Config, version: [number, number, number], mapping: MappingSite = defaultMapping(version)): Partial<StreamConfig> & { name: string } {
   const P = config.partitions;
   const base = {
     name: Streams.Events,
@@ -50,11 +57,44 @@ export function eventsStreamConfig(config: Config, version: [number, number, num
     duplicate_window: nanos(config.events.duplicateWindow),
     max_msg_size: -1,
   };
-  if (atLeast(version, 2, 10)) {
+  if (mapping === "stream") {
+    if (!atLeast(version, 2, 10)) throw new TopologyError(`nats-server ${version.join(".")} cannot map subjects in a stream (2.10+): the partition mapping must be in the server config`);
     const m = partitionMapping(P);
     return { ...base, subjects: [`${EVENTS_PREFIX}.>`], subject_transform: { src: m.src, dest: m.dest } };
   }
   return { ...base, subjects: [`${PARTITIONED_PREFIX}.*.>`] };
+}
+
+function defaultMapping(version: [number, number, number]): MappingSite {
+  return atLeast(version, 2, 10) ? "stream" : "server";
+}
+
+/** True when the stream's config maps subjects to partitions itself. */
+function streamMapsSubjects(cfg: Partial<StreamConfig>): boolean {
+  return Boolean(cfg.subject_transform?.src);
+}
+
+/**
+ * Brings an existing events stream to the mapping in use. A stream made on
+ * 2.9 (events arrive mapped by the server) whose server no longer maps them
+ * (upgraded to 2.10+, the mapping gone from its config) takes the mapping
+ * over: same subjects for stored events, same partitions for new ones. A
+ * stream that maps subjects itself on a server that maps them too would
+ * receive nothing: refused, with what to remove.
+ */
+async function settleMapping(jsm: JetStreamManager, want: Partial<StreamConfig> & { name: string }, log?: Logger): Promise<void> {
+  const info = await jsm.streams.info(want.name);
+  const has = streamMapsSubjects(info.config);
+  const wants = streamMapsSubjects(want);
+  if (has === wants) return;
+  if (has) {
+    throw new TopologyError(
+      `stream ${want.name} maps events to partitions itself, and the server maps them too (a \`mappings\` block for ${EVENTS_PREFIX}.> in its config): events would not reach the stream. ` +
+        `Remove that mapping from the server config and reload it (nats-server --signal reload)`,
+    );
+  }
+  await jsm.streams.update(want.name, { ...info.config, subjects: want.subjects!, subject_transform: want.subject_transform! });
+  log?.info({ stream: want.name, subjects: want.subjects, transform: want.subject_transform }, "the events stream now maps events to partitions itself (nats-server 2.10+); stored events and their partitions are unchanged");
 }
 
 /** The current consumer of each partition (the newest generation), by partition. */
@@ -124,11 +164,14 @@ export function partitionConsumerConfig(config: Config, k: number, startSeq?: nu
  * Creates, idempotently, everything the engine needs: the events, DLQ and
  * unlocks streams, the state and unlock buckets, and one consumer per
  * partition. Refuses a stream created with another partition count.
+ * `mapping` is where events are mapped to partitions, as
+ * {@link checkPartitionMapping} found (default: by the stream from 2.10 on).
  */
-export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, config: Config): Promise<BucketHandles> {
+export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, config: Config, opts: { mapping?: MappingSite; log?: Logger } = {}): Promise<BucketHandles> {
   const version = parseVersion(nc.info?.version ?? "0.0.0");
-  const events = eventsStreamConfig(config, version);
+  const events = eventsStreamConfig(config, version, opts.mapping);
   await ensureStream(jsm, events);
+  await settleMapping(jsm, events, opts.log);
   const info = await jsm.streams.info(Streams.Events);
   const had = Number(PARTITIONS_RE.exec(info.config.description ?? "")?.[1] ?? config.partitions);
   if (had !== config.partitions) {

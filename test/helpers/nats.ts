@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { partitionsDrained, startNatsServer } from "../../src/nats/mod.ts";
+import { atLeast, binaryVersion, natsServerBinary, partitionsDrained, startNatsServer } from "../../src/nats/mod.ts";
 import type { Stack } from "../../src/bench/stack.ts";
 
 /** A real nats-server on a free loopback port, in a temp dir, with a client (the bench's stack, without topology). */
@@ -124,3 +124,10 @@ export async function startTestCluster(partitions: number): Promise<TestCluster>
   };
   return c;
 }
+
+/** The version of the nats-server the tests run (`ACH_NATS_SERVER`, else the newest on the machine). */
+export const SERVER_VERSION = binaryVersion(natsServerBinary());
+/** True on nats-server 2.10+: streams map subjects themselves, `sync_interval` exists. Tests of 2.9-only behaviour run only where this is false. */
+export const SERVER_2_10 = atLeast(SERVER_VERSION, 2, 10);
+/** The version as text, for test names: `nats-server 2.15.3`. */
+export const SERVER_NAME = `nats-server ${SERVER_VERSION.join(".")}`;

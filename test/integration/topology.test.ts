@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { partitionOf } from "../../src/events/mod.ts";
+import { partitionMapping, partitionOf } from "../../src/events/mod.ts";
 import { checkPartitionMapping, consumerName, ensureTopology, partitionConsumer, Streams, TopologyError } from "../../src/nats/mod.ts";
 import { startTestEngine, testConfig } from "../helpers/engine.ts";
-import { startTestNats, type TestNats } from "../helpers/nats.ts";
+import { SERVER_2_10, SERVER_NAME, startTestNats, type TestNats } from "../helpers/nats.ts";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -20,21 +20,20 @@ describe("streams, consumers, buckets and the partition mapping", () => {
     await nats?.cleanup();
   });
 
-  it("computes the same partition as the server's {{partition}} mapping", async () => {
+  it(`maps events to the same partition as the engine computes (${SERVER_2_10 ? "the stream's subject transform" : "the server's {{partition}} mapping"})`, async () => {
+    const config = testConfig(nats.url, { partitions: 8 });
+    await ensureTopology(nats.nc, nats.jsm, config);
     const users = Array.from({ length: 200 }, (_, i) => [`t${i % 7}`, `user-${i}`] as const);
+    const first = (await nats.jsm.streams.info(Streams.Events)).state.last_seq + 1;
+    for (const [t, u] of users) await nats.js.publish(`ach.events.${t}.${u}.x.y`, "");
     const seen = new Map<string, number>();
-    const sub = nats.nc.subscribe("ach.p.>");
-    const done = (async () => {
-      for await (const m of sub) {
-        const t = m.subject.split(".");
-        seen.set(`${t[3]}/${t[4]}`, Number(t[2]));
-        if (seen.size === users.length) break;
-      }
-    })();
-    for (const [t, u] of users) nats.nc.publish(`ach.events.${t}.${u}.x.y`, "");
-    await done;
+    for (let seq = first; seq < first + users.length; seq++) {
+      const t = (await nats.jsm.streams.getMessage(Streams.Events, { seq }))!.subject.split(".");
+      seen.set(`${t[3]}/${t[4]}`, Number(t[2]));
+    }
     for (const [t, u] of users) expect(seen.get(`${t}/${u}`), `${t}/${u}`).toBe(partitionOf(t, u, 8));
     expect(new Set(seen.values()).size).toBe(8);
+    await nats.jsm.streams.purge(Streams.Events);
   });
 
   it("creates everything idempotently and refuses another partition count", async () => {
@@ -47,7 +46,7 @@ describe("streams, consumers, buckets and the partition mapping", () => {
     await expect(ensureTopology(nats.nc, nats.jsm, testConfig(nats.url, { partitions: 4 }))).rejects.toThrow(/created with 8 partitions but partitions is 4/);
   });
 
-  it("says what to add to a 2.9 server config that lacks the mapping", async () => {
+  it.runIf(!SERVER_2_10)(`says what to add to a 2.9 server config that lacks the mapping (${SERVER_NAME}; 2.10+ needs none)`, async () => {
     const dir = mkdtempSync(join(tmpdir(), "achd-nomap-"));
     const bare = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir });
     const nc = await connect({ servers: bare.url });
@@ -63,6 +62,40 @@ describe("streams, consumers, buckets and the partition mapping", () => {
     } finally {
       await nc.close();
       await bare.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(SERVER_2_10)(`needs no mapping in the server config on ${SERVER_NAME}, uses one kept from 2.9, and refuses one with another partition count`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "achd-map-"));
+    const cases = [
+      { name: "bare", extra: "", want: "stream" },
+      { name: "kept", extra: `mappings {\n  "${partitionMapping(8).src}": "${partitionMapping(8).dest}"\n}\n`, want: "server" },
+      { name: "wrong", extra: `mappings {\n  "${partitionMapping(5).src}": "${partitionMapping(5).dest}"\n}\n`, want: /maps events to another partition count/ },
+    ];
+    try {
+      for (const c of cases) {
+        const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: join(dir, c.name), extraConfig: c.extra });
+        const nc = await connect({ servers: server.url });
+        try {
+          const jsm = await jetstreamManager(nc);
+          const config = testConfig(server.url, { partitions: 8 });
+          if (typeof c.want === "string") {
+            expect(await checkPartitionMapping(nc, jsm, config), c.name).toBe(c.want);
+            // The engine starts on it, and events published on ach.events reach their partitions.
+            const engine = await startTestEngine(server.url, { partitions: 8 });
+            await engine.stop();
+            const events = (await jsm.streams.info(Streams.Events)).config;
+            expect(Boolean(events.subject_transform), c.name).toBe(c.want === "stream");
+          } else {
+            await expect(checkPartitionMapping(nc, jsm, config), c.name).rejects.toThrow(c.want);
+          }
+        } finally {
+          await nc.close();
+          await server.stop();
+        }
+      }
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -105,18 +105,37 @@ describe("credential files", () => {
 });
 
 describe("the embedded server's config", () => {
+  const v29: [number, number, number] = [2, 9, 10];
+  const v215: [number, number, number] = [2, 15, 3];
   it("puts the store directory in the file (reloadable on 2.9) and includes the authorization file", () => {
     const data = join(dir, "srv");
     const base = join(dir, "base.conf");
     writeFileSync(base, "# store_dir is the engine's\nserver_name: x\njetstream {\n  max_file_store: 1GB\n}\n");
-    const conf = readFileSync(writeServerConfig({ host: "127.0.0.1", port: -1, dataDir: data, baseConfig: base, partitions: 4, authorization: join(data, "auth", "authorization.conf") }), "utf8");
+    const conf = readFileSync(writeServerConfig({ host: "127.0.0.1", port: -1, dataDir: data, baseConfig: base, partitions: 4, authorization: join(data, "auth", "authorization.conf") }, v29), "utf8");
     expect(conf).toContain(`jetstream {\n  store_dir: ${JSON.stringify(join(data, "jetstream"))}\n  max_file_store: 1GB\n}`);
     expect(conf).toContain('include "auth/authorization.conf"');
     expect(conf).toContain('"ach.events.*.*.>"');
-    const bare = readFileSync(writeServerConfig({ host: "127.0.0.1", port: -1, dataDir: join(dir, "bare") }), "utf8");
+    const bare = readFileSync(writeServerConfig({ host: "127.0.0.1", port: -1, dataDir: join(dir, "bare") }, v29), "utf8");
     expect(bare).toContain(`jetstream {\n  store_dir: ${JSON.stringify(join(dir, "bare", "jetstream"))}\n}`);
     expect(bare).not.toContain("include");
     writeFileSync(base, "jetstream {\n  store_dir: /elsewhere\n}\n");
-    expect(() => writeServerConfig({ host: "127.0.0.1", port: -1, dataDir: data, baseConfig: base })).toThrow(EmbeddedServerError);
+    expect(() => writeServerConfig({ host: "127.0.0.1", port: -1, dataDir: data, baseConfig: base }, v29)).toThrow(EmbeddedServerError);
+  });
+
+  it("writes the partition mapping only for servers before 2.10, whose streams cannot map subjects", () => {
+    const opts = { host: "127.0.0.1", port: -1, dataDir: join(dir, "map"), partitions: 4 };
+    expect(readFileSync(writeServerConfig(opts, v29), "utf8")).toContain("{{partition(4,1,2)}}");
+    expect(readFileSync(writeServerConfig(opts, [2, 10, 0]), "utf8")).not.toContain("mappings");
+    expect(readFileSync(writeServerConfig(opts, v215), "utf8")).not.toContain("mappings");
+  });
+
+  it("sets fsync on every write when sync is always, and refuses it on 2.9 and beside the base config's own setting", () => {
+    const opts = { host: "127.0.0.1", port: -1, dataDir: join(dir, "sync"), sync: "always" as const };
+    expect(readFileSync(writeServerConfig(opts, v215), "utf8")).toMatch(/jetstream \{\n {2}sync_interval: always\n {2}store_dir: /);
+    expect(readFileSync(writeServerConfig({ ...opts, sync: "default" }, v215), "utf8")).not.toContain("sync_interval");
+    expect(() => writeServerConfig(opts, v29)).toThrow(/has no sync_interval \(it came in 2\.10\)/);
+    const base = join(dir, "sync.conf");
+    writeFileSync(base, "jetstream {\n  sync_interval: 10s\n}\n");
+    expect(() => writeServerConfig({ ...opts, baseConfig: base }, v215)).toThrow(/sets sync_interval/);
   });
 });
