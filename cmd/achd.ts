@@ -24,6 +24,7 @@ const USAGE = `usage: achd <command> [--help]
   keys list [--tenant T]     keys by id and prefix, scopes, creation and last use (never a key)
   keys revoke <id>           revoke a key in every API process within a second
   status                     which worker owns which partition, lag per partition, lease ages
+  config [--timings]         print the validated configuration, or every timing derived from it
   simulate --rules PATH --events FILE.jsonl [--progress] [--at TIME]
                              run rules over events offline; print unlocks (and progress) as JSON lines
   dlq list [--tenant T] [--limit N] [--from SEQ]   list dead letters (JSON lines)
@@ -51,6 +52,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<Outcome> | Outcome> =
   dlq: async (a) => (await import("./dlq.ts")).dlqCmd(a),
   simulate: async (a) => (await import("./simulate.ts")).simulateCmd(a),
   status: async (a) => (await import("./status.ts")).statusCmd(a),
+  config: async (a) => (await import("./config.ts")).configCmd(a),
   replay: async (a) => (await import("./replay.ts")).replayCmd(a),
   bench: async (a) => (await import("./bench.ts")).benchCmd(a),
 };

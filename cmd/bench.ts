@@ -1,55 +1,29 @@
 /**
- * `achd bench [--smoke] [--only SECTIONS] …` — the benchmark
- * (docs/benchmarks.md). achd.ts loads this file, and with it the bench
- * code, only for this command.
+ * `achd bench …` — the benchmark lives in `bench/` at the top of a source
+ * checkout, outside the library: the build (tsconfig.build.json), the npm
+ * package and the container image leave it out. This file finds it at run
+ * time by a computed path, so no other command loads it and `tsc` does not
+ * follow it into the build; from an install without it, the command says so.
  */
-import { DEFAULT_OPTIONS, runBench, SECTIONS, SMOKE_OPTIONS, type Section } from "../src/bench/mod.ts";
-import { parseCommand, UsageError, type ExitCode } from "./cli.ts";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { ExitCode } from "./cli.ts";
 
-const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--out DIR]
-  the benchmark (docs/benchmarks.md)
-  --smoke            the small variant (seconds, for tests)
-  --only SECTIONS    comma-separated, of: ${SECTIONS.join(", ")}
-  --events N         events in the workload (≥ 1)
-  --users N          users in the workload (≥ 1)
-  --memory-users N   distinct users through the memory run's worker (≥ 1)
-  --memory-heap MB   the memory run's --max-old-space-size; 0 for none
-  --seconds S        seconds per offered load in the latency section (≥ 1)
-  --out DIR          where the results go`;
+/** What `bench/cli.ts` provides (it declares itself against this type, so the two cannot drift apart). */
+export type BenchEntry = { benchCmd(args: string[]): Promise<ExitCode> };
 
-/** Runs `achd bench …`; returns the exit code. */
+/** The benchmark is not in this install (the image, an npm install). */
+export class BenchUnavailableError extends Error {
+  override name = "BenchUnavailableError";
+}
+
+/** Runs `achd bench …` from the checkout's `bench/`; returns the exit code. */
 export async function benchCmd(args: string[]): Promise<ExitCode> {
-  const a = parseCommand(
-    {
-      name: "achd bench",
-      usage: USAGE,
-      options: {
-        smoke: { type: "boolean" },
-        only: { type: "string" },
-        events: { type: "integer", min: 1 },
-        users: { type: "integer", min: 1 },
-        "memory-users": { type: "integer", min: 1 },
-        "memory-heap": { type: "integer", min: 0 },
-        seconds: { type: "integer", min: 1 },
-        out: { type: "string" },
-      },
-    },
-    args,
-  );
-  if (!a) return 0;
-  const { values } = a;
-  const base = values.smoke ? SMOKE_OPTIONS : DEFAULT_OPTIONS;
-  const only = values.only?.split(",").map((s) => s.trim()) ?? [...base.sections];
-  const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
-  if (unknown.length) throw new UsageError(`achd bench: --only: unknown section ${unknown.join(", ")} (sections: ${SECTIONS.join(", ")})`);
-  await runBench({
-    ...base,
-    workload: { ...base.workload, events: values.events ?? base.workload.events, users: values.users ?? base.workload.users },
-    memoryUsers: values["memory-users"] ?? base.memoryUsers,
-    memoryHeapMB: values["memory-heap"] ?? base.memoryHeapMB,
-    loadSeconds: values.seconds ?? base.loadSeconds,
-    sections: only as Section[],
-    out: values.out ?? base.out,
-  });
-  return 0;
+  // A URL, not a literal specifier: tsc and the static import graph stop here.
+  const entry = new URL("../bench/cli.ts", import.meta.url);
+  if (!existsSync(fileURLToPath(entry))) {
+    throw new BenchUnavailableError(`achd bench runs from a source checkout (npm run bench); ${fileURLToPath(entry)} is not in this install`);
+  }
+  const bench = (await import(entry.href)) as BenchEntry;
+  return bench.benchCmd(args);
 }

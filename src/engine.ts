@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { FastifyInstance } from "fastify";
 import { buildApi } from "./api/mod.ts";
 import { adminKeyFile, ApiKeys } from "./auth/mod.ts";
-import type { Config } from "./config/mod.ts";
+import { compileConfig, type Config, type Timings } from "./config/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import pLimit from "p-limit";
 import { Buckets, checkPartitionMapping, claimStore, ensureTopology, FastKv, JsRequests, natsAuthOptions, startNatsServer, whenAnswered, type EmbeddedServer, type NatsAuthOptions } from "./nats/mod.ts";
@@ -15,6 +15,7 @@ import { RuleRegistry } from "./registry/mod.ts";
 import { checkedRuleFiles, type RuleBook } from "./rules/mod.ts";
 import { SeenArchive, StateStore } from "./state/mod.ts";
 import { coalesced } from "./util/coalesce.ts";
+import { settlesWithin, sleep, type EngineState } from "./util/lifecycle.ts";
 import type { Logger } from "./util/log.ts";
 
 /** A running engine: workers, API, and (without `nats.url`) its own nats-server. */
@@ -29,11 +30,26 @@ export type Engine = {
   stats: Stats;
   /** The partition workers running now (the partitions this process holds), by partition. */
   readonly workers: PartitionWorker[];
-  /** Drains and stops everything: API, workers (finishing in-flight batches), NATS, the embedded server. */
+  /** The derived timings this engine runs with (see `compileConfig`). */
+  timings: Timings;
+  /** `running` once returned by {@link startEngine}; `stopping`, then `stopped` (or `failed`) after {@link stop}. */
+  readonly state: EngineState;
+  /**
+   * Drains and stops everything: API, workers (finishing in-flight batches
+   * for up to `shutdownGrace`, then every wait and retry is cut short), NATS,
+   * the embedded server. Every timer of the engine is cleared when it
+   * resolves.
+   */
   stop(): Promise<void>;
 };
 
-async function connectWithin(servers: string[], timeoutMs: number, log: Logger, auth: NatsAuthOptions): Promise<NatsConnection> {
+/** Options of {@link startEngine}. */
+export type EngineOptions = {
+  /** Called on every change of state, from `starting` on (for a supervisor, or a test). */
+  onState?: (state: EngineState) => void;
+};
+
+async function connectWithin(servers: string[], timeoutMs: number, log: Logger, auth: NatsAuthOptions, retryMs: number): Promise<NatsConnection> {
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -42,7 +58,7 @@ async function connectWithin(servers: string[], timeoutMs: number, log: Logger, 
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`cannot reach NATS at ${servers.join(", ")}: ${(err as Error).message}`, { cause: err });
       if (attempt === 1) log.warn({ servers, err: (err as Error).message }, "NATS not reachable yet; retrying");
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(retryMs);
     }
   }
 }
@@ -51,7 +67,29 @@ async function connectWithin(servers: string[], timeoutMs: number, log: Logger, 
  * Starts the engine as configured. Rules are loaded first, so an invalid
  * rule set stops start-up before anything else runs.
  */
-export async function startEngine(config: Config, log: Logger): Promise<Engine> {
+export async function startEngine(config: Config, log: Logger, opts: EngineOptions = {}): Promise<Engine> {
+  let state: EngineState = "starting";
+  const setState = (s: EngineState) => {
+    state = s;
+    opts.onState?.(s);
+  };
+  setState("starting");
+  try {
+    const engine = await start(config, log, () => state, setState);
+    setState("running");
+    return engine;
+  } catch (err) {
+    setState("failed");
+    throw err;
+  }
+}
+
+async function start(config: Config, log: Logger, getState: () => EngineState, setState: (s: EngineState) => void): Promise<Engine> {
+  // Every derived timing, computed once and checked; the parts get them from here.
+  const timings = compileConfig(config);
+  log.info({ timings }, "timings");
+  // One signal from stop() down to every wait and retry: aborted once the shutdown grace is over (or start-up failed).
+  const lifecycle = new AbortController();
   // Rule files are checked before anything starts, so a bad file stops start-up at once.
   const fileRules = checkedRuleFiles(config.rules).files;
 
@@ -84,7 +122,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
   let auth: NatsAuthOptions;
   try {
     auth = natsAuthOptions(config);
-    nc = await connectWithin(natsUrl.split(",").map((s) => s.trim()), config.nats.connectTimeout, log, auth);
+    nc = await connectWithin(natsUrl.split(",").map((s) => s.trim()), timings.connectTimeout, log, auth, timings.connectRetry);
   } catch (err) {
     await stopServer();
     throw err;
@@ -93,11 +131,12 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
   let authSync: AuthorizationSync | undefined;
   try {
     // A busy server answers late: these steps are retried within a bound, and a timeout is reported as one.
-    const jsm = await whenAnswered("connecting to JetStream", () => jetstreamManager(nc), { log });
+    const wait = { log, timeoutMs: timings.startupWait };
+    const jsm = await whenAnswered("connecting to JetStream", () => jetstreamManager(nc), wait);
     const js = jetstream(nc);
     // Where events are mapped to partitions (the server's config before 2.10, the stream from 2.10 on) decides the stream's shape.
-    const mapping = await checkPartitionMapping(nc, jsm, config, { log });
-    const buckets = await whenAnswered("creating streams, consumers and buckets", () => ensureTopology(nc, jsm, config, { mapping, log }), { log });
+    const mapping = await checkPartitionMapping(nc, jsm, config, wait);
+    const buckets = await whenAnswered("creating streams, consumers and buckets", () => ensureTopology(nc, jsm, config, { mapping, log }), wait);
     log.info({ server: nc.info?.version, partitions: config.partitions, mapping }, "streams, consumers and buckets ready");
     // Tenants added or removed (by any process) reach the embedded server's authorization through the bucket.
     if (authorization && server) authSync = await authorization.sync(new TenantRegistry(buckets.tenants), server);
@@ -120,7 +159,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     const stats = new Stats();
     const dlq = new DeadLetters(js);
     // The hot path's reads and writes (state, seen ids, unlocks and their records) skip nats.js's per-request cost.
-    const requests = new JsRequests(nc);
+    const requests = new JsRequests(nc, timings.requestTimeout, timings.requestSweep);
     const deps = {
       js,
       jsm,
@@ -132,6 +171,8 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       stats,
       log,
       config,
+      timings,
+      signal: lifecycle.signal,
       io: pLimit(config.worker.concurrency),
     };
     let coordinator: Coordinator | undefined;
@@ -139,7 +180,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       const id = config.worker.id ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64) || "worker");
       // Leases and heartbeats get their own connection: behind thousands of in-flight state writes on the
       // data connection, a renewal could wait long enough for the fence to stop a busy partition.
-      control = await connectWithin(natsUrl.split(",").map((u) => u.trim()), config.nats.connectTimeout, log, auth);
+      control = await connectWithin(natsUrl.split(",").map((u) => u.trim()), timings.connectTimeout, log, auth, timings.connectRetry);
       const kvm = new Kvm(control);
       coordinator = new Coordinator({
         leases: new LeaseTable(await kvm.open(Buckets.Leases), id),
@@ -147,7 +188,9 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         makeWorker: (k, fence) => new PartitionWorker({ ...deps, fence }, k),
         store: deps.store,
         config,
+        timings,
         log,
+        signal: lifecycle.signal,
       });
       await coordinator.start();
       log.info({ worker: id, partitions: coordinator.workers.map((w) => w.partition) }, "workers started");
@@ -164,7 +207,7 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
         if (await keys.bootstrap(adminKeyFile(config.dataDir))) log.info({ file: adminKeyFile(config.dataDir) }, "created the first admin API key; it is in this file (mode 0600)");
       }
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api") },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });
@@ -176,10 +219,18 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
-        log.info("stopping");
+        setState("stopping");
+        log.info({ grace_ms: timings.shutdownGrace }, "stopping");
         await api?.close().catch((err: unknown) => log.warn({ err }, "API close failed"));
         keys?.stop();
-        await coordinator?.stop();
+        // Workers finish the batch in hand (a retry's pause ends at once: the work is given up and comes again),
+        // for up to the grace. After it, every wait and retry is cut short and the connections close under what
+        // is still in flight; what was not acknowledged is delivered again.
+        const workersStopped = coordinator?.stop();
+        if (workersStopped && !(await settlesWithin(workersStopped, timings.shutdownGrace))) {
+          log.warn({ grace_ms: timings.shutdownGrace }, "work in flight did not finish within the shutdown grace; cutting it short");
+        }
+        lifecycle.abort();
         stopWatch();
         await reload.settled();
         await authSync?.stop();
@@ -190,11 +241,16 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
           await c.drain().catch((err: unknown) => log.warn({ err: String(err) }, "connection did not drain; closing it"));
           if (!c.isClosed()) await c.close().catch(() => undefined);
         }
+        // Settled by now (or soon: its requests failed with the connections); a failure of it fails the stop.
+        await workersStopped;
         await stopServer();
+        setState("stopped");
         log.info({ stats: stats.snapshot() }, "stopped");
       })().catch(async (err: unknown) => {
+        lifecycle.abort();
         // Whatever failed on the way, the embedded server does not outlive the engine.
         await stopServer();
+        setState("failed");
         throw err;
       }));
     return {
@@ -207,9 +263,15 @@ export async function startEngine(config: Config, log: Logger): Promise<Engine> 
       get workers() {
         return coordinator?.workers ?? [];
       },
+      timings,
+      get state() {
+        return getState();
+      },
       stop,
     };
   } catch (err) {
+    // Ends the loops of whatever started before the failure.
+    lifecycle.abort();
     await authSync?.stop().catch(() => undefined);
     await control?.close().catch(() => undefined);
     await nc.close().catch(() => undefined);

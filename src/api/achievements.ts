@@ -3,7 +3,7 @@ import { Scopes } from "../auth/mod.ts";
 import { ErrorJson } from "./docs.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import { progressOf } from "../rules/mod.ts";
-import { userKey } from "../state/mod.ts";
+import { userKey } from "../core/mod.ts";
 import { periodLabel } from "../util/time.ts";
 import type { ApiContext } from "./context.ts";
 

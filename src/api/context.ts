@@ -8,6 +8,7 @@ import type { RuleRegistry } from "../registry/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
 import type { StateStore } from "../state/mod.ts";
 import type { TenantRegistry } from "../tenants/mod.ts";
+import type { EngineState } from "../util/lifecycle.ts";
 import type { Logger } from "../util/log.ts";
 
 /** What the HTTP API needs from the process. */
@@ -31,6 +32,8 @@ export type ApiContext = {
   tenants: TenantRegistry;
   /** API keys; undefined in `auth.mode: none` (every request is let through). */
   keys: ApiKeys | undefined;
+  /** The engine's state (`starting`, `running`, `stopping`, …), shown by `/v1/status`. */
+  engineState?: () => EngineState;
 };
 
 /** The body of every 4xx/5xx answer. */

@@ -7,8 +7,7 @@ import { ErrorJson, EventJson } from "./docs.ts";
 import { Streams } from "../nats/mod.ts";
 import type { DeadLetter } from "../pipeline/mod.ts";
 import { EVENT_ID, EVENT_TYPE, eventMsgId, eventSubject, ID_TOKEN, parsePartitionedSubject, RejectCodes, validateEvent, type Issue, type ValidEvent } from "../events/mod.ts";
-import { fingerprintMatch, fingerprintOf } from "../pipeline/mod.ts";
-import { userKey } from "../state/mod.ts";
+import { fingerprintMatch, fingerprintOf, userKey } from "../core/mod.ts";
 import type { ApiContext } from "./context.ts";
 
 /** The outcome of one event of a `POST /v1/events`. */

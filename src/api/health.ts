@@ -32,6 +32,7 @@ export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { status: "ready" };
   });
   app.get("/v1/status", { ...ADMIN, schema: { summary: "Live workers; per partition its owner, lease age and lag; rejected events this API process could not keep", tags: ["operations"], response: { 200: { description: "workers, partitions, dead_letter_failures", type: "object" } } } }, async () => ({
+    ...(ctx.engineState ? { engine: ctx.engineState() } : {}),
     ...(await clusterStatus(ctx.jsm, ctx.leases, ctx.members, ctx.config.partitions, Date.now())),
     // Never swallowed: a rejected event the DLQ could not take is counted here (and logged at error).
     dead_letter_failures: ctx.stats.deadLetterFailures,

@@ -1,4 +1,3 @@
 /** The HTTP API (fastify): ingest, achievements, health, OpenAPI. */
-export * from "./context.ts";
-export * from "./server.ts";
-export { declaredRoutes, type Access, type DeclaredRoute, type Principal } from "./auth.ts";
+export { buildApi } from "./server.ts";
+export { declaredRoutes } from "./auth.ts";

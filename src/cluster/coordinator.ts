@@ -1,4 +1,6 @@
-import type { Config } from "../config/mod.ts";
+import { setInterval as every } from "node:timers/promises";
+import type { Config, Timings } from "../config/mod.ts";
+import { background, sleep } from "../util/lifecycle.ts";
 import { partitionOf } from "../events/mod.ts";
 import type { PartitionWorker } from "../pipeline/mod.ts";
 import type { StateStore } from "../state/mod.ts";
@@ -13,16 +15,15 @@ export type CoordinatorDeps = {
   makeWorker: (partition: number, fence: () => boolean) => PartitionWorker;
   store: StateStore;
   config: Config;
+  /** The derived timings: renewal period, fence, tick, settle time, renewal timeouts. */
+  timings: Timings;
   log: Logger;
+  /** The engine's signal: aborting it ends the coordinator's loops (as {@link Coordinator.stop} does). */
+  signal?: AbortSignal;
 };
 
 /** A partition this worker holds; `wroteBefore` is when earlier workers under the same lease last wrote (see `#resume`). */
 type Owned = { lease: Held; worker: PartitionWorker; starting?: boolean; wroteBefore?: number };
-
-/** How often leases are renewed: five times a TTL (at least every 100 ms). */
-function renewEvery(ttl: number): number {
-  return Math.max(100, Math.floor(ttl / 5));
-}
 
 /**
  * Decides which partitions this process consumes. Every `ttl/5` it renews
@@ -43,8 +44,11 @@ export class Coordinator {
   readonly #owned = new Map<number, Owned>();
   /** When each live worker was first seen in an unbroken run of heartbeats. */
   readonly #seenSince = new Map<string, number>();
-  #timer: NodeJS.Timeout | undefined;
-  #renewTimer: NodeJS.Timeout | undefined;
+  /** Aborted by {@link stop} (or with the engine's signal): the tick and renewal loops end. */
+  readonly #abort = new AbortController();
+  readonly #signal: AbortSignal;
+  #tickLoop: Promise<void> | undefined;
+  #renewLoop: Promise<void> | undefined;
   #ticking: Promise<void> | undefined;
   #renewing: Promise<void> | undefined;
   #beating: Promise<void> | undefined;
@@ -54,6 +58,7 @@ export class Coordinator {
 
   constructor(deps: CoordinatorDeps) {
     this.#d = deps;
+    this.#signal = deps.signal ? AbortSignal.any([deps.signal, this.#abort.signal]) : this.#abort.signal;
   }
 
   get workerId(): string {
@@ -67,16 +72,30 @@ export class Coordinator {
 
   /** Joins, takes this worker's share of the free partitions, and keeps doing so every tick. */
   async start(): Promise<void> {
-    const ttl = this.#d.config.leases.ttl;
+    const { log } = this.#d;
     await this.#renewals();
     // The first heartbeat is written before the first plan, so that this worker counts itself among the live ones.
     await this.#beating;
     // Renewals run on their own, often (every ttl/5, all leases at once), so that a slow handover or a partition
     // that is slow to start never delays them — not even the first round, which starts every partition in turn
     // while the first ones are already busy: two renewals in a row may fail before the fence (ttl/2) stops writes.
-    this.#scheduleRenewals(Date.now());
+    this.#renewLoop = background(this.#renewEvery(Date.now()), log, "lease renewal loop failed");
     await this.tick();
-    this.#timer = setInterval(() => void this.tick(), Math.max(200, Math.floor(ttl / 3)));
+    this.#tickLoop = background(this.#tickEvery(), log, "coordinator tick loop failed");
+  }
+
+  /**
+   * A round every `tick` (ttl/3) on a fixed grid until stopped; a round
+   * still running when the next is due is not doubled ({@link tick}).
+   */
+  async #tickEvery(): Promise<void> {
+    try {
+      for await (const _ of every(this.#d.timings.tick, undefined, { signal: this.#signal })) {
+        void background(this.tick(), this.#d.log, "coordinator round failed");
+      }
+    } catch (err) {
+      if (!this.#signal.aborted) throw err;
+    }
   }
 
   /** One round of handovers and acquisitions (never two at once). */
@@ -92,23 +111,20 @@ export class Coordinator {
    * the next tick find it still running and skip, and the leases wait a
    * whole period more.
    */
-  #scheduleRenewals(lastStart: number): void {
-    if (this.#stopped) return;
-    const wait = Math.max(0, lastStart + renewEvery(this.#d.config.leases.ttl) - Date.now());
-    this.#renewTimer = setTimeout(() => {
-      const start = Date.now();
-      this.#renewals()
-        .catch((err: unknown) => this.#d.log.error({ err }, "lease renewals failed"))
-        .finally(() => this.#scheduleRenewals(start));
-    }, wait);
+  async #renewEvery(lastStart: number): Promise<void> {
+    while (!this.#stopped) {
+      const wait = Math.max(0, lastStart + this.#d.timings.renewEvery - Date.now());
+      if (!(await sleep(wait, this.#signal))) return;
+      lastStart = Date.now();
+      await this.#renewals().catch((err: unknown) => this.#d.log.error({ err }, "lease renewals failed"));
+    }
   }
 
   /** Heartbeat and lease renewals (never two rounds at once); a lease that is lost or too old stops its partition. */
   async #renewals(): Promise<void> {
     if (this.#renewing || this.#stopped) return this.#renewing;
     this.#renewing = (async () => {
-      const { leases, members, config, log } = this.#d;
-      const ttl = config.leases.ttl;
+      const { leases, members, timings, log } = this.#d;
       // Apart from the renewals (one at a time): a slow heartbeat must neither delay them nor hold up the next round.
       this.#beating ??= members
         .heartbeat(Date.now())
@@ -119,7 +135,7 @@ export class Coordinator {
           // Wait for the reply as long as it can still keep the fence open. Giving up sooner helps nothing: the
           // next try writes on the same revision, so it can only succeed if this one did not; and on a busy event
           // loop the timeout fires before a reply that has already arrived is read.
-          const timeout = Math.max(renewEvery(ttl), ttl / 2 - (Date.now() - o.lease.renewedAt));
+          const timeout = Math.max(timings.renewTimeoutMin, timings.fence - (Date.now() - o.lease.renewedAt));
           const ok = await leases.renew(o.lease, Date.now(), timeout).catch((err: unknown) => {
             log.warn({ partition: p, err: String(err) }, "lease renewal failed");
             return undefined;
@@ -136,8 +152,7 @@ export class Coordinator {
   }
 
   async #round(): Promise<void> {
-    const { leases, members, config, log } = this.#d;
-    const ttl = config.leases.ttl;
+    const { leases, members, config, timings, log } = this.#d;
     if (this.#stopped) return;
     let live: string[];
     try {
@@ -151,7 +166,7 @@ export class Coordinator {
     const seenAt = Date.now();
     for (const id of [...this.#seenSince.keys()]) if (!live.includes(id)) this.#seenSince.delete(id);
     for (const id of live) if (!this.#seenSince.has(id)) this.#seenSince.set(id, seenAt);
-    const settled = live.filter((id) => id === this.workerId || seenAt - this.#seenSince.get(id)! >= ttl);
+    const settled = live.filter((id) => id === this.workerId || seenAt - this.#seenSince.get(id)! >= timings.settle);
     const plan = new Set(plannedPartitions(this.workerId, settled, config.partitions));
     // Hand over what another live worker should have.
     for (const [p, o] of [...this.#owned]) {
@@ -191,8 +206,8 @@ export class Coordinator {
 
   /** Whether a partition may write: writes stop once half a TTL passes without a renewal, and the lease cannot pass to anyone before a full TTL. */
   #fence(lease: Held): () => boolean {
-    const ttl = this.#d.config.leases.ttl;
-    return () => Date.now() - lease.renewedAt < ttl / 2;
+    const { fence } = this.#d.timings;
+    return () => Date.now() - lease.renewedAt < fence;
   }
 
   /** Drops the cached state of a partition's users: it may be older than what is stored. */
@@ -257,8 +272,10 @@ export class Coordinator {
   /** Stops every partition (finishing the step in hand), releases the leases and leaves. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearInterval(this.#timer);
-    clearTimeout(this.#renewTimer);
+    // Ends both loops at once (their timers are cleared); a round or a renewal in flight is awaited below.
+    this.#abort.abort();
+    await this.#tickLoop;
+    await this.#renewLoop;
     await this.#ticking;
     await this.#renewing;
     // A heartbeat still in flight would announce this worker again after it left.

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { ConfigSchema, type Config, type ConfigInput } from "./schema.ts";
+import { deriveTimings, timingIssues, type Timings } from "./timings.ts";
 
 /** A configuration that cannot be used; the message names every bad field. */
 export class ConfigError extends Error {
@@ -27,6 +28,7 @@ export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "numb
   ACH_CACHE_MB: { path: ["worker", "cacheMB"], type: "number" },
   ACH_ACK_WAIT: { path: ["worker", "ackWait"], type: "string" },
   ACH_REORDER_WINDOW: { path: ["reorder", "window"], type: "string" },
+  ACH_SHUTDOWN_GRACE: { path: ["shutdownGrace"], type: "string" },
   LOG_LEVEL: { path: ["log", "level"], type: "string" },
 };
 
@@ -94,7 +96,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
   }
+  const issues = timingIssues(deriveTimings(parsed.data));
+  if (issues.length) {
+    const from = (path: string) => (sources.get(path) ? ` (from ${sources.get(path)})` : existsSync(file) ? ` (in ${file})` : "");
+    throw new ConfigError(`invalid configuration:\n  ${issues.map((i) => `${i.fields.map((f) => `${f}${from(f)}`).join(", ")}: ${i.message}`).join("\n  ")}`);
+  }
   return parsed.data;
+}
+
+/**
+ * Every derived timing of a validated configuration, computed once, with
+ * their relations checked (see {@link timingIssues}). Throws
+ * {@link ConfigError} naming the settings of each broken relation.
+ */
+export function compileConfig(config: Config): Timings {
+  const timings = deriveTimings(config);
+  const issues = timingIssues(timings);
+  if (issues.length) throw new ConfigError(`invalid configuration:\n  ${issues.map((i) => `${i.fields.join(", ")}: ${i.message}`).join("\n  ")}`);
+  return timings;
 }
 
 /** Merges `from` into `into`; a value set here no longer comes from the environment. */

@@ -1,14 +1,14 @@
 /** NATS plumbing: server binary, the embedded server, streams, buckets and consumers, the engine's credential. */
-export * from "./names.ts";
-export * from "./errors.ts";
-export * from "./server-binary.ts";
-export * from "./embedded.ts";
-export * from "./topology.ts";
-export * from "./requests.ts";
-export * from "./credentials.ts";
-export * from "./mapping-probe.ts";
-export * from "./startup.ts";
-export * from "./process.ts";
-export * from "./store-lock.ts";
-export * from "./ownership.ts";
-export * from "./kv.ts";
+export { Buckets, consumerName, isProbe, parseConsumerName, PROBE_HEADER, PROBE_TENANT, Streams } from "./names.ts";
+export { isCasFailure, isNotFound, isTooLarge, isTransient, TransientError } from "./errors.ts";
+export { atLeast, binaryVersion, natsBinary, natsBinaryIfPresent, natsServerBinary, NatsServerMissingError, parseVersion, type NatsTool } from "./server-binary.ts";
+export { EmbeddedServerError, serverConfigFile, startNatsServer, writeServerConfig, type EmbeddedServer } from "./embedded.ts";
+export { ensureTopology, openBucket, partitionBacklog, partitionConsumer, partitionConsumerConfig, partitionConsumers, partitionsDrained, pullAhead, TopologyError } from "./topology.ts";
+export { FastKv, JsRequests, type KvStore } from "./requests.ts";
+export { authDir, configuredCredential, CredentialsError, ensureEngineSeed, natsAuthOptions, readCredential, type NatsAuthOptions } from "./credentials.ts";
+export { checkPartitionMapping, type MappingSite } from "./mapping-probe.ts";
+export { StartupTimeoutError, whenAnswered } from "./startup.ts";
+export { isAlive, processStartTime } from "./process.ts";
+export { acquireStoreLock, lockFile, StoreLockedError, type LockHolder } from "./store-lock.ts";
+export { claimStore } from "./ownership.ts";
+export { currentEntries, watchChanges } from "./kv.ts";

@@ -30,13 +30,14 @@ export class JsRequests {
   readonly #timer: NodeJS.Timeout;
   #next = 0;
 
-  constructor(nc: NatsConnection, timeout = 5000) {
+  /** `timeout` and `sweepEvery` (how often overdue requests are failed) come from the engine's timings. */
+  constructor(nc: NatsConnection, timeout = 5000, sweepEvery = Math.max(50, Math.min(1000, timeout / 4))) {
     this.#nc = nc;
     this.#timeout = timeout;
     this.#prefix = `${createInbox()}.`;
     this.#sub = nc.subscribe(`${this.#prefix}*`, { callback: (_err, m) => this.#reply(m) });
     // Requests are kept in the order they were made, all with the same timeout: the overdue ones come first.
-    this.#timer = setInterval(() => this.#expire(Date.now()), Math.max(50, Math.min(1000, timeout / 4)));
+    this.#timer = setInterval(() => this.#expire(Date.now()), sweepEvery);
     this.#timer.unref();
     void nc.closed().then(() => this.close());
   }

@@ -11,7 +11,7 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import type { Config } from "../config/mod.ts";
+import { deriveTimings, type Config } from "../config/mod.ts";
 import { DLQ_PREFIX, partitionFilter, partitionMapping, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
 import { isNotFound } from "./errors.ts";
 import { Buckets, consumerName, parseConsumerName, Streams } from "./names.ts";
@@ -138,10 +138,11 @@ export async function partitionConsumer(jsm: JetStreamManager, k: number): Promi
 
 /**
  * Messages a partition's consumer keeps pulled ahead: two batches (at least
- * 100). The worker stops reading while its queue holds this many.
+ * 100), as computed with the other timings (`Timings.pullAhead`). The
+ * worker stops reading while its queue holds this many.
  */
 export function pullAhead(config: Config): number {
-  return Math.max(config.worker.batchSize * 2, 100);
+  return deriveTimings(config).pullAhead;
 }
 
 /** Configuration of partition `k`'s durable pull consumer (generation `generation`). */

@@ -1,9 +1,7 @@
 /** The worker pipeline: consume → validate → dedup → evaluate → commit → unlock → ack. */
-export * from "./stats.ts";
-export * from "./dlq.ts";
-export * from "./unlocks.ts";
-export * from "./retry.ts";
-export * from "./apply.ts";
-export * from "./partition.ts";
-export * from "./dlq-admin.ts";
-export * from "./fingerprint.ts";
+export { Stats } from "./stats.ts";
+export { DEAD_LETTER_MAX_BYTES, DeadLetters, DlqHeaders, type DeadLetter } from "./dlq.ts";
+export { UnlockSink } from "./unlocks.ts";
+export { StoppedError } from "./retry.ts";
+export { PartitionWorker, type WorkerDeps } from "./partition.ts";
+export { DeadLetterNotFoundError, listDeadLetters, RedriveError, redriveDeadLetter, showDeadLetter } from "./dlq-admin.ts";

@@ -1,4 +1,6 @@
 import type { JsMsg } from "@nats-io/jetstream";
+import { compileConfig, type Timings } from "../config/mod.ts";
+import { background, sleep } from "../util/lifecycle.ts";
 import type { Logger } from "../util/log.ts";
 import { ReorderBuffer } from "./reorder.ts";
 import { StoppedError, type RetryHooks } from "./retry.ts";
@@ -43,6 +45,10 @@ export class PartitionWorker {
   readonly #step: BatchStep;
   /** When the last write or ack was let through the fence (0 before the first). */
   #lastWriteAt = 0;
+  readonly #timings: Timings;
+  /** Aborted by {@link stop} (and at a closed fence): every wait and retry of this worker ends at once. */
+  #abort = new AbortController();
+  #signal: AbortSignal;
 
   constructor(
     deps: WorkerDeps,
@@ -50,9 +56,11 @@ export class PartitionWorker {
   ) {
     this.#d = deps;
     this.#log = deps.log.child({ partition });
+    this.#timings = deps.timings ?? compileConfig(deps.config);
+    this.#signal = this.#signalOf(this.#abort);
     this.#buffer = new ReorderBuffer(deps.config.reorder);
     const gate: WriteGate = { check: () => this.#checkFence(), mayAck: () => this.#mayAck() };
-    this.#consumer = new PartitionConsumer(deps, this.#log, partition, () => this.#running);
+    this.#consumer = new PartitionConsumer({ ...deps, timings: this.#timings }, this.#log, partition, () => this.#running);
     this.#acks = new AckTracker(gate);
     const messagesOf = (seqs: ReadonlySet<number>, msgs: readonly JsMsg[]) => this.#acks.messagesOf(seqs, msgs);
     this.#step = new BatchStep({
@@ -83,11 +91,20 @@ export class PartitionWorker {
 
   /** Starts consuming (after a rewind to the ack floor). */
   async start(): Promise<void> {
+    if (this.#abort.signal.aborted) {
+      this.#abort = new AbortController();
+      this.#signal = this.#signalOf(this.#abort);
+    }
     this.#running = true;
     await this.#consumer.open();
     // Stopped while it opened (its lease was lost): let nothing run.
     if (!this.#running) return this.#consumer.close();
-    this.#loop = this.#supervise();
+    this.#loop = background(this.#supervise(), this.#log, "partition loop ended with an error");
+  }
+
+  /** This worker's signal: its own controller, and the engine's signal when it has one. */
+  #signalOf(own: AbortController): AbortSignal {
+    return this.#d.signal ? AbortSignal.any([this.#d.signal, own.signal]) : own.signal;
   }
 
   /**
@@ -103,8 +120,7 @@ export class PartitionWorker {
       } catch (err) {
         if (err instanceof StoppedError || !this.#running) return;
         this.#log.error({ err }, "partition loop failed; restarting it from the ack floor");
-        await new Promise((r) => setTimeout(r, 1000));
-        if (!this.#running) return;
+        if (!(await sleep(this.#timings.restartBackoff, this.#signal)) || !this.#running) return;
         try {
           await this.#rewind();
         } catch (e) {
@@ -123,6 +139,8 @@ export class PartitionWorker {
   async stop(): Promise<void> {
     await this.#consumer.close();
     this.#running = false;
+    // A retry pausing (up to worker.maxBackoff) or the restart back-off ends now; the retry then gives the work up.
+    this.#abort.abort();
     this.#consumer.wake();
     await this.#loop;
   }
@@ -169,6 +187,7 @@ export class PartitionWorker {
   #checkFence(): void {
     if (this.#d.fence && !this.#d.fence()) {
       this.#running = false;
+      this.#abort.abort();
       throw new StoppedError(`partition ${this.partition}: lease not renewed in time; not writing`);
     }
     this.#lastWriteAt = Date.now();
@@ -184,7 +203,9 @@ export class PartitionWorker {
   #hooks(msgs: JsMsg[]): RetryHooks {
     return {
       isRunning: () => this.#running,
-      maxBackoff: this.#d.config.worker.maxBackoff,
+      maxBackoff: this.#timings.retryMax,
+      baseBackoff: this.#timings.retryBase,
+      signal: this.#signal,
       maxAttempts: this.#d.config.worker.maxAttempts,
       onConflict: () => this.#d.stats.conflicts++,
       onRetry: (err: unknown, attempt: number) => {

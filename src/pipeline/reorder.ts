@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import type { SeqEvent } from "./apply.ts";
+import type { SeqEvent } from "../core/mod.ts";
 
 /** Bounds of a partition's reorder buffer. */
 export type ReorderOptions = {

@@ -1,5 +1,7 @@
 import { isTransient, TransientError } from "../nats/mod.ts";
 import { ConflictError } from "../state/mod.ts";
+import { RETRY_BASE_MS } from "../config/mod.ts";
+import { sleep } from "../util/lifecycle.ts";
 
 // Which failures are passing is decided with every other error predicate, in nats/errors.ts.
 export { isTransient, TransientError };
@@ -26,13 +28,16 @@ export class PoisonError extends Error {
 export type RetryHooks = {
   isRunning(): boolean;
   maxBackoff: number;
+  /** First pause (doubling up to `maxBackoff`); default {@link RETRY_BASE_MS}. */
+  baseBackoff?: number;
+  /** Aborted when the worker stops: a pause ends at once, and {@link retrying} throws {@link StoppedError}. */
+  signal?: AbortSignal;
   /** Failures not about the connection allowed before {@link PoisonError}. */
   maxAttempts: number;
   onConflict(): void;
   onRetry(err: unknown, attempt: number): void;
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Runs `fn` until it succeeds, in-process and in order (a `nak` with delay
@@ -46,7 +51,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function retrying<T>(fn: () => Promise<T>, hooks: RetryHooks): Promise<T> {
   const history: string[] = [];
   for (let attempt = 1; ; attempt++) {
-    if (!hooks.isRunning()) throw new StoppedError("worker stopping");
+    if (!hooks.isRunning() || hooks.signal?.aborted) throw new StoppedError("worker stopping");
     try {
       return await fn();
     } catch (err) {
@@ -61,7 +66,7 @@ export async function retrying<T>(fn: () => Promise<T>, hooks: RetryHooks): Prom
           if (history.length >= hooks.maxAttempts) throw new PoisonError(history, { cause: err });
         }
       }
-      await sleep(Math.min(hooks.maxBackoff, 25 * 2 ** Math.min(attempt, 10)));
+      if (!(await sleep(Math.min(hooks.maxBackoff, (hooks.baseBackoff ?? RETRY_BASE_MS) * 2 ** Math.min(attempt, 10)), hooks.signal))) throw new StoppedError("worker stopping");
     }
   }
 }

@@ -1,2 +1,2 @@
 /** Versioned rule sets in KV: file sync, API versions, history, watch. */
-export * from "./registry.ts";
+export { RuleRegistry, type VersionEntry } from "./registry.ts";

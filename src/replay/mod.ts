@@ -1,2 +1,2 @@
 /** Re-evaluating the stored events stream in memory (backfills, reconciliation, the replay benchmark). */
-export * from "./replay.ts";
+export { reconcile, replayStream } from "./replay.ts";

@@ -7,8 +7,7 @@ import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { decodeMessage, PARTITIONED_PREFIX, type EventLimits } from "../events/mod.ts";
 import { Buckets, isProbe, Streams } from "../nats/mod.ts";
-import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
-import { unlockRecordKey } from "../pipeline/unlocks.ts";
+import { unlockRecordKey, type FingerprintSpec } from "../core/mod.ts";
 import type { RuleBook, Unlock } from "../rules/mod.ts";
 import { Shard, type ShardChunk, type ShardInit, type ShardResult } from "./shard.ts";
 

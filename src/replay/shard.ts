@@ -1,6 +1,6 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { decodeMessage, type DecodeOptions, type EventLimits } from "../events/mod.ts";
-import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
+import type { FingerprintSpec } from "../core/mod.ts";
 import { RuleBook, type RuleVersion, type Unlock } from "../rules/mod.ts";
 import { InMemoryEvaluator } from "../sim/mod.ts";
 

@@ -1,2 +1,2 @@
 /** The offline simulator: the workers' evaluation path over an event list, without NATS. */
-export * from "./simulate.ts";
+export { InMemoryEvaluator, simulate, unlockLine, userProgress, type Simulation } from "./simulate.ts";

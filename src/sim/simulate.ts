@@ -1,9 +1,6 @@
 import { validateEvent, type EventLimits, type Rejection, type ValidEvent } from "../events/mod.ts";
-import { applyEvents, chunksCovering } from "../pipeline/apply.ts";
-import type { FingerprintSpec } from "../pipeline/fingerprint.ts";
-import { unlockEvent } from "../pipeline/unlocks.ts";
 import { progressOf, type Progress, type RuleBook, type Unlock } from "../rules/mod.ts";
-import { emptyUserState, userKey, type UserState } from "../state/mod.ts";
+import { applyEvents, chunksCovering, emptyUserState, unlockEvent, userKey, type FingerprintSpec, type UserState } from "../core/mod.ts";
 
 /** What a simulation produced. */
 export type Simulation = {

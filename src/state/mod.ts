@@ -1,4 +1,3 @@
-/** Per-user state: its layout and its compare-and-set store. */
-export * from "./user-state.ts";
-export * from "./store.ts";
-export * from "./seen.ts";
+/** Per-user state in KV: its compare-and-set store and the seen-ids archive (the layout itself is in core/). */
+export { ConflictError, CorruptStateError, StateStore, type Versioned } from "./store.ts";
+export { SeenArchive } from "./seen.ts";

@@ -1,8 +1,6 @@
 import { LRUCache } from "lru-cache";
+import { seenChunkKey, type SeenChunk } from "../core/mod.ts";
 import type { KvStore } from "../nats/requests.ts";
-
-/** A chunk of event ids as the archive stores it (see `Chunk` in the pipeline). */
-export type SeenChunk = { phase: "e" | "o"; n: number; ids: string[]; from: number; to: number };
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -26,7 +24,7 @@ export class SeenArchive {
 
   /** Writes a chunk; must complete before the state that refers to it is stored. */
   async write(userKey: string, c: SeenChunk): Promise<void> {
-    const key = `${userKey}.${c.phase}.${c.n}`;
+    const key = seenChunkKey(userKey, c.phase, c.n);
     await this.#kv.put(key, enc.encode(JSON.stringify({ ids: c.ids, from: c.from, to: c.to })));
     this.#cache.set(key, new Set(c.ids));
   }
@@ -36,7 +34,7 @@ export class SeenArchive {
     const out = new Set<string>();
     await Promise.all(
       chunks.map(async ({ phase, n }) => {
-        const key = `${userKey}.${phase}.${n}`;
+        const key = seenChunkKey(userKey, phase, n);
         let ids = this.#cache.get(key);
         if (!ids) {
           const e = await this.#kv.get(key);

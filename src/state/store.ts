@@ -1,7 +1,7 @@
 import { LRUCache } from "lru-cache";
 import { isCasFailure } from "../nats/mod.ts";
 import type { KvStore } from "../nats/requests.ts";
-import { decodeState, emptyUserState, encodeState, type UserState } from "./user-state.ts";
+import { decodeState, emptyUserState, encodeState, type UserState } from "../core/mod.ts";
 
 /** Someone else wrote the key since we read it; reload and recompute. */
 export class ConflictError extends Error {

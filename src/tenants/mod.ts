@@ -5,8 +5,6 @@ export {
   renderAuthorization,
   tenantInboxPrefix,
   tenantPermissions,
-  type SubjectPermissions,
-  type TenantKey,
 } from "./authorization.ts";
 export { InvalidTenantError, TenantExistsError, TenantNotFoundError, TenantRegistry, type IssuedTenant, type TenantRecord } from "./registry.ts";
 export { prepareEmbeddedAuthorization, type AuthorizationSync, type EmbeddedAuthorization } from "./server-auth.ts";

@@ -4,7 +4,7 @@ import { loadConfig } from "../../src/config/mod.ts";
 import { startEngine } from "../../src/engine.ts";
 import { eventMsgId, eventSubject, type EventInput } from "../../src/events/mod.ts";
 import { Buckets, ensureTopology } from "../../src/nats/mod.ts";
-import { decodeState, encodeState, type UserState } from "../../src/state/mod.ts";
+import { decodeState, encodeState, type UserState } from "../../src/core/mod.ts";
 import { createLogger } from "../../src/util/log.ts";
 import { mix, type Delivery } from "../fixtures/streams/generators.ts";
 import { eventually, fixture } from "./engine.ts";

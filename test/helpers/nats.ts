@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { atLeast, binaryVersion, natsServerBinary, partitionsDrained, startNatsServer } from "../../src/nats/mod.ts";
-import type { Stack } from "../../src/bench/stack.ts";
+import type { Stack } from "../../bench/stack.ts";
 
 /** A real nats-server on a free loopback port, in a temp dir, with a client (the bench's stack, without topology). */
 export type TestNats = Pick<Stack, "server" | "url" | "dir" | "nc" | "js" | "jsm"> & {

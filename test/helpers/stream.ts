@@ -3,14 +3,12 @@ import { expect } from "vitest";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { EventInput } from "../../src/events/mod.ts";
 import { validateEvent } from "../../src/events/mod.ts";
-import { applyEvents, type SeqEvent } from "../../src/pipeline/mod.ts";
-import { emptyUserState, type UserState } from "../../src/state/mod.ts";
+import { applyEvents, emptyUserState, type SeqEvent, type UnlockEvent, type UserState } from "../../src/core/mod.ts";
 import type { RuleBook } from "../../src/rules/mod.ts";
 import { Streams } from "../../src/nats/mod.ts";
-import type { UnlockEvent } from "../../src/pipeline/mod.ts";
 
-import { prng } from "../../src/bench/workload.ts";
-import { publishEvent } from "../../src/bench/stack.ts";
+import { prng } from "../../bench/workload.ts";
+import { publishEvent } from "../../bench/stack.ts";
 
 // The seeded PRNG the benchmark's workload uses, so every generated stream can be replayed.
 export { prng };

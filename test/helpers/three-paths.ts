@@ -5,11 +5,10 @@
  * Shard, and the simulator (given the same stored times).
  */
 import { decodeMessage, eventMsgId, partitionOf, type EventLimits } from "../../src/events/mod.ts";
-import { applyEvents } from "../../src/pipeline/apply.ts";
+import { applyEvents, decodeState, emptyUserState, encodeState, userKey, type UserState } from "../../src/core/mod.ts";
 import { Shard } from "../../src/replay/shard.ts";
 import { progressOf, type Progress, type RuleBook, type Unlock } from "../../src/rules/mod.ts";
 import { simulate } from "../../src/sim/mod.ts";
-import { decodeState, emptyUserState, encodeState, userKey, type UserState } from "../../src/state/mod.ts";
 
 export const PARTITIONS = 4;
 const enc = new TextEncoder();

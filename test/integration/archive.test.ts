@@ -2,7 +2,7 @@ import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine.ts";
 import { Buckets } from "../../src/nats/mod.ts";
-import { decodeState } from "../../src/state/mod.ts";
+import { decodeState } from "../../src/core/mod.ts";
 import { eventually, startTestEngine } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";
 import { ev, publishAll } from "../helpers/stream.ts";

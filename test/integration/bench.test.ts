@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { runBench, SMOKE_OPTIONS, type BenchResults } from "../../src/bench/mod.ts";
+import { runBench, SMOKE_OPTIONS, type BenchResults } from "../../bench/mod.ts";
 
 describe("achd bench --smoke", () => {
   const out = mkdtempSync(join(tmpdir(), "achd-bench-test-"));

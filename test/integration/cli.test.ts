@@ -58,6 +58,7 @@ describe("achd command line", () => {
     ["dlq", "redrive"],
     ["simulate"],
     ["status"],
+    ["config"],
     ["replay"],
     ["bench"],
   ];

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine.ts";
 import { eventMsgId, eventSubject } from "../../src/events/mod.ts";
 import { Streams } from "../../src/nats/mod.ts";
-import type { UnlockEvent } from "../../src/pipeline/mod.ts";
+import type { UnlockEvent } from "../../src/core/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { apiFetch, eventually, fixture, startTestEngine } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";

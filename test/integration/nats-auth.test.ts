@@ -14,7 +14,7 @@ import { startEngine, type Engine } from "../../src/engine.ts";
 import { eventMsgId, partitionOf } from "../../src/events/mod.ts";
 import { DlqHeaders } from "../../src/pipeline/mod.ts";
 import { Buckets, Streams } from "../../src/nats/mod.ts";
-import { publishEvent } from "../../src/bench/stack.ts";
+import { publishEvent } from "../../bench/stack.ts";
 import { tenantInboxPrefix, TenantExistsError, TenantRegistry, type IssuedTenant } from "../../src/tenants/mod.ts";
 import { eventually, testConfig } from "../helpers/engine.ts";
 import { ev } from "../helpers/stream.ts";

@@ -7,9 +7,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { Config } from "../../src/config/mod.ts";
 import { ensureTopology, partitionConsumer } from "../../src/nats/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink, type WorkerDeps } from "../../src/pipeline/mod.ts";
+import { userKey } from "../../src/core/mod.ts";
 import { eventSubject } from "../../src/events/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
-import { SeenArchive, StateStore, userKey } from "../../src/state/mod.ts";
+import { SeenArchive, StateStore } from "../../src/state/mod.ts";
 import { createLogger } from "../../src/util/log.ts";
 import { eventually, fixture, testConfig } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";

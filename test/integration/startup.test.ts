@@ -6,7 +6,7 @@
 import { headers, nuid } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkPartitionMapping, ensureTopology, partitionBacklog, PROBE_HEADER, PROBE_TENANT, StartupTimeoutError, Streams, TopologyError, whenAnswered } from "../../src/nats/mod.ts";
-import { preload } from "../../src/bench/stack.ts";
+import { preload } from "../../bench/stack.ts";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
 import { eventually, testConfig } from "../helpers/engine.ts";
 import { SERVER_2_10, SERVER_NAME, type TestNats, startTestNats } from "../helpers/nats.ts";

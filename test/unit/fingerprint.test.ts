@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { validateEvent, type EventInput, type ValidEvent } from "../../src/events/mod.ts";
-import { applyEvents, fingerprintOf, type FingerprintSpec } from "../../src/pipeline/mod.ts";
+import { applyEvents, emptyUserState, fingerprintOf, type FingerprintSpec } from "../../src/core/mod.ts";
 import { compileRuleSet, RuleSchema } from "../../src/rules/mod.ts";
-import { emptyUserState } from "../../src/state/mod.ts";
 
 const specs: FingerprintSpec[] = [{ event: ["purchase.placed"], fields: ["payload.order_id"], within: 10 * 60_000 }];
 const rules = compileRuleSet([RuleSchema.parse({ id: "buyer", type: "count", event: "purchase.placed", target: 2 })]);

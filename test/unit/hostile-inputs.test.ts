@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { emptyEvalState, evaluate, progressOf, RULE_ID, RuleBook, RuleSchema, type Rule, type Unlock } from "../../src/rules/mod.ts";
 import { validateEvent } from "../../src/events/mod.ts";
-import { decodeState, emptyUserState, encodeState } from "../../src/state/mod.ts";
+import { decodeState, emptyUserState, encodeState } from "../../src/core/mod.ts";
 import { enginePath, progressByUser, replayPath, simulatePath, stored, type StoredMsg } from "../helpers/three-paths.ts";
 
 const STORED = Date.parse("2026-11-30T12:00:00Z");

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateEvent, type ValidEvent } from "../../src/events/mod.ts";
-import { applyEvents, type SeqEvent } from "../../src/pipeline/apply.ts";
+import { applyEvents, emptyUserState, type SeqEvent, type UserState } from "../../src/core/mod.ts";
 import {
   addPeriod,
   checkRuleSet,
@@ -35,7 +35,6 @@ import {
 import type { CountState } from "../../src/rules/kinds/count.ts";
 import type { StreakState } from "../../src/rules/kinds/streak.ts";
 import type { ThresholdState } from "../../src/rules/kinds/threshold.ts";
-import { emptyUserState, type UserState } from "../../src/state/mod.ts";
 
 // ---------------------------------------------------------------- helpers
 

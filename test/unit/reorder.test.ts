@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { SeqEvent } from "../../src/pipeline/apply.ts";
+import type { SeqEvent } from "../../src/core/mod.ts";
 import { ReorderBuffer } from "../../src/pipeline/reorder.ts";
 
 const W = 2000;

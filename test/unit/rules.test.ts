@@ -4,7 +4,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateEvent, type ValidEvent } from "../../src/events/mod.ts";
-import { applyEvents, chunksCovering, type SeqEvent } from "../../src/pipeline/apply.ts";
+import { applyEvents, chunksCovering, emptyUserState, type SeqEvent, type UserState } from "../../src/core/mod.ts";
 import {
   compileCondition,
   compileRuleSet,
@@ -23,7 +23,6 @@ import {
   type RuleSource,
 } from "../../src/rules/mod.ts";
 import type { CountState } from "../../src/rules/kinds/count.ts";
-import { emptyUserState, type UserState } from "../../src/state/mod.ts";
 
 // ---------------------------------------------------------------- helpers
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { decodeState, emptyUserState, encodeState, type UserState } from "../../src/state/mod.ts";
+import { decodeState, emptyUserState, encodeState, type UserState } from "../../src/core/mod.ts";
 
 describe("user state encoding", () => {
   it("writes the same state as the same bytes, whatever order its fields and maps were filled in", () => {

@@ -1,8 +1,13 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
-import { parseConsumerName, partitionConsumer, partitionConsumerConfig, pullAhead, Streams } from "../../nats/mod.ts";
+import type { Timings } from "../../config/mod.ts";
+import { parseConsumerName, partitionConsumer, partitionConsumerConfig, Streams } from "../../nats/mod.ts";
+import { background, sleep, whenAborted } from "../../util/lifecycle.ts";
 import type { Logger } from "../../util/log.ts";
 import { retrying, TransientError } from "../retry.ts";
 import type { HooksFor, WorkerDeps } from "./deps.ts";
+
+/** What {@link PartitionConsumer} needs: the clients, the config, the stats, and the timings (`pullAhead`). */
+export type ConsumerDeps = Pick<WorkerDeps, "js" | "jsm" | "config" | "stats"> & { timings: Pick<Timings, "pullAhead"> };
 
 /**
  * A partition's durable consumer and its generations, and the queue of
@@ -15,7 +20,7 @@ import type { HooksFor, WorkerDeps } from "./deps.ts";
  * ack floor so that what was pending comes back first and in order.
  */
 export class PartitionConsumer {
-  readonly #d: Pick<WorkerDeps, "js" | "jsm" | "config" | "stats">;
+  readonly #d: ConsumerDeps;
   readonly #log: Logger;
   readonly #queue: JsMsg[] = [];
   #messages: ConsumerMessages | undefined;
@@ -29,7 +34,7 @@ export class PartitionConsumer {
 
   /** `isRunning` is the worker's: a stopping worker's pump neither waits for room nor reports failures. */
   constructor(
-    deps: Pick<WorkerDeps, "js" | "jsm" | "config" | "stats">,
+    deps: ConsumerDeps,
     log: Logger,
     readonly partition: number,
     private readonly isRunning: () => boolean,
@@ -55,13 +60,20 @@ export class PartitionConsumer {
     return batch;
   }
 
-  /** Waits until a delivery arrives, the consumer fails, {@link wake} is called, or `ms` passes (when given). */
+  /**
+   * Waits until a delivery arrives, the consumer fails, {@link wake} is
+   * called, or `ms` passes (when given). Its timer is cleared however the
+   * wait ends.
+   */
   async idle(ms: number | undefined): Promise<void> {
-    await new Promise<void>((r) => {
-      this.#wake = r;
-      if (ms !== undefined) setTimeout(r, ms);
-    });
-    this.#wake = undefined;
+    const woken = new AbortController();
+    this.#wake = () => woken.abort();
+    try {
+      await (ms === undefined ? whenAborted(woken.signal) : sleep(ms, woken.signal));
+    } finally {
+      this.#wake = undefined;
+      woken.abort();
+    }
   }
 
   /** Ends a pending {@link idle}. */
@@ -131,9 +143,9 @@ export class PartitionConsumer {
     this.#gap = false;
     const gen = ++this.#generation;
     const consumer = await js.consumers.get(Streams.Events, info.name);
-    const messages = await consumer.consume({ max_messages: pullAhead(config) });
+    const messages = await consumer.consume({ max_messages: this.#d.timings.pullAhead });
     this.#messages = messages;
-    void this.#pump(messages, gen);
+    void background(this.#pump(messages, gen), this.#log, "partition consumer's pump failed");
   }
 
   /**
@@ -143,7 +155,7 @@ export class PartitionConsumer {
    * waits past the ack wait to be redelivered.
    */
   async #pump(messages: ConsumerMessages, gen: number): Promise<void> {
-    const full = pullAhead(this.#d.config);
+    const full = this.#d.timings.pullAhead;
     try {
       for await (const m of messages) {
         if (gen !== this.#generation) break;

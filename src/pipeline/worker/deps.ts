@@ -1,6 +1,6 @@
 import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import type { LimitFunction } from "p-limit";
-import type { Config } from "../../config/mod.ts";
+import type { Config, Timings } from "../../config/mod.ts";
 import { eventSubject, parsePartitionedSubject, type Rejection } from "../../events/mod.ts";
 import type { RuleBook } from "../../rules/mod.ts";
 import type { SeenArchive, StateStore } from "../../state/mod.ts";
@@ -35,6 +35,10 @@ export type WorkerDeps = {
    * server's queues, where a lease renewal would wait behind them.
    */
   io?: LimitFunction;
+  /** The derived timings (computed from `config` when not given). */
+  timings?: Timings;
+  /** Aborted when the engine stops: every wait and retry of the worker ends. */
+  signal?: AbortSignal;
 };
 
 /**

@@ -1,7 +1,7 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { decodeMessage, RejectCodes } from "../../events/mod.ts";
 import { isProbe } from "../../nats/mod.ts";
-import { userKey } from "../../state/mod.ts";
+import { userKey } from "../../core/mod.ts";
 import type { Logger } from "../../util/log.ts";
 import type { DeadLetter } from "../dlq.ts";
 import type { ReorderBuffer } from "../reorder.ts";

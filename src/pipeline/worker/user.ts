@@ -1,7 +1,7 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { RejectCodes } from "../../events/mod.ts";
 import type { Versioned } from "../../state/mod.ts";
-import { applyEvents, chunksToLoad, type Applied, type SeqEvent } from "../apply.ts";
+import { applyEvents, chunksToLoad, type Applied, type SeqEvent } from "../../core/mod.ts";
 import { deadLetterOf, type WorkerDeps, type WriteGate } from "./deps.ts";
 
 /** One user's share of a step: new events (eager), released events (ordered), and the work in between. */

@@ -7,9 +7,8 @@ import { streak } from "./streak.ts";
 import { threshold } from "./threshold.ts";
 import type { Kind } from "./types.ts";
 
-export * from "./types.ts";
+export { ownEntry, setOwnEntry, TRIGGER_LIMIT, type Kind, type KindContext, type UnlockRef } from "./types.ts";
 export { addPeriod, streakStats } from "./streak.ts";
-export { earliestMet } from "./composite.ts";
 export { SUM_SCALE } from "./threshold.ts";
 
 /** The state machine of a rule. */

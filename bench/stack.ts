@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type PubAck } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { readFile } from "node:fs/promises";
-import { loadConfig, type Config } from "../config/mod.ts";
-import { eventMsgId, eventSubject, type EventInput } from "../events/mod.ts";
-import { ensureTopology, startNatsServer, type EmbeddedServer } from "../nats/mod.ts";
+import { loadConfig, type Config } from "../src/config/mod.ts";
+import { eventMsgId, eventSubject, type EventInput } from "../src/events/mod.ts";
+import { ensureTopology, startNatsServer, type EmbeddedServer } from "../src/nats/mod.ts";
 
 /** A throw-away nats-server (loopback, random port, temp dir) with the engine's topology. */
 export type Stack = {

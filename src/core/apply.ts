@@ -1,18 +1,19 @@
 import type { ValidEvent } from "../events/mod.ts";
 import { evaluate, needsOrdering, type RuleSource, type Unlock } from "../rules/mod.ts";
-import type { SeenChunk, UserState } from "../state/mod.ts";
 import { fingerprintMatch, fingerprintOf, MAX_FINGERPRINTS, type FingerprintSpec } from "./fingerprint.ts";
+import type { UserState } from "./user-state.ts";
 
 /** One event of a user's batch, with its stream sequence. */
 export type SeqEvent = { seq: number; ev: ValidEvent };
 
 /**
  * A full list of recent event ids, moved out of the user's state into the
- * seen-ids archive (KV) so that state stays small while every recorded id
- * can still be checked: `from`..`to` is the event-time range of its events,
- * which is where a retry of one of them would fall.
+ * seen-ids archive (KV, written by `state/seen.ts`) so that state stays
+ * small while every recorded id can still be checked: `from`..`to` is the
+ * event-time range of its events, which is where a retry of one of them
+ * would fall.
  */
-export type Chunk = SeenChunk;
+export type SeenChunk = { phase: "e" | "o"; n: number; ids: string[]; from: number; to: number };
 
 /** Archived chunks kept per phase in a state (the oldest are forgotten beyond this). */
 export const MAX_CHUNKS = 256;
@@ -56,14 +57,14 @@ export type Applied = {
   failed: { item: SeqEvent; error: Error }[];
   unlocks: Unlock[];
   /** Id lists to write to the seen-ids archive before the state is stored. */
-  chunks: Chunk[];
+  chunks: SeenChunk[];
 };
 
 /**
  * Records event `id` (at `time`) in the phase's recent list; when the list
  * holds `size` ids it becomes a chunk for the archive and starts over.
  */
-function record(s: UserState, phase: "e" | "o", id: string, time: number, size: number, chunks: Chunk[]): UserState {
+function record(s: UserState, phase: "e" | "o", id: string, time: number, size: number, chunks: SeenChunk[]): UserState {
   if (size === 0) return s;
   const ids = [...((phase === "e" ? s.ids : s.oids) ?? []), id];
   const prev = phase === "e" ? s.it : s.oit;

@@ -1,4 +1,4 @@
-import type { EventInput } from "../events/mod.ts";
+import type { EventInput } from "../src/events/mod.ts";
 
 /** The shape of a benchmark stream; printed with every result. */
 export type Workload = {

@@ -6,8 +6,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
-import { loadRules, readRuleFiles } from "../rules/mod.ts";
-import { reconcile, replayStream } from "../replay/mod.ts";
+import { loadRules, readRuleFiles } from "../src/rules/mod.ts";
+import { reconcile, replayStream } from "../src/replay/mod.ts";
 import { measureCeiling, type CeilingResult } from "./ceiling.ts";
 import { measureLatency, measureMemory, measureThroughput, startBenchEngine, type LatencyResult, type MemoryResult, type ThroughputResult } from "./engine.ts";
 import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";

@@ -1,6 +1,6 @@
 import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
-import { partitionFilter } from "../events/mod.ts";
-import { pullAhead, Streams } from "../nats/mod.ts";
+import { partitionFilter } from "../src/events/mod.ts";
+import { pullAhead, Streams } from "../src/nats/mod.ts";
 import type { Stack } from "./stack.ts";
 
 /** What a bare consumer did: events/s over `count` messages. */

@@ -1,27 +1,26 @@
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { startEngine, type Engine } from "../engine.ts";
-import { UNLOCKED_PREFIX, type EventInput } from "../events/mod.ts";
-import { createLogger } from "../util/log.ts";
-import { partitionBacklog, partitionsDrained } from "../nats/mod.ts";
+import { startEngine, type Engine } from "../src/engine.ts";
+import { UNLOCKED_PREFIX, type EventInput } from "../src/events/mod.ts";
+import { createLogger } from "../src/util/log.ts";
+import { partitionBacklog, partitionsDrained } from "../src/nats/mod.ts";
 import { BENCH_RULES, preload, publishEvent, rssOf, until, type Stack } from "./stack.ts";
 
 /** The compiled CLI, as production runs it (the container image runs `dist/`). */
-const COMPILED = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../../dist/cmd/achd.js" : "../../cmd/achd.js", import.meta.url));
+const COMPILED = fileURLToPath(new URL("../dist/cmd/achd.js", import.meta.url));
 
 /**
- * From a checkout, compiles the sources to `dist/` (about 5 s), so that the
- * measured worker is what production runs, not the sources through tsx's
- * transpiler (which costs tens of MB of its own).
+ * Compiles the sources to `dist/` (about 5 s), so that the measured worker
+ * is what production runs, not the sources through tsx's transpiler (which
+ * costs tens of MB of its own). The benchmark itself always runs from the
+ * sources of a checkout.
  */
 async function compiled(): Promise<string> {
-  if (import.meta.url.endsWith(".ts")) {
-    const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-    const root = fileURLToPath(new URL("../..", import.meta.url));
-    const code = await new Promise<number | null>((resolve) => spawn(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, stdio: "inherit" }).once("exit", resolve));
-    if (code !== 0) throw new Error(`compiling the worker for the memory run failed (tsc exit ${code})`);
-  }
+  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const code = await new Promise<number | null>((resolve) => spawn(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, stdio: "inherit" }).once("exit", resolve));
+  if (code !== 0) throw new Error(`compiling the worker for the memory run failed (tsc exit ${code})`);
   return COMPILED;
 }
 

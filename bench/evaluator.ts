@@ -1,5 +1,5 @@
-import { validateEvent, type ValidEvent } from "../events/mod.ts";
-import { emptyEvalState, evaluate, readRuleFiles, RuleBook, type EvalState, type Rule } from "../rules/mod.ts";
+import { validateEvent, type ValidEvent } from "../src/events/mod.ts";
+import { emptyEvalState, evaluate, readRuleFiles, RuleBook, type EvalState, type Rule } from "../src/rules/mod.ts";
 import { BENCH_RULES } from "./stack.ts";
 import { workload, type Workload } from "./workload.ts";
 

@@ -80,13 +80,9 @@ export function encodeState(s: UserState): Uint8Array {
   return enc.encode(JSON.stringify(fixed));
 }
 
+/** A state from its stored bytes; throws on bytes that are not a state of a version this engine knows. */
 export function decodeState(b: Uint8Array): UserState {
   const s = JSON.parse(dec.decode(b)) as UserState;
   if (s.v !== 1) throw new Error(`unknown user state version ${String(s.v)}`);
   return s;
-}
-
-/** KV key of a user's state. Tenant and user ids are subject-safe tokens. */
-export function userKey(tenant: string, user: string): string {
-  return `${tenant}.${user}`;
 }

@@ -1,0 +1,57 @@
+/**
+ * `achd bench [--smoke] [--only SECTIONS] …` — the benchmark
+ * (docs/benchmarks.md). Loaded only by `cmd/bench.ts`, for this command,
+ * from a source checkout: the benchmark is not part of the library, the
+ * build or the container image.
+ */
+import type { BenchEntry } from "../cmd/bench.ts";
+import { parseCommand, UsageError, type ExitCode } from "../cmd/cli.ts";
+import { DEFAULT_OPTIONS, runBench, SECTIONS, SMOKE_OPTIONS, type Section } from "./mod.ts";
+
+const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--out DIR]
+  the benchmark (docs/benchmarks.md)
+  --smoke            the small variant (seconds, for tests)
+  --only SECTIONS    comma-separated, of: ${SECTIONS.join(", ")}
+  --events N         events in the workload (≥ 1)
+  --users N          users in the workload (≥ 1)
+  --memory-users N   distinct users through the memory run's worker (≥ 1)
+  --memory-heap MB   the memory run's --max-old-space-size; 0 for none
+  --seconds S        seconds per offered load in the latency section (≥ 1)
+  --out DIR          where the results go`;
+
+/** Runs `achd bench …`; returns the exit code. */
+export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<ExitCode> => {
+  const a = parseCommand(
+    {
+      name: "achd bench",
+      usage: USAGE,
+      options: {
+        smoke: { type: "boolean" },
+        only: { type: "string" },
+        events: { type: "integer", min: 1 },
+        users: { type: "integer", min: 1 },
+        "memory-users": { type: "integer", min: 1 },
+        "memory-heap": { type: "integer", min: 0 },
+        seconds: { type: "integer", min: 1 },
+        out: { type: "string" },
+      },
+    },
+    args,
+  );
+  if (!a) return 0;
+  const { values } = a;
+  const base = values.smoke ? SMOKE_OPTIONS : DEFAULT_OPTIONS;
+  const only = values.only?.split(",").map((s) => s.trim()) ?? [...base.sections];
+  const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
+  if (unknown.length) throw new UsageError(`achd bench: --only: unknown section ${unknown.join(", ")} (sections: ${SECTIONS.join(", ")})`);
+  await runBench({
+    ...base,
+    workload: { ...base.workload, events: values.events ?? base.workload.events, users: values.users ?? base.workload.users },
+    memoryUsers: values["memory-users"] ?? base.memoryUsers,
+    memoryHeapMB: values["memory-heap"] ?? base.memoryHeapMB,
+    loadSeconds: values.seconds ?? base.loadSeconds,
+    sections: only as Section[],
+    out: values.out ?? base.out,
+  });
+  return 0;
+};
