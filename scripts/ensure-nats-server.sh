@@ -14,7 +14,13 @@
 #
 # The cache is $ACH_TOOLS_DIR, default ${XDG_CACHE_HOME:-~/.cache}/achd.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
+# ACH_NATS_SERVER answers at once, with shell builtins only (a caller may run us with a bare PATH).
+if [ "${1:-default}" = "default" ] && [ -n "${ACH_NATS_SERVER:-}" ]; then
+  if [ -x "$ACH_NATS_SERVER" ]; then echo "$ACH_NATS_SERVER"; exit 0; fi
+  echo "ACH_NATS_SERVER=$ACH_NATS_SERVER is not an executable file; point it at a nats-server binary, or unset it" >&2
+  exit 1
+fi
+here="$(cd "${BASH_SOURCE[0]%/*}" && pwd)"
 # shellcheck source=nats-versions.env
 . "$here/nats-versions.env"
 
@@ -106,10 +112,6 @@ MSG
 
 case "$what" in
   default)
-    if [ -n "${ACH_NATS_SERVER:-}" ]; then
-      [ -x "$ACH_NATS_SERVER" ] && { echo "$ACH_NATS_SERVER"; exit 0; }
-      how_to "ACH_NATS_SERVER=$ACH_NATS_SERVER is not an executable file."
-    fi
     found="$(newest)"
     [ -n "$found" ] && { echo "$found"; exit 0; }
     [ "$install" = 1 ] || exit 1

@@ -112,7 +112,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       server = await startNatsServer({ host: e.host, port: e.port, dataDir: config.dataDir, baseConfig: e.configFile, partitions: config.partitions, sync: e.sync, ...(authorization ? { authorization: authorization.file } : {}) });
       claim?.attach(server);
       natsUrl = server.url;
-      log.info({ url: natsUrl, version: server.version, binary: server.binary, sync: e.sync, dataDir: config.dataDir, server_pid: server.process.pid }, `embedded nats-server ${server.version} started`);
+      log.info({ url: natsUrl, version: server.version, binary: server.binary, sync: e.sync, dataDir: config.dataDir, server_pid: server.process.pid }, "embedded nats-server started");
     }
   } catch (err) {
     await stopServer();

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
 import { eventually } from "../helpers/engine.ts";
+import { SERVER_VERSION } from "../helpers/nats.ts";
 import { ev } from "../helpers/stream.ts";
 
 function logged(child: ChildEngine, msg: string, field: string): string {
@@ -37,6 +38,8 @@ describe("achd start on the embedded default", () => {
       return r;
     };
     await eventually(async () => ((await progress(first.api)).in_progress.find((p) => p.achievement_id === "five-lessons")?.current === 3 ? true : undefined));
+    // It says which nats-server it runs: the newest on the machine, or ACH_NATS_SERVER's.
+    expect(logged(first.child, "embedded nats-server started", "version")).toBe(SERVER_VERSION.join("."));
     expect(await first.child.kill("SIGINT")).toBe(0);
     const log = first.child.output.join("\n");
     expect(log).toContain('"msg":"stopped"');
