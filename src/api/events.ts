@@ -157,9 +157,9 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
     const subject = eventSubject(e.tenant_id, e.user_id, e.event_type);
     let ack = await ctx.js.publish(subject, data, { msgID: eventMsgId(e.tenant_id, e.user_id, e.event_id) });
     if (ack.duplicate) {
-      if (await storedFor(ctx, ack.seq, e.tenant_id, e.user_id)) return { index, event_id: e.event_id, status: "duplicate", seq: ack.seq };
-      // The id was taken by a message of another user (someone set our msg id on their own subject; the worker
-      // dead-letters theirs). Store ours without the window's help: the engine's own event-id record still
+      if (await storedFor(ctx, ack.seq, e)) return { index, event_id: e.event_id, status: "duplicate", seq: ack.seq };
+      // The id was taken by another message (someone set our msg id on another event; the worker dead-letters
+      // theirs). Store ours without the window's help: the engine's own event-id record still
       // counts it once.
       ack = await ctx.js.publish(subject, data);
     }
@@ -198,16 +198,24 @@ async function keep(ctx: ApiContext, letter: DeadLetter): Promise<number | undef
 
 /**
  * Whether the message stored at `seq` (the original of a duplicate answer)
- * belongs to `tenant`'s `user`. The duplicate window is stream-wide and a
- * producer chooses its msg id freely, so a duplicate answer is only
- * trusted when the original sits on the same user's subject.
+ * is this event: on the same user's subject, with the same event id. The
+ * duplicate window is stream-wide and a producer chooses its msg id freely,
+ * so a duplicate answer is only trusted when the original is a copy of the
+ * same event — not another user's message, nor a message of the same user
+ * that borrowed this event's msg id for another event (the worker
+ * dead-letters that one as `msg_id_mismatch`).
  */
-async function storedFor(ctx: ApiContext, seq: number, tenant: string, user: string): Promise<boolean> {
+async function storedFor(ctx: ApiContext, seq: number, e: { tenant_id: string; user_id: string; event_id: string }): Promise<boolean> {
   const m = await ctx.jsm.streams.getMessage(Streams.Events, { seq }).catch(() => null);
   // Gone (aged out, purged) or unreadable: the window still had it, so it was ours to judge; trust the answer.
   if (!m) return true;
   const where = parsePartitionedSubject(m.subject);
-  return where?.tenant === tenant && where.user === user;
+  if (where?.tenant !== e.tenant_id || where.user !== e.user_id) return false;
+  try {
+    return (JSON.parse(m.string()) as { event_id?: unknown }).event_id === e.event_id;
+  } catch {
+    return false;
+  }
 }
 
 /**
