@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Config } from "../../src/config/mod.ts";
-import { ensureTopology, partitionConsumer } from "../../src/nats/mod.ts";
+import { ensureTopology, partitionConsumer, partitionConsumerConfig } from "../../src/nats/mod.ts";
 import { DeadLetters, PartitionWorker, Stats, UnlockSink, type WorkerDeps } from "../../src/pipeline/mod.ts";
 import { userKey } from "../../src/core/mod.ts";
 import { eventSubject } from "../../src/events/mod.ts";
@@ -125,6 +125,33 @@ describe("PartitionWorker lifecycle", () => {
     await eventually(async () => ackedUpTo(await lastSeq()), 20_000, "all events acknowledged");
     expect(seen(deps.stats)).toBe(4);
     expect(deps.stats.duplicates).toBe(0);
+  });
+
+  it("rewinds a rewound consumer that acknowledged nothing to where it started, not to the stream's first message", async () => {
+    // Five events applied and acknowledged by generation 0.
+    await publishAll(nats.js, [1, 2, 3, 4, 5].map((i) => ev("acme", `early-${i}`, "lesson.completed")));
+    const first = worker();
+    await first.start();
+    await eventually(async () => ackedUpTo(await lastSeq()), 20_000, "the first events acknowledged");
+    await first.stop();
+    // A rewind made generation 1 at sequence 6, and a reader took what followed without acknowledging it.
+    const g0 = await info();
+    const g1 = await nats.jsm.consumers.add("ACH_EVENTS", partitionConsumerConfig(config, 0, 6, 1));
+    await nats.jsm.consumers.delete("ACH_EVENTS", g0.name);
+    await publishAll(nats.js, [1, 2, 3].map((i) => ev("acme", `late-${i}`, "lesson.completed")));
+    const taken = await (await nats.js.consumers.get("ACH_EVENTS", g1.name)).fetch({ max_messages: 3, expires: 2000 });
+    let n = 0;
+    for await (const _ of taken) if (++n === 3) break;
+    // nats-server 2.9 reports an ack floor of 0 for it (2.10+ reports 5): the worker must rewind to 6 either way.
+    expect((await info()).ack_floor.stream_seq).toBeLessThanOrEqual(5);
+    const stats = new Stats();
+    const w = worker({ stats });
+    await w.start();
+    expect(stats.rewinds).toBe(1);
+    const g2 = await info();
+    expect(g2.config.opt_start_seq).toBe(6);
+    await eventually(async () => ackedUpTo(await lastSeq()), 20_000, "the late events acknowledged");
+    expect(seen(stats), "only the three late events come again").toBe(3);
   });
 
   it("restarts a failed loop from the ack floor, applying each event once", async () => {

@@ -111,11 +111,18 @@ export class PartitionConsumer {
     const { jsm, js, config } = this.#d;
     let info = await partitionConsumer(jsm, this.partition);
     if (!info) {
+      // A cluster whose copies of the stream are not all current may list consumers it cannot reach now: do not
+      // take that for a missing consumer (a generation 0 made beside the real one would start from the beginning).
+      const stream = await jsm.streams.info(Streams.Events);
+      const lagging = stream.cluster?.replicas?.filter((r) => !r.current || r.offline) ?? [];
+      if (lagging.length > 0) throw new TransientError(`partition ${this.partition}: no consumer listed while events stream replicas ${lagging.map((r) => r.name).join(", ")} are catching up`);
       // Gone (deleted by hand): start it again from the beginning; what was applied already is recognised by the users' states.
       this.#log.warn("consumer missing; creating it again");
       info = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition));
     }
-    const floor = info.ack_floor.stream_seq;
+    // A consumer made at a start sequence (a rewind) that has acknowledged nothing reports a floor of 0 on
+    // nats-server 2.9 (2.10+ reports start - 1): everything before its start was acknowledged by the generation it replaced.
+    const floor = Math.max(info.ack_floor.stream_seq, (info.config.opt_start_seq ?? 1) - 1);
     if (info.num_ack_pending > 0 || info.num_redelivered > 0 || info.delivered.stream_seq > floor) {
       // Messages were delivered but not acknowledged (a crash, a gap, another owner): start over from the floor,
       // with a new consumer, so they come back first and in order and no late ack reaches the new one.
