@@ -8,7 +8,7 @@ import type { BenchEntry } from "../cmd/bench.ts";
 import { parseCommand, UsageError, type ExitCode } from "../cmd/cli.ts";
 import { DEFAULT_OPTIONS, runBench, SECTIONS, SMOKE_OPTIONS, type Section } from "./mod.ts";
 
-const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--out DIR]
+const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--sync default|always] [--out DIR]
   the benchmark (docs/benchmarks.md)
   --smoke            the small variant (seconds, for tests)
   --only SECTIONS    comma-separated, of: ${SECTIONS.join(", ")}
@@ -17,6 +17,8 @@ const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--use
   --memory-users N   distinct users through the memory run's worker (≥ 1)
   --memory-heap MB   the memory run's --max-old-space-size; 0 for none
   --seconds S        seconds per offered load in the latency section (≥ 1)
+  --sync POLICY      the server's fsync policy: default (background) or always (nats-server 2.10+);
+                     ACH_NATS_SERVER picks the server
   --out DIR          where the results go`;
 
 /** Runs `achd bench …`; returns the exit code. */
@@ -33,6 +35,7 @@ export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<
         "memory-users": { type: "integer", min: 1 },
         "memory-heap": { type: "integer", min: 0 },
         seconds: { type: "integer", min: 1 },
+        sync: { type: "string" },
         out: { type: "string" },
       },
     },
@@ -44,6 +47,7 @@ export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<
   const only = values.only?.split(",").map((s) => s.trim()) ?? [...base.sections];
   const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
   if (unknown.length) throw new UsageError(`achd bench: --only: unknown section ${unknown.join(", ")} (sections: ${SECTIONS.join(", ")})`);
+  if (values.sync !== undefined && values.sync !== "default" && values.sync !== "always") throw new UsageError(`achd bench: --sync: ${values.sync} is not default or always`);
   await runBench({
     ...base,
     workload: { ...base.workload, events: values.events ?? base.workload.events, users: values.users ?? base.workload.users },
@@ -52,6 +56,7 @@ export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<
     loadSeconds: values.seconds ?? base.loadSeconds,
     sections: only as Section[],
     out: values.out ?? base.out,
+    ...(values.sync ? { sync: values.sync as "default" | "always" } : {}),
   });
   return 0;
 };

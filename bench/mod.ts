@@ -30,6 +30,8 @@ export type BenchOptions = {
   /** Seconds per offered load. */
   loadSeconds: number;
   partitions: number;
+  /** The bench server's fsync policy (`nats.embedded.sync`; `always` needs nats-server 2.10+). */
+  sync?: "default" | "always";
   /** Replay threads (undefined: replay's default for the machine). */
   replayThreads?: number;
   sections: readonly Section[];
@@ -122,7 +124,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
   }
 
   if (on("ceiling") || on("engine") || on("replay") || on("latency")) {
-    const stack = await startStack(opts.partitions);
+    const stack = await startStack(opts.partitions, opts.sync);
     res.machine.natsServer = stack.nc.info?.version;
     try {
       // The latency section brings its own traffic: a backlog would only be in its way.
@@ -185,7 +187,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
   if (on("memory")) {
     say(`memory: ${opts.memoryUsers} distinct users through one worker process (worker.cacheMB ${opts.memoryCacheMB}${opts.memoryHeapMB ? `, --max-old-space-size=${opts.memoryHeapMB}` : ""}) …`);
     await attempt("memory", async () => {
-      const stack = await startStack(opts.partitions);
+      const stack = await startStack(opts.partitions, opts.sync);
       try {
         res.memory = await measureMemory(stack, opts.memoryUsers, opts.memoryHeapMB || undefined, opts.memoryCacheMB);
       } finally {
@@ -210,7 +212,7 @@ export function summary(r: BenchResults): string {
   const lines = [
     `# achd benchmark, ${r.startedAt}`,
     "",
-    `Machine: ${r.machine.cpus} × ${r.machine.cpu}, ${r.machine.memoryGb} GiB, Node ${r.machine.node}, nats-server ${r.machine.natsServer ?? "–"}.`,
+    `Machine: ${r.machine.cpus} × ${r.machine.cpu}, ${r.machine.memoryGb} GiB, Node ${r.machine.node}, nats-server ${r.machine.natsServer ?? "–"} (fsync: ${r.options.sync === "always" ? "sync_interval always" : "default, background"}).`,
     `Workload: ${n(w.events)} events from ${n(w.users)} users (${w.tenants} tenants, Zipf s=${w.zipf}, sessions of ~${w.sessionMean}), ${w.days} days of event time, seed ${w.seed}; ${r.rules} rules (${BENCH_RULES}); ${r.options.partitions} partitions.`,
     "",
   ];

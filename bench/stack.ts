@@ -28,9 +28,10 @@ function benchConfig(url: string, dir: string, partitions: number): Config {
   return loadConfig({}, { nats: { url }, dataDir: dir, partitions, rules: BENCH_RULES, http: { enabled: false }, log: { level: "warn" }, worker: { id: "bench" } });
 }
 
-export async function startStack(partitions: number): Promise<Stack> {
+/** Starts the stack; `sync` is the server's fsync policy (see `nats.embedded.sync`). */
+export async function startStack(partitions: number, sync: "default" | "always" = "default"): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "achd-bench-"));
-  const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir, baseConfig: "config/nats-server.conf", partitions });
+  const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir, baseConfig: "config/nats-server.conf", partitions, sync });
   const nc = await connect({ servers: server.url, name: "achd-bench", noAsyncTraces: true });
   const config = benchConfig(server.url, dir, partitions);
   const jsm = await jetstreamManager(nc);
