@@ -237,7 +237,7 @@ export function summary(r: BenchResults): string {
     lines.push("| Offered load (events/s) | achieved | no-reorder p50 / p99 / p99.9 ms (n) | sequence p50 / p99 / p99.9 ms (n) | target |", "|---:|---:|---|---|---|");
     for (const l of r.latency) {
       const f = (p: LatencyResult["direct"]) => `${n(p.p50, 1)} / ${n(p.p99, 1)} / ${n(p.p999, 1)} (${p.n})`;
-      lines.push(`| ${n(l.offered)} | ${n(l.achieved)} | ${f(l.direct)} | ${f(l.sequence)} | ${l.offered === 1000 ? "no-reorder p99 ≤ 20 ms" : ""} |`);
+      lines.push(`| ${n(l.offered)} | ${n(l.achieved)}${l.failed ? ` (${n(l.failed)} publishes timed out)` : ""} | ${f(l.direct)} | ${f(l.sequence)} | ${l.offered === 1000 ? "no-reorder p99 ≤ 20 ms" : ""} |`);
     }
     lines.push("");
   }
