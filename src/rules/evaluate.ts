@@ -1,3 +1,10 @@
+/**
+ * The evaluator: one event against a user's state, for every rule in force.
+ * Longer than the house's ~300 lines on purpose: the per-event loop, the
+ * repeatable-period bookkeeping and the unlock ids it shares are one hot
+ * path, kept together so a change to one sees the others (the rule kinds
+ * themselves live in ./kinds/).
+ */
 import { hash } from "node:crypto";
 import { ruleValue, type ValidEvent } from "../events/mod.ts";
 import { isValidTimeZone, periodIndex, periodLabel } from "../util/time.ts";

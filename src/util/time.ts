@@ -3,6 +3,10 @@
  * (streaks of consecutive days / ISO weeks, calendar windows, repeatable achievements
  * that reset daily / weekly / monthly).
  *
+ * Longer than the house's ~300 lines on purpose: the zone-offset cache and the
+ * period arithmetic that relies on it are checked together by one property test
+ * (test/unit/time.test.ts) and are easier to trust side by side.
+ *
  * Pure: no clock, no randomness, no I/O. The only state is a bounded cache of one
  * `Intl.DateTimeFormat` per zone (plus a one-entry memo per zone), which never changes
  * a result.
