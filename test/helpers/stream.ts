@@ -2,7 +2,7 @@ import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { expect } from "vitest";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { EventInput } from "../../src/events/mod.ts";
-import { validateEvent } from "../../src/events/mod.ts";
+import { eventMsgId, eventSubject, validateEvent } from "../../src/events/mod.ts";
 import { applyEvents, emptyUserState, type SeqEvent, type UnlockEvent, type UserState } from "../../src/core/mod.ts";
 import type { RuleBook } from "../../src/rules/mod.ts";
 import { Streams } from "../../src/nats/mod.ts";
@@ -56,6 +56,25 @@ export function generate(seed: number, n: number, users = 20, tenants = ["acme",
 /** Publishes events over NATS with `Nats-Msg-Id = <tenant>:<user>:<event_id>`. */
 export async function publishAll(js: JetStreamClient, events: EventInput[], opts: { msgId?: boolean } = {}): Promise<void> {
   await Promise.all(events.map((e) => publishEvent(js, e, opts.msgId !== false)));
+}
+
+/**
+ * Publishes one event after another, each retried (every 200 ms, up to 100
+ * times) until the stream stores it: for clusters, where a node may be down
+ * or cut off and a stream leader being elected.
+ */
+export async function publishRetrying(js: JetStreamClient, events: EventInput[]): Promise<void> {
+  for (const e of events) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), JSON.stringify(e), { msgID: eventMsgId(e.tenant_id, e.user_id, e.event_id), timeout: 3000 });
+        break;
+      } catch (err) {
+        if (attempt > 100) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
 }
 
 /** Publishes raw bytes on a subject (for malformed input), optionally with a msg id. */

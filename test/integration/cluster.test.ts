@@ -9,40 +9,20 @@
  * workers. `ACH_CLUSTER_DEBUG=1` runs the workers at debug level and keeps
  * their logs in the temp folder.
  */
-import { headers } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterStatus, LeaseTable, Membership } from "../../src/cluster/mod.ts";
 import { loadConfig } from "../../src/config/mod.ts";
-import { eventMsgId, eventSubject, type EventInput } from "../../src/events/mod.ts";
 import { Buckets, ensureTopology, Streams } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
 import { expectOneHolderAtATime, leaseIntervals } from "../helpers/leases.ts";
 import { eventually, fixture } from "../helpers/engine.ts";
 import { drained, startTestCluster, type TestCluster } from "../helpers/nats.ts";
-import { expectOracleUnlocks, generate } from "../helpers/stream.ts";
+import { expectOracleUnlocks, generate, publishRetrying } from "../helpers/stream.ts";
 
 const PARTITIONS = 6;
 const TTL = 2000;
-
-/** Publishes with retries: a node may be down or a stream leader being elected. */
-async function publish(cluster: TestCluster, events: EventInput[]): Promise<void> {
-  const enc = new TextEncoder();
-  for (const e of events) {
-    const h = headers();
-    h.set("Nats-Msg-Id", eventMsgId(e.tenant_id, e.user_id, e.event_id));
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await cluster.js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), { headers: h, timeout: 3000 });
-        break;
-      } catch (err) {
-        if (attempt > 100) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-  }
-}
 
 describe("a three-node JetStream cluster that loses a node", () => {
   let cluster: TestCluster;
@@ -74,17 +54,17 @@ describe("a three-node JetStream cluster that loses a node", () => {
     const chunk = (i: number) => events.slice(i * 300, (i + 1) * 300);
     const x = await start("worker-x");
     const y = await start("worker-y");
-    await publish(cluster, chunk(0));
+    await publishRetrying(cluster.js, chunk(0));
     await x.kill("SIGKILL");
     const xDied = Date.now();
-    await publish(cluster, chunk(1));
+    await publishRetrying(cluster.js, chunk(1));
     const z = await start("worker-z");
-    await publish(cluster, chunk(2));
+    await publishRetrying(cluster.js, chunk(2));
     // Kill the node that leads the events stream, and bring it back.
     const leader = (await cluster.jsm.streams.info(Streams.Events)).cluster?.leader;
     const i = Math.max(0, cluster.names.indexOf(leader ?? "n1"));
     await cluster.bounce(i);
-    await publish(cluster, chunk(3));
+    await publishRetrying(cluster.js, chunk(3));
 
     const kvm = new Kvm(cluster.nc);
     const leases = new LeaseTable(await kvm.open(Buckets.Leases), "t");

@@ -20,12 +20,10 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { headers } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterStatus, LeaseTable, Membership } from "../../src/cluster/mod.ts";
 import { loadConfig } from "../../src/config/mod.ts";
-import { eventMsgId, eventSubject, type EventInput } from "../../src/events/mod.ts";
 import { Buckets, ensureTopology, partitionConsumers, Streams } from "../../src/nats/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";
 import { startChild, type ChildEngine } from "../helpers/child.ts";
@@ -33,31 +31,13 @@ import { expectOneHolderAtATime, leaseIntervals } from "../helpers/leases.ts";
 import { eventually, fixture } from "../helpers/engine.ts";
 import { drained, SERVER_NAME } from "../helpers/nats.ts";
 import { canMakeNamespaces, startNetnsCluster, type NetnsCluster } from "../helpers/netns.ts";
-import { expectOracleUnlocks, generate } from "../helpers/stream.ts";
+import { expectOracleUnlocks, generate, publishRetrying } from "../helpers/stream.ts";
 
 const PARTITIONS = 6;
 const TTL = 2000;
 /** How long the node stays cut off: several lease TTLs, and past the old leader's loss of quorum. */
 const CUT_MS = 12_000;
 const SEED = Number(process.env.ACH_NETSPLIT_SEED ?? 19);
-
-/** Publishes with retries: the client may be reconnecting away from the cut node, or a stream leader being elected. */
-async function publish(cluster: NetnsCluster, events: EventInput[]): Promise<void> {
-  const enc = new TextEncoder();
-  for (const e of events) {
-    const h = headers();
-    h.set("Nats-Msg-Id", eventMsgId(e.tenant_id, e.user_id, e.event_id));
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await cluster.js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), enc.encode(JSON.stringify(e)), { headers: h, timeout: 3000 });
-        break;
-      } catch (err) {
-        if (attempt > 100) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-  }
-}
 
 /** The stream sequence below which each partition's consumer has everything acknowledged (undefined where the cluster cannot say right now). */
 async function acked(cluster: NetnsCluster): Promise<(number | undefined)[]> {
@@ -115,7 +95,7 @@ describe.runIf(canMakeNamespaces)(`a three-node JetStream cluster in network nam
       const count = (w: string) => s?.partitions.filter((p) => p.owner === w).length;
       return s && count("worker-x") === 3 && count("worker-y") === 3 ? s : undefined;
     };
-    await publish(c, chunk(0));
+    await publishRetrying(c.js, chunk(0));
     // Both workers hold their share when the split comes.
     await eventually(balanced, 60_000, "partitions balanced over both workers before the cut");
     const on = { x: c.nodeOf(x.process.pid!), y: c.nodeOf(y.process.pid!) };
@@ -126,7 +106,7 @@ describe.runIf(canMakeNamespaces)(`a three-node JetStream cluster in network nam
     const leaderAtCut = await c.jsm.streams.info(Streams.Events).then((s) => s.cluster?.leader).catch(() => undefined);
     c.cut(i);
     const cutAt = Date.now();
-    await publish(c, chunk(1));
+    await publishRetrying(c.js, chunk(1));
     // The two nodes left elect a new leader for the events stream.
     const next = await eventually(() => c.jsm.streams.info(Streams.Events).then((s) => (s.cluster?.leader && s.cluster.leader !== leader ? s.cluster.leader : undefined)), 60_000, "a new leader of the events stream on the majority side");
     // Not required: that worker-y takes over worker-x's partitions while the split lasts. A partition whose consumer
@@ -137,7 +117,7 @@ describe.runIf(canMakeNamespaces)(`a three-node JetStream cluster in network nam
     const during = await acked(c);
     c.heal(i);
     const cutFor = Date.now() - cutAt;
-    await publish(c, chunk(2));
+    await publishRetrying(c.js, chunk(2));
 
     await eventually(() => drained(c.jsm, PARTITIONS).catch(() => undefined), 120_000, "every partition drained");
     // Handovers after the drain rewind partitions, so wait for both: balanced, and nothing left to do.
