@@ -6,7 +6,7 @@ import type { Logger } from "../util/log.ts";
 import { PROBE_HEADER, PROBE_TENANT, Streams } from "./names.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
 import { STARTUP_TIMEOUT_MS, StartupTimeoutError } from "./startup.ts";
-import { TopologyError } from "./topology.ts";
+import { TopologyError, type MappingSite } from "./topology.ts";
 
 const PROBES = 8;
 /** Token index of the user id (the probe's id) in `ach.events._ach.<id>.probe` and `ach.p.<k>._ach.<id>.probe`. */
@@ -22,8 +22,6 @@ function missingMappingError(version: [number, number, number], P: number, why: 
   );
 }
 
-/** Where events are mapped to partitions: by the server's config (`mappings`), or by the events stream's own subject transform (2.10+). */
-export type MappingSite = "server" | "stream";
 
 /**
  * Finds out whether the server maps events to partitions, and refuses a

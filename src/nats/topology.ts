@@ -16,8 +16,10 @@ import { DLQ_PREFIX, partitionFilter, partitionMapping, PARTITIONED_PREFIX, EVEN
 import { isNotFound } from "./errors.ts";
 import { Buckets, consumerName, parseConsumerName, Streams } from "./names.ts";
 import type { Logger } from "../util/log.ts";
-import type { MappingSite } from "./mapping-probe.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
+
+/** Where events are mapped to partitions: by the server's config (`mappings`), or by the events stream's own subject transform (2.10+). */
+export type MappingSite = "server" | "stream";
 
 /** The server cannot be used as configured; the message says what to change. */
 export class TopologyError extends Error {
