@@ -24,56 +24,31 @@
  *  - nats.js js.startBatch(): first message as a request, add() without ack,
  *    commit() as a request (two round trips).
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { homedir, tmpdir } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { natsBinary, startNatsServer } from "../../src/nats/mod.ts";
 import { connect, headers, nuid, type NatsConnection } from "@nats-io/transport-node";
 import { JsRequests } from "../../src/nats/requests.ts";
 
-const BIN = process.env.ACH_NATS_SERVER ?? join(homedir(), ".cache/achd/nats-server-v2.15.3/nats-server");
+const BIN = process.env.ACH_NATS_SERVER ?? natsBinary("reference");
 const ROUNDS = Number(process.argv[2] ?? 20);
 const USERS = Number(process.argv[3] ?? 500);
 const SYNC = process.argv[4] === "always" ? "always" : "default";
 const STREAM = "KV_x";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const enc = new TextEncoder();
 // A user state of a realistic size (the engine's states are small JSON documents).
 const payload = (i: number, r: number) => enc.encode(JSON.stringify({ v: 1, user: `u${i}`, round: r, counters: { logins: r, points: r * 10 }, unlocked: ["first-login"] }));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
+/** The reference nats-server (or ACH_NATS_SERVER), as the engine starts it: a free port, a temp store. */
 async function startServer(): Promise<{ port: number; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "nats-batch-"));
-  const port = await freePort();
-  const conf = join(dir, "server.conf");
-  writeFileSync(conf, `jetstream { store_dir: ${JSON.stringify(join(dir, "js"))}${SYNC === "always" ? ", sync_interval: always" : ""} }\n`);
-  const proc = spawn(BIN, ["-a", "127.0.0.1", "-p", String(port), "-c", conf], { stdio: ["ignore", "ignore", "ignore"] });
-  for (let i = 0; i < 100; i++) {
-    try {
-      const nc = await connect({ servers: `127.0.0.1:${port}`, reconnect: false });
-      await nc.close();
-      break;
-    } catch {
-      await sleep(100);
-    }
-  }
+  const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir, binary: BIN, sync: SYNC, dieWithParent: false });
   return {
-    port,
+    port: server.port,
     stop: async () => {
-      proc.kill("SIGTERM");
-      await new Promise((r) => proc.once("exit", r));
+      await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

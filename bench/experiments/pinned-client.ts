@@ -15,15 +15,15 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { homedir, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, DeliverPolicy, jetstream, type ConsumerInfo, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { natsBinary, startNatsServer } from "../../src/nats/mod.ts";
 import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
 
-const BIN = process.env.ACH_NATS_SERVER ?? join(homedir(), ".cache/achd/nats-server-v2.15.3/nats-server");
+const BIN = process.env.ACH_NATS_SERVER ?? natsBinary("reference");
 const STREAM = "EV";
 const GROUP = "achd";
 const PRIORITY_TIMEOUT_MS = 5000;
@@ -63,35 +63,14 @@ type Got = { t: number; seq: number };
 type Groups = { priority_groups?: { group: string; pinned_client_id?: string; pinned_ts?: string }[] };
 type Child = { proc: ChildProcess; got: Got[]; statuses: { t: number; s: unknown }[]; errors: string[]; ready: Promise<void> };
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
+/** The reference nats-server (or ACH_NATS_SERVER), as the engine starts it: a free port, a temp store. */
 async function startServer(): Promise<{ port: number; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "nats-pinned-"));
-  const port = await freePort();
-  const proc = spawn(BIN, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: ["ignore", "ignore", "ignore"] });
-  for (let i = 0; i < 100; i++) {
-    try {
-      const nc = await connect({ servers: `127.0.0.1:${port}`, reconnect: false });
-      await nc.close();
-      break;
-    } catch {
-      await sleep(100);
-    }
-  }
+  const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir, binary: BIN, sync: "default", dieWithParent: false });
   return {
-    port,
+    port: server.port,
     stop: async () => {
-      proc.kill("SIGTERM");
-      await new Promise((r) => proc.once("exit", r));
+      await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { decodeMessage, PARTITIONED_PREFIX, type EventLimits } from "../events/mod.ts";
+import { PARTITIONED_PREFIX, type EventLimits } from "../events/mod.ts";
 import { Buckets, isProbe, Streams } from "../nats/mod.ts";
 import { unlockRecordKey, type FingerprintSpec } from "../core/mod.ts";
 import type { RuleBook, Unlock } from "../rules/mod.ts";

@@ -1,4 +1,4 @@
-import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import type { ConsumerMessages, JsMsg, StreamInfo } from "@nats-io/jetstream";
 import type { Timings } from "../../config/mod.ts";
 import { parseConsumerName, partitionConsumer, partitionConsumerConfig, Streams } from "../../nats/mod.ts";
 import { background, sleep, whenAborted } from "../../util/lifecycle.ts";
@@ -113,9 +113,7 @@ export class PartitionConsumer {
     if (!info) {
       // A cluster whose copies of the stream are not all current may list consumers it cannot reach now: do not
       // take that for a missing consumer (a generation 0 made beside the real one would start from the beginning).
-      const stream = await jsm.streams.info(Streams.Events);
-      const lagging = stream.cluster?.replicas?.filter((r) => !r.current || r.offline) ?? [];
-      if (lagging.length > 0) throw new TransientError(`partition ${this.partition}: no consumer listed while events stream replicas ${lagging.map((r) => r.name).join(", ")} are catching up`);
+      await this.#whenReplicasCurrent("no consumer listed");
       // Gone (deleted by hand): start it again from the beginning; what was applied already is recognised by the users' states.
       this.#log.warn("consumer missing; creating it again");
       info = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition));
@@ -127,9 +125,7 @@ export class PartitionConsumer {
       // Messages were delivered but not acknowledged (a crash, a gap, another owner): start over from the floor,
       // with a new consumer, so they come back first and in order and no late ack reaches the new one.
       // A consumer reads its leader's copy of the stream: do not place one while a copy is behind.
-      const stream = await jsm.streams.info(Streams.Events);
-      const lagging = stream.cluster?.replicas?.filter((r) => !r.current || r.offline) ?? [];
-      if (lagging.length > 0) throw new TransientError(`partition ${this.partition}: events stream replicas ${lagging.map((r) => r.name).join(", ")} are catching up`);
+      const stream = await this.#whenReplicasCurrent("cannot rewind");
       const generation = (parseConsumerName(info.name)?.generation ?? 0) + 1;
       const next = await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, this.partition, floor + 1, generation));
       // It must start right after the floor, or at the leader's first message when older ones have aged out.
@@ -153,6 +149,17 @@ export class PartitionConsumer {
     const messages = await consumer.consume({ max_messages: this.#d.timings.pullAhead });
     this.#messages = messages;
     void background(this.#pump(messages, gen), this.#log, "partition consumer's pump failed");
+  }
+
+  /**
+   * The events stream's info, once every copy of it is current; a copy that
+   * is offline or catching up throws {@link TransientError} (`what` says what waits).
+   */
+  async #whenReplicasCurrent(what: string): Promise<StreamInfo> {
+    const stream = await this.#d.jsm.streams.info(Streams.Events);
+    const lagging = stream.cluster?.replicas?.filter((r) => !r.current || r.offline) ?? [];
+    if (lagging.length > 0) throw new TransientError(`partition ${this.partition}: ${what} while events stream replicas ${lagging.map((r) => r.name).join(", ")} are catching up`);
+    return stream;
   }
 
   /**
