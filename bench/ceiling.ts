@@ -1,6 +1,7 @@
 import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { partitionFilter } from "../src/events/mod.ts";
-import { pullAhead, Streams } from "../src/nats/mod.ts";
+import { deriveTimings } from "../src/config/mod.ts";
+import { Streams } from "../src/nats/mod.ts";
 import type { Stack } from "./stack.ts";
 
 /** What a bare consumer did: events/s over `count` messages. */
@@ -40,7 +41,7 @@ export async function measureCeiling(stack: Stack, mode: CeilingResult["mode"], 
       let n = 0;
       return c.consume({
         // Pulled ahead as the engine pulls.
-        max_messages: pullAhead(config),
+        max_messages: deriveTimings(config).pullAhead,
         callback: (m: JsMsg) => {
           try {
             JSON.parse(dec.decode(m.data));

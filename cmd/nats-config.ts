@@ -5,7 +5,7 @@
  */
 import { Kvm } from "@nats-io/kv";
 import { loadConfig, type Config } from "../src/config/mod.ts";
-import { partitionMapping } from "../src/events/mod.ts";
+import { partitionMappingBlock } from "../src/events/mod.ts";
 import { Buckets, configuredCredential } from "../src/nats/mod.ts";
 import { isUserPublicKey, renderAuthorization, TenantRegistry, type TenantRecord } from "../src/tenants/mod.ts";
 import { cliConnect, parseCommand, type CliConnect, type ExitCode } from "./cli.ts";
@@ -24,8 +24,7 @@ export async function natsConfigCmd(args: string[]): Promise<ExitCode> {
   );
   if (!a) return 0;
   const config = loadConfig();
-  const m = partitionMapping(a.values.partitions ?? config.partitions);
-  console.log(`mappings {\n  "${m.src}": "${m.dest}"\n}`);
+  console.log(partitionMappingBlock(a.values.partitions ?? config.partitions));
   return printAuthorization(config, a.values["engine-nkey"], cliConnect);
 }
 

@@ -49,6 +49,12 @@ export function partitionMapping(partitions: number): { src: string; dest: strin
   };
 }
 
+/** The `mappings { … }` block a server config needs for `partitions` (nats-server before 2.10). */
+export function partitionMappingBlock(partitions: number): string {
+  const m = partitionMapping(partitions);
+  return `mappings {\n  "${m.src}": "${m.dest}"\n}`;
+}
+
 /**
  * FNV-1a 32-bit over the tenant and user tokens joined without a separator,
  * modulo P: the same function as the server's `{{partition(P,1,2)}}`.

@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { delimiter, isAbsolute, join, relative, resolve } from "node:path";
-import { partitionMapping } from "../events/mod.ts";
+import { partitionMappingBlock } from "../events/mod.ts";
 import { atLeast, binaryVersion, natsServerBinary } from "./server-binary.ts";
 
 /** Options of a nats-server child process. */
@@ -148,8 +148,7 @@ export function writeServerConfig(opts: EmbeddedOptions, version: [number, numbe
     parts.push(`# written by achd: users and permissions (rewritten and reloaded when tenants change)\ninclude ${JSON.stringify(rel)}\n`);
   }
   if (opts.partitions && !atLeast(version, 2, 10)) {
-    const m = partitionMapping(opts.partitions);
-    parts.push(`# written by achd: ${opts.partitions} partitions\nmappings {\n  "${m.src}": "${m.dest}"\n}\n`);
+    parts.push(`# written by achd: ${opts.partitions} partitions\n${partitionMappingBlock(opts.partitions)}\n`);
   }
   if (opts.extraConfig) parts.push(opts.extraConfig);
   const file = serverConfigFile(opts.dataDir);

@@ -1,11 +1,13 @@
 import { headers, nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Config } from "../config/mod.ts";
-import { EVENTS_PREFIX, partitionMapping, partitionOf, PARTITIONED_PREFIX } from "../events/mod.ts";
+import { EVENTS_PREFIX, partitionMappingBlock, partitionOf, PARTITIONED_PREFIX } from "../events/mod.ts";
 import type { Logger } from "../util/log.ts";
 import { PROBE_HEADER, PROBE_TENANT, Streams } from "./names.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
-import { STARTUP_TIMEOUT_MS, StartupTimeoutError } from "./startup.ts";
+import { STARTUP_WAIT_MS } from "../config/timings.ts";
+import { isNotFound } from "./errors.ts";
+import { StartupTimeoutError } from "./startup.ts";
 import { TopologyError, type MappingSite } from "./topology.ts";
 
 const PROBES = 8;
@@ -15,10 +17,9 @@ const PARTITIONED_ID = PARTITIONED_PREFIX.split(".").length + 2;
 const PARTITIONED_K = PARTITIONED_PREFIX.split(".").length;
 
 function missingMappingError(version: [number, number, number], P: number, why: string): TopologyError {
-  const m = partitionMapping(P);
   return new TopologyError(
     `nats-server ${version.join(".")} needs the partition mapping in its config (${why}). Add this to the server config and reload it (nats-server --signal reload):\n\n` +
-      `mappings {\n  "${m.src}": "${m.dest}"\n}\n\n(with ${P} = the engine's partitions setting)`,
+      `${partitionMappingBlock(P)}\n\n(with ${P} = the engine's partitions setting)`,
   );
 }
 
@@ -39,7 +40,7 @@ function missingMappingError(version: [number, number, number], P: number, why: 
  *   and others not (servers of a cluster configured differently) —
  *   {@link TopologyError};
  * - slow: not every probe arrived within `timeoutMs` (default
- *   {@link STARTUP_TIMEOUT_MS}; missing probes are sent again with a growing
+ *   {@link STARTUP_WAIT_MS}; missing probes are sent again with a growing
  *   wait, since core NATS may drop them under load) —
  *   {@link StartupTimeoutError} naming the wait.
  *
@@ -50,7 +51,7 @@ export async function checkPartitionMapping(nc: NatsConnection, jsm: JetStreamMa
   const version = parseVersion(nc.info?.version ?? "0.0.0");
   const streamMaps = atLeast(version, 2, 10);
   const P = config.partitions;
-  const timeoutMs = opts.timeoutMs ?? STARTUP_TIMEOUT_MS;
+  const timeoutMs = opts.timeoutMs ?? STARTUP_WAIT_MS;
   const ids = Array.from({ length: PROBES }, () => nuid.next());
   const want = new Map(ids.map((id) => [id, partitionOf(PROBE_TENANT, id, P)]));
   const mapped = new Map<string, number>();
@@ -89,9 +90,12 @@ export async function checkPartitionMapping(nc: NatsConnection, jsm: JetStreamMa
   } finally {
     for (const s of subs) s.unsubscribe();
   }
-  // The stored copies are of no use to anyone (workers drop them); a busy server may not purge them now, and that is fine.
+  // The stored copies are of no use to anyone (workers drop them); a busy server may not purge them now, and that is
+  // fine, and on a first start there is no stream to purge yet. Anything else is said.
   // (A stream that maps subjects itself stores them under ach.p too.)
-  if (mapped.size + unmapped.size > 0) await jsm.streams.purge(Streams.Events, { filter: `${PARTITIONED_PREFIX}.*.${PROBE_TENANT}.>` }).catch(() => undefined);
+  if (mapped.size + unmapped.size > 0) await jsm.streams.purge(Streams.Events, { filter: `${PARTITIONED_PREFIX}.*.${PROBE_TENANT}.>` }).catch((err: unknown) => {
+        if (!isNotFound(err)) opts.log?.warn({ err }, "could not purge the partition mapping probes from the events stream; workers skip them");
+      });
   if (streamMaps && unmapped.size > 0 && mapped.size > 0) {
     throw new TopologyError(
       `${mapped.size} of ${PROBES} probes were mapped to partitions by the server and ${unmapped.size} were not: the servers of this cluster are configured differently. ` +

@@ -3,7 +3,7 @@ export { Buckets, consumerName, isProbe, parseConsumerName, PROBE_HEADER, PROBE_
 export { isCasFailure, isNotFound, isTooLarge, isTransient, TransientError } from "./errors.ts";
 export { atLeast, binaryVersion, natsBinary, natsBinaryIfPresent, natsServerBinary, NatsServerMissingError, parseVersion, type NatsTool } from "./server-binary.ts";
 export { EmbeddedServerError, serverConfigFile, startNatsServer, writeServerConfig, type EmbeddedServer } from "./embedded.ts";
-export { ensureTopology, openBucket, partitionBacklog, partitionConsumer, partitionConsumerConfig, partitionConsumers, partitionsDrained, pullAhead, TopologyError, type MappingSite } from "./topology.ts";
+export { ensureTopology, openBucket, partitionBacklog, partitionConsumer, partitionConsumerConfig, partitionConsumers, partitionsDrained, TopologyError, type MappingSite } from "./topology.ts";
 export { FastKv, JsRequests, type KvStore } from "./requests.ts";
 export { authDir, configuredCredential, CredentialsError, ensureEngineSeed, natsAuthOptions, readCredential, type NatsAuthOptions } from "./credentials.ts";
 export { checkPartitionMapping } from "./mapping-probe.ts";

@@ -6,6 +6,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { sleep } from "../util/lifecycle.ts";
 
 /** Alive (running or sleeping), gone (no such process, or a zombie waiting to be reaped). */
 export function isAlive(pid: number): boolean {
@@ -68,7 +69,6 @@ function ps(pid: number, field: string): string | undefined {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function gone(pid: number, withinMs: number): Promise<boolean> {
   const deadline = Date.now() + withinMs;

@@ -5,11 +5,12 @@
  * bound, and running out of time is reported as a timeout — never as a
  * verdict on the server's configuration.
  */
+import { STARTUP_WAIT_MS } from "../config/timings.ts";
+import { sleep } from "../util/lifecycle.ts";
 import type { Logger } from "../util/log.ts";
 import { isSlowAnswer } from "./errors.ts";
 
 /** How long start-up keeps asking a server that does not answer (each step), unless a caller says otherwise. */
-export const STARTUP_TIMEOUT_MS = 30_000;
 
 /**
  * A start-up step got no conclusive answer within its bound: the server is
@@ -33,7 +34,6 @@ export class StartupTimeoutError extends Error {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Runs `fn` (which must be safe to repeat) until it succeeds; retries
@@ -43,7 +43,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * failure is thrown at once.
  */
 export async function whenAnswered<T>(step: string, fn: () => Promise<T>, opts: { timeoutMs?: number; log?: Logger } = {}): Promise<T> {
-  const timeoutMs = opts.timeoutMs ?? STARTUP_TIMEOUT_MS;
+  const timeoutMs = opts.timeoutMs ?? STARTUP_WAIT_MS;
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {

@@ -9,9 +9,10 @@ import {
   type ConsumerInfo,
   type JetStreamManager,
   type StreamConfig,
+  type StreamInfo,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { deriveTimings, type Config } from "../config/mod.ts";
+import type { Config } from "../config/mod.ts";
 import { DLQ_PREFIX, partitionFilter, partitionMapping, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
 import { isNotFound } from "./errors.ts";
 import { Buckets, consumerName, parseConsumerName, Streams } from "./names.ts";
@@ -31,12 +32,13 @@ export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; lease
 
 const PARTITIONS_RE = /partitions=(\d+)/;
 
-async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+/** The stream's info, after creating it with `cfg` when it is missing. */
+async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<StreamInfo> {
   try {
-    await jsm.streams.info(cfg.name);
+    return await jsm.streams.info(cfg.name);
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    await jsm.streams.add(cfg);
+    return await jsm.streams.add(cfg);
   }
 }
 
@@ -84,8 +86,7 @@ function streamMapsSubjects(cfg: Partial<StreamConfig>): boolean {
  * stream that maps subjects itself on a server that maps them too would
  * receive nothing: refused, with what to remove.
  */
-async function settleMapping(jsm: JetStreamManager, want: Partial<StreamConfig> & { name: string }, log?: Logger): Promise<void> {
-  const info = await jsm.streams.info(want.name);
+async function settleMapping(jsm: JetStreamManager, info: StreamInfo, want: Partial<StreamConfig> & { name: string }, log?: Logger): Promise<void> {
   const has = streamMapsSubjects(info.config);
   const wants = streamMapsSubjects(want);
   if (has === wants) return;
@@ -138,15 +139,6 @@ export async function partitionConsumer(jsm: JetStreamManager, k: number): Promi
   return (await partitionConsumers(jsm)).get(k);
 }
 
-/**
- * Messages a partition's consumer keeps pulled ahead: two batches (at least
- * 100), as computed with the other timings (`Timings.pullAhead`). The
- * worker stops reading while its queue holds this many.
- */
-export function pullAhead(config: Config): number {
-  return deriveTimings(config).pullAhead;
-}
-
 /** Configuration of partition `k`'s durable pull consumer (generation `generation`). */
 export function partitionConsumerConfig(config: Config, k: number, startSeq?: number, generation = 0): Partial<ConsumerConfig> {
   return {
@@ -173,9 +165,8 @@ export function partitionConsumerConfig(config: Config, k: number, startSeq?: nu
 export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, config: Config, opts: { mapping?: MappingSite; log?: Logger } = {}): Promise<BucketHandles> {
   const version = parseVersion(nc.info?.version ?? "0.0.0");
   const events = eventsStreamConfig(config, version, opts.mapping);
-  await ensureStream(jsm, events);
-  await settleMapping(jsm, events, opts.log);
-  const info = await jsm.streams.info(Streams.Events);
+  const info = await ensureStream(jsm, events);
+  await settleMapping(jsm, info, events, opts.log);
   const had = Number(PARTITIONS_RE.exec(info.config.description ?? "")?.[1] ?? config.partitions);
   if (had !== config.partitions) {
     throw new TopologyError(

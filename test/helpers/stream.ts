@@ -2,7 +2,7 @@ import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { expect } from "vitest";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { EventInput } from "../../src/events/mod.ts";
-import { eventMsgId, eventSubject, validateEvent } from "../../src/events/mod.ts";
+import { validateEvent } from "../../src/events/mod.ts";
 import { applyEvents, emptyUserState, type SeqEvent, type UnlockEvent, type UserState } from "../../src/core/mod.ts";
 import type { RuleBook } from "../../src/rules/mod.ts";
 import { Streams } from "../../src/nats/mod.ts";
@@ -67,7 +67,7 @@ export async function publishRetrying(js: JetStreamClient, events: EventInput[])
   for (const e of events) {
     for (let attempt = 0; ; attempt++) {
       try {
-        await js.publish(eventSubject(e.tenant_id, e.user_id, e.event_type), JSON.stringify(e), { msgID: eventMsgId(e.tenant_id, e.user_id, e.event_id), timeout: 3000 });
+        await publishEvent(js, e);
         break;
       } catch (err) {
         if (attempt > 100) throw err;

@@ -12,7 +12,7 @@ import { startEngine, type Engine } from "../../src/engine.ts";
 import { createLogger } from "../../src/util/log.ts";
 import { eventually, fixture, startTestEngine } from "../helpers/engine.ts";
 import { drained } from "../helpers/nats.ts";
-import { expectOracleUnlocks, generate, publishAll } from "../helpers/stream.ts";
+import { expectOracleUnlocks, generate, publishAll, publishRetrying } from "../helpers/stream.ts";
 
 // Both binaries are on the CI machine (.ci/run provisions them); a machine with one of them runs what it can, and says so in the test names.
 const floor = natsBinaryIfPresent("floor");
@@ -67,7 +67,8 @@ describe.runIf(canUpgrade)(`a store upgraded in place: ${name(floor)} → ${name
   async function run(batch: typeof events): Promise<void> {
     const engine: Engine = await startTestEngine(server!.url, { partitions: P });
     try {
-      await publishAll(js, batch);
+      // Retried: right after a server restart the client may still be reconnecting, and a loaded machine answers late.
+      await publishRetrying(js, batch);
       await eventually(() => drained(jsm, P), 60_000, "all partitions drained");
     } finally {
       await engine.stop();

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, ConfigSchema, loadConfig, parseDuration, type Config } from "../../src/config/mod.ts";
+import { configError } from "../helpers/config.ts";
+import { ConfigSchema, loadConfig, parseDuration, type Config } from "../../src/config/mod.ts";
 
 let dir: string;
 let n = 0;
@@ -24,16 +25,6 @@ function file(text: string): string {
 /** loadConfig with ACH_CONFIG at a fresh file holding `yaml`. */
 function load(yaml: string, env: NodeJS.ProcessEnv = {}, overrides = {}): Config {
   return loadConfig({ ACH_CONFIG: file(yaml), ...env }, overrides);
-}
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error("expected a ConfigError");
 }
 
 describe("parseDuration", () => {

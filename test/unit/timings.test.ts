@@ -1,18 +1,9 @@
 /** The derived timings: computed once from the config, their relations checked, a broken one named by its settings. */
 import { describe, expect, it } from "vitest";
-import { compileConfig, ConfigError, deriveTimings, loadConfig, timingIssues, type Config } from "../../src/config/mod.ts";
+import { configError } from "../helpers/config.ts";
+import { compileConfig, deriveTimings, loadConfig, timingIssues, type Config } from "../../src/config/mod.ts";
 
 const defaults = (overrides = {}): Config => loadConfig({}, overrides);
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 describe("compileConfig", () => {
   it("derives every timing from the defaults, and the defaults satisfy every relation", () => {
