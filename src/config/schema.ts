@@ -162,7 +162,7 @@ export const ConfigSchema = z
      * How long a stop waits for work in flight (the batch in hand, its writes and acks) before it cuts it short:
      * waits and retries end at once, connections close, and what was not acknowledged comes again.
      */
-    shutdownGrace: Duration.default(10_000),
+    shutdownGrace: Duration.pipe(z.number().max(300_000, "at most 5m")).default(10_000),
     reorder: z
       .object({
         /** How long an event may wait for earlier events of its user (sequences only); also their added latency. */
