@@ -10,8 +10,9 @@ import { loadConfig } from "../src/config/mod.ts";
 import { Buckets, openBucket } from "../src/nats/mod.ts";
 import { dispatchGroup, parseCommand, UsageError, type CliConnect, type ExitCode } from "./cli.ts";
 
-const CREATE_USAGE = `usage: achd keys create (--admin | --tenant T --scope S [--scope S…]) [--name N] [--out FILE]
-  make an HTTP API key (shown once); scopes: events:write, read, rules:write
+const CREATE_USAGE = `usage: achd keys create (--admin | --scope metrics | --tenant T --scope S [--scope S…]) [--name N] [--out FILE]
+  make an HTTP API key (shown once); tenant scopes: events:write, read, rules:write;
+  metrics (alone, no tenant): reads /metrics only, for Prometheus
   --admin       a key for every tenant and the admin routes
   --tenant T    the tenant the key is for
   --scope S     a scope of that key (repeat for more)
@@ -21,7 +22,7 @@ const LIST_USAGE = `usage: achd keys list [--tenant T]
   keys by id and prefix, scopes, creation and last use (never a key)`;
 const REVOKE_USAGE = `usage: achd keys revoke <id>
   revoke a key in every API process within a second`;
-const USAGE = `usage: achd keys create (--admin | --tenant T --scope S [--scope S…]) [--name N] [--out FILE]
+const USAGE = `usage: achd keys create (--admin | --scope metrics | --tenant T --scope S [--scope S…]) [--name N] [--out FILE]
        achd keys list [--tenant T]
        achd keys revoke <id>`;
 

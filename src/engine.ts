@@ -6,16 +6,17 @@ import { adminKeyFile, ApiKeys } from "./auth/mod.ts";
 import { compileConfig, type Config, type Timings } from "./config/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import pLimit from "p-limit";
-import { Buckets, checkPartitionMapping, claimStore, ensureTopology, FastKv, JsRequests, natsAuthOptions, startNatsServer, whenAnswered, type EmbeddedServer, type NatsAuthOptions } from "./nats/mod.ts";
+import { Buckets, checkPartitionMapping, partitionConsumers, Streams, claimStore, ensureTopology, FastKv, JsRequests, natsAuthOptions, startNatsServer, whenAnswered, type EmbeddedServer, type NatsAuthOptions } from "./nats/mod.ts";
 import { prepareEmbeddedAuthorization, TenantRegistry, type AuthorizationSync, type EmbeddedAuthorization } from "./tenants/mod.ts";
 import { hostname } from "node:os";
 import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
-import { DeadLetters, PartitionWorker, Stats, UnlockSink } from "./pipeline/mod.ts";
+import { DeadLetters, PartitionWorker, UnlockSink } from "./pipeline/mod.ts";
+import { DashboardFeed, EngineMetrics, publishSnapshots, serveMetrics, Stats, takeSnapshot } from "./metrics/mod.ts";
 import { RuleRegistry } from "./registry/mod.ts";
 import { checkedRuleFiles, type RuleBook } from "./rules/mod.ts";
 import { SeenArchive, StateStore } from "./state/mod.ts";
 import { coalesced } from "./util/coalesce.ts";
-import { settlesWithin, sleep, type EngineState } from "./util/lifecycle.ts";
+import { answerWithin, settlesWithin, sleep, type EngineState } from "./util/lifecycle.ts";
 import type { Logger } from "./util/log.ts";
 
 /** A running engine: workers, API, and (without `nats.url`) its own nats-server. */
@@ -28,6 +29,10 @@ export type Engine = {
   api?: FastifyInstance;
   nc: NatsConnection;
   stats: Stats;
+  /** This process's Prometheus metrics. */
+  metrics: EngineMetrics;
+  /** `http://host:port/metrics` of a process without the API (`achd worker`), when it serves one. */
+  metricsUrl?: string;
   /** The partition workers running now (the partitions this process holds), by partition. */
   readonly workers: PartitionWorker[];
   /** The derived timings this engine runs with (see `compileConfig`). */
@@ -42,6 +47,9 @@ export type Engine = {
    */
   stop(): Promise<void>;
 };
+
+/** How long a scrape waits for NATS (consumer lag, DLQ depth) before it leaves those gauges out. */
+const SCRAPE_NATS_MS = 2000;
 
 /** Options of {@link startEngine}. */
 export type EngineOptions = {
@@ -156,8 +164,8 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
     );
     const stopWatch = await registry.watch(reload.trigger, (err) => log.error({ err }, "the rules bucket's watch failed; versions added from now on reach this process at its next start"));
 
-    const stats = new Stats();
-    const dlq = new DeadLetters(js);
+    const stats = new Stats(config.metrics.maxTenants);
+    const dlq = new DeadLetters(js, stats);
     // The hot path's reads and writes (state, seen ids, unlocks and their records) skip nats.js's per-request cost.
     const requests = new JsRequests(nc, timings.requestTimeout, timings.requestSweep);
     const deps = {
@@ -176,8 +184,23 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       io: pLimit(config.worker.concurrency),
     };
     let coordinator: Coordinator | undefined;
+    const id = config.worker.id ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64) || "worker");
+    // The name this process's metrics and stats snapshots carry: its worker id, or the API's host and pid.
+    const processId = config.worker.enabled ? id : `api-${id}-${process.pid}`.slice(0, 64);
+    const owned = () => coordinator?.workers ?? [];
+    const metrics = new EngineMetrics(stats, {
+      owned: () => owned().map((w) => w.partition),
+      held: () => owned().reduce((n, w) => n + w.held, 0),
+      cache: () => ({ hits: deps.store.hits, misses: deps.store.misses }),
+      consumers: async () => {
+        const mine = new Set(owned().map((w) => w.partition));
+        if (mine.size === 0) return new Map();
+        const all = await answerWithin(partitionConsumers(jsm), SCRAPE_NATS_MS);
+        return all && new Map([...all].filter(([k]) => mine.has(k)).map(([k, ci]) => [k, { pending: ci.num_pending, ackPending: ci.num_ack_pending }]));
+      },
+      dlqDepth: async () => (await answerWithin(jsm.streams.info(Streams.Dlq), SCRAPE_NATS_MS))?.state.messages,
+    }, { process: processId });
     if (config.worker.enabled) {
-      const id = config.worker.id ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64) || "worker");
       // Leases and heartbeats get their own connection: behind thousands of in-flight state writes on the
       // data connection, a renewal could wait long enough for the fence to stop a busy partition.
       control = await connectWithin(natsUrl.split(",").map((u) => u.trim()), timings.connectTimeout, log, auth, timings.connectRetry);
@@ -191,12 +214,15 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
         timings,
         log,
         signal: lifecycle.signal,
+        stats,
       });
       await coordinator.start();
       log.info({ worker: id, partitions: coordinator.workers.map((w) => w.partition) }, "workers started");
     }
 
     let api: FastifyInstance | undefined;
+    let dashboard: DashboardFeed | undefined;
+    let metricsListener: Awaited<ReturnType<typeof serveMetrics>>;
     let keys: ApiKeys | undefined;
     let httpUrl: string | undefined;
     if (config.http.enabled) {
@@ -206,22 +232,32 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
         // The first start of a deployment makes an admin key; the log names the file, never the key.
         if (await keys.bootstrap(adminKeyFile(config.dataDir))) log.info({ file: adminKeyFile(config.dataDir) }, "created the first admin API key; it is in this file (mode 0600)");
       }
+      dashboard = new DashboardFeed({ nc, js, jsm, log, intervalMs: config.metrics.publishInterval });
+      await dashboard.start();
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, metrics, dashboard },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });
       const addr = api.server.address();
       httpUrl = typeof addr === "object" && addr ? `http://${config.http.host}:${addr.port}` : undefined;
       log.info({ url: httpUrl }, "HTTP API listening");
+    } else if (config.metrics.port >= 0) {
+      metricsListener = await serveMetrics(metrics, config.metrics.host, config.metrics.port, log);
+      if (metricsListener) log.info({ url: metricsListener.url }, "serving /metrics");
     }
+    // Every process tells the dashboard what it counted (the API sums them).
+    const stopSnapshots = publishSnapshots(nc, processId, config.metrics.publishInterval, () => takeSnapshot(processId, stats, metrics.unlockLatency, { worker: config.worker.enabled, api: config.http.enabled, partitions: owned().map((w) => w.partition) }), log);
 
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
         setState("stopping");
         log.info({ grace_ms: timings.shutdownGrace }, "stopping");
+        stopSnapshots();
+        dashboard?.stop();
         await api?.close().catch((err: unknown) => log.warn({ err }, "API close failed"));
+        await metricsListener?.close();
         keys?.stop();
         // Workers finish the batch in hand (a retry's pause ends at once: the work is given up and comes again),
         // for up to the grace. After it, every wait and retry is cut short and the connections close under what
@@ -260,6 +296,8 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       ...(api ? { api } : {}),
       nc,
       stats,
+      metrics,
+      ...(metricsListener ? { metricsUrl: metricsListener.url } : {}),
       get workers() {
         return coordinator?.workers ?? [];
       },

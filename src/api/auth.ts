@@ -2,6 +2,7 @@ import rateLimitPlugin from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { grants, Scopes, type ApiKeys, type Scope } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
+import type { Stats } from "../metrics/mod.ts";
 import { DOCS_PREFIX } from "./docs.ts";
 import type { Logger } from "../util/log.ts";
 
@@ -56,7 +57,7 @@ function deny(reply: FastifyReply, status: 401 | 403 | 429, error: string, messa
  * is read, so an unauthenticated client costs no parsing. Call before any
  * route is registered.
  */
-export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefined, config: Config, log: Logger): Promise<void> {
+export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefined, config: Config, log: Logger, stats: Pick<Stats, "rateLimited">): Promise<void> {
   app.decorateRequest("principal", null);
   const routes: DeclaredRoute[] = [];
   declared.set(app, routes);
@@ -88,7 +89,7 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
       const record = m ? await keys.verify(m[1]!) : undefined;
       if (!record) {
         const f = await failures(req);
-        if (!f.isAllowed && f.isExceeded) return tooMany(reply, f.ttlInSeconds, "too many failed authentications from this address");
+        if (!f.isAllowed && f.isExceeded) return tooMany(stats, "auth", reply, f.ttlInSeconds, "too many failed authentications from this address");
         return deny(reply, 401, "unauthorized", h ? "the API key is not valid (unknown, revoked or mistyped)" : "an API key is required: Authorization: Bearer <key>");
       }
       p = { id: record.id, tenant: record.tenant, scopes: record.scopes };
@@ -102,13 +103,14 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
     for (const limit of [perKey, perTenant]) {
       const r = limit ? await limit(req) : undefined;
       // isAllowed only says whether the caller is on an allow list; isExceeded is the verdict.
-      if (r && !r.isAllowed && r.isExceeded) return tooMany(reply, r.ttlInSeconds, `over the request rate of ${r.max} per ${Math.round(r.timeWindow / 1000)} s (${limit === perKey ? "per key" : "per tenant"})`);
+      if (r && !r.isAllowed && r.isExceeded) return tooMany(stats, limit === perKey ? "key" : "tenant", reply, r.ttlInSeconds, `over the request rate of ${r.max} per ${Math.round(r.timeWindow / 1000)} s (${limit === perKey ? "per key" : "per tenant"})`);
     }
   });
 }
 
-/** A 429 with `Retry-After` (whole seconds, at least 1). */
-export function tooMany(reply: FastifyReply, retryAfterSeconds: number, message: string) {
+/** A 429 with `Retry-After` (whole seconds, at least 1), counted by the limit that refused it. */
+export function tooMany(stats: Pick<Stats, "rateLimited">, limit: "key" | "tenant" | "auth" | "quota", reply: FastifyReply, retryAfterSeconds: number, message: string) {
+  stats.rateLimited.add([limit]);
   reply.header("retry-after", String(Math.max(1, Math.ceil(retryAfterSeconds))));
   return deny(reply, 429, "too_many_requests", message);
 }

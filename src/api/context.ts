@@ -2,7 +2,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ApiKeys } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
-import type { DeadLetters, Stats } from "../pipeline/mod.ts";
+import type { DeadLetters } from "../pipeline/mod.ts";
+import type { DashboardFeed, EngineMetrics, Stats } from "../metrics/mod.ts";
 import type { LeaseTable, Membership } from "../cluster/mod.ts";
 import type { RuleRegistry } from "../registry/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
@@ -32,6 +33,10 @@ export type ApiContext = {
   tenants: TenantRegistry;
   /** API keys; undefined in `auth.mode: none` (every request is let through). */
   keys: ApiKeys | undefined;
+  /** This process's Prometheus metrics (`/metrics`); the HTTP requests are counted there too. */
+  metrics?: EngineMetrics;
+  /** The whole deployment as the dashboard shows it (`/v1/dashboard`). */
+  dashboard?: DashboardFeed;
   /** The engine's state (`starting`, `running`, `stopping`, …), shown by `/v1/status`. */
   engineState?: () => EngineState;
 };

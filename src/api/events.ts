@@ -87,7 +87,7 @@ export function eventRoutes(app: FastifyInstance, ctx: ApiContext): void {
       counts.set(q, (counts.get(q) ?? 0) + 1);
     }
     const quota = quotas.take(counts);
-    if (!quota.ok) return tooMany(reply, Math.min(quota.retryAfterSeconds, 3600), `tenant ${quota.tenant} is over its event quota (${config.http.quota.eventsPerSecond}/s, burst ${config.http.quota.burst}); nothing in this request was published`);
+    if (!quota.ok) return tooMany(ctx.stats, "quota", reply, Math.min(quota.retryAfterSeconds, 3600), `tenant ${quota.tenant} is over its event quota (${config.http.quota.eventsPerSecond}/s, burst ${config.http.quota.burst}); nothing in this request was published`);
     // One event's trouble is its own outcome, never the whole request's: the others were published or not, and the answer says which.
     const pending: Promise<Outcome>[] = [];
     for (const [index, e] of events.entries()) {
@@ -157,7 +157,10 @@ async function ingestOne(ctx: ApiContext, raw: unknown, index: number): Promise<
     const subject = eventSubject(e.tenant_id, e.user_id, e.event_type);
     let ack = await ctx.js.publish(subject, data, { msgID: eventMsgId(e.tenant_id, e.user_id, e.event_id) });
     if (ack.duplicate) {
-      if (await storedFor(ctx, ack.seq, e)) return { index, event_id: e.event_id, status: "duplicate", seq: ack.seq };
+      if (await storedFor(ctx, ack.seq, e)) {
+        ctx.stats.tenant(e.tenant_id).windowDuplicates++;
+        return { index, event_id: e.event_id, status: "duplicate", seq: ack.seq };
+      }
       // The id was taken by another message (someone set our msg id on another event; the worker dead-letters
       // theirs). Store ours without the window's help: the engine's own event-id record still
       // counts it once.

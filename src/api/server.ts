@@ -14,6 +14,8 @@ import type { ApiContext } from "./context.ts";
 import { eventRoutes } from "./events.ts";
 import { healthRoutes } from "./health.ts";
 import { installDocs } from "./docs.ts";
+import { metricsRoutes } from "./metrics.ts";
+import { dashboardPageRoutes } from "./dashboard-page.ts";
 
 /**
  * Builds the HTTP API (not listening yet). Every route declares who may
@@ -58,7 +60,10 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
     return reply.code(status).send({ error, message: err.message });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: "not_found", message: `no route ${req.method} ${req.url}` }));
-  await installAuth(app, ctx.keys, ctx.config, log);
+  await installAuth(app, ctx.keys, ctx.config, log, ctx.stats);
+  // Counted by route pattern (bounded), never by raw URL.
+  const metrics = ctx.metrics;
+  if (metrics) app.addHook("onResponse", async (req, reply) => metrics.http(req.routeOptions.url ?? "(no route)", req.method, reply.statusCode, reply.elapsedTime / 1000));
   installJsonParser(app, { maxDepth: ctx.config.http.maxDepth, dlq: ctx.dlq, log });
   await installDocs(app);
   app.get("/openapi.json", { config: { access: { public: true } }, schema: { summary: "This API's OpenAPI 3.1 document", tags: ["meta"] } }, async () => app.swagger());
@@ -69,5 +74,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
   ruleRoutes(app, ctx);
   keyRoutes(app, ctx);
   tenantRoutes(app, ctx);
+  metricsRoutes(app, ctx);
+  dashboardPageRoutes(app);
   return app;
 }

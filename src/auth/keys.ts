@@ -12,6 +12,8 @@ export const Scopes = {
   Read: "read",
   /** Add and retire the tenant's rule versions. */
   RulesWrite: "rules:write",
+  /** Read `/metrics` (what Prometheus scrapes with): an operator key of no tenant, holding nothing else. */
+  Metrics: "metrics",
   /** Everything: shared rules, dead letters of every tenant, redrive, status, tenants and keys. */
   Admin: "admin",
 } as const;
@@ -20,7 +22,7 @@ export type Scope = (typeof Scopes)[keyof typeof Scopes];
 /** The scopes a tenant key may hold. */
 export const TENANT_SCOPES: readonly Scope[] = [Scopes.EventsWrite, Scopes.Read, Scopes.RulesWrite];
 /** Every scope name, for validation. */
-export const ALL_SCOPES: readonly Scope[] = [...TENANT_SCOPES, Scopes.Admin];
+export const ALL_SCOPES: readonly Scope[] = [...TENANT_SCOPES, Scopes.Metrics, Scopes.Admin];
 
 /**
  * A stored key: never the key itself, only the SHA-256 of its secret part

@@ -25,7 +25,15 @@ export function keyView(r: KeyRecord): KeyView {
   return { ...rest, prefix: keyPrefix(r.id) };
 }
 
-/** Checks a key request: admin keys have no tenant and only `admin`; tenant keys have a valid tenant and tenant scopes. */
+function checkedName(name = ""): string {
+  if (name.length > 128 || /[\u0000-\u001f]/.test(name)) throw new KeyRequestError("name: at most 128 printable characters");
+  return name;
+}
+
+/**
+ * Checks a key request: admin keys have no tenant and only `admin`, metrics keys no tenant and only `metrics`;
+ * tenant keys have a valid tenant and tenant scopes.
+ */
 export function checkKeySpec(spec: KeySpec): { tenant: string | null; scopes: Scope[]; name: string } {
   const scopes = [...new Set(spec.scopes)];
   if (scopes.length === 0) throw new KeyRequestError(`scopes: give at least one of ${ALL_SCOPES.join(", ")}`);
@@ -34,10 +42,13 @@ export function checkKeySpec(spec: KeySpec): { tenant: string | null; scopes: Sc
   const admin = scopes.includes(Scopes.Admin);
   if (admin && spec.tenant !== null) throw new KeyRequestError("tenant: an admin key belongs to no tenant (it may act for all); leave tenant out");
   if (admin && scopes.length > 1) throw new KeyRequestError("scopes: admin already grants every scope; give it alone");
+  const metrics = scopes.includes(Scopes.Metrics);
+  if (metrics && spec.tenant !== null) throw new KeyRequestError("tenant: a metrics key belongs to no tenant (it reads the whole process's metrics); leave tenant out");
+  if (metrics && scopes.length > 1) throw new KeyRequestError("scopes: give metrics alone (a key for Prometheus should read metrics and nothing else)");
+  if (metrics) return { tenant: null, scopes: [Scopes.Metrics], name: checkedName(spec.name) };
   if (!admin && spec.tenant === null) throw new KeyRequestError(`tenant: a key with ${scopes.join(", ")} belongs to one tenant; name it`);
   if (spec.tenant !== null && !ID_TOKEN.test(spec.tenant)) throw new KeyRequestError(`tenant: ${JSON.stringify(spec.tenant)} is not a valid tenant id (A-Z a-z 0-9 _ -)`);
-  const name = spec.name ?? "";
-  if (name.length > 128 || /[\u0000-\u001f]/.test(name)) throw new KeyRequestError("name: at most 128 printable characters");
+  const name = checkedName(spec.name);
   if (!admin && scopes.some((s) => !(TENANT_SCOPES as readonly string[]).includes(s))) throw new KeyRequestError("scopes: a tenant key may hold events:write, read, rules:write");
   return { tenant: spec.tenant, scopes: scopes as Scope[], name };
 }

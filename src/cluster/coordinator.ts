@@ -1,4 +1,5 @@
 import { setInterval as every } from "node:timers/promises";
+import type { Stats } from "../metrics/mod.ts";
 import type { Config, Timings } from "../config/mod.ts";
 import { background, sleep } from "../util/lifecycle.ts";
 import { partitionOf } from "../events/mod.ts";
@@ -20,6 +21,8 @@ export type CoordinatorDeps = {
   log: Logger;
   /** The engine's signal: aborting it ends the coordinator's loops (as {@link Coordinator.stop} does). */
   signal?: AbortSignal;
+  /** Counts renewals (done, failed), leases lost and leases acquired. */
+  stats?: Pick<Stats, "leaseRenewals" | "leaseRenewalFailures" | "leasesLost" | "leasesAcquired">;
 };
 
 /** A partition this worker holds; `wroteBefore` is when earlier workers under the same lease last wrote (see `#resume`). */
@@ -140,6 +143,12 @@ export class Coordinator {
             log.warn({ partition: p, err: String(err) }, "lease renewal failed");
             return undefined;
           });
+          const stats = this.#d.stats;
+          if (stats) {
+            if (ok) stats.leaseRenewals++;
+            else stats.leaseRenewalFailures++;
+            if (ok === false) stats.leasesLost++;
+          }
           // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest. Not awaited: the partition
           // finishes the step in hand, which must not hold up the next round of the other leases' renewals.
           if (ok === false) this.#letGoAside(p, o, "lease lost; partition stopped");
@@ -200,6 +209,7 @@ export class Coordinator {
       }
       owned.starting = false;
       if (this.#owned.get(p) !== owned) continue;
+      if (this.#d.stats) this.#d.stats.leasesAcquired++;
       log.info({ partition: p, epoch: lease.revision, since: lease.since }, "partition acquired");
     }
   }

@@ -29,6 +29,8 @@ export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "numb
   ACH_ACK_WAIT: { path: ["worker", "ackWait"], type: "string" },
   ACH_REORDER_WINDOW: { path: ["reorder", "window"], type: "string" },
   ACH_SHUTDOWN_GRACE: { path: ["shutdownGrace"], type: "string" },
+  ACH_METRICS_PORT: { path: ["metrics", "port"], type: "number" },
+  ACH_METRICS_ACCESS: { path: ["metrics", "access"], type: "string" },
   LOG_LEVEL: { path: ["log", "level"], type: "string" },
 };
 

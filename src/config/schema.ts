@@ -151,6 +151,23 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    metrics: z
+      .object({
+        /** Tenants counted under their own label; the rest share the label `other` (bounds memory and series). */
+        maxTenants: z.number().int().min(1).max(10_000).default(100),
+        /**
+         * Who may read `/metrics`: `key` (default) a key with the `metrics` scope (or admin), sent by Prometheus as a
+         * bearer token; `public` anyone who reaches the API.
+         */
+        access: z.enum(["key", "public"]).default("key"),
+        /** A process without the HTTP API (`achd worker`) serves `/metrics` here (port 0: any free port; -1: not at all). */
+        host: z.string().default("127.0.0.1"),
+        port: z.number().int().min(-1).max(65535).default(9464),
+        /** How often each process publishes its counters for the dashboard (`ach.stats.<process>`, core NATS). */
+        publishInterval: Duration.default(1_000),
+      })
+      .strict()
+      .prefault({}),
     leases: z
       .object({
         /** A partition whose owner stops renewing is free after this; takeover takes up to about 1.3 times it. */

@@ -58,24 +58,80 @@ function summary(seq: number, h: MsgHdrs | undefined, data: Uint8Array): DeadLet
   };
 }
 
-/** Lists dead letters, oldest first, optionally for one tenant, from sequence `from`. */
-export async function listDeadLetters(js: JetStreamClient, opts: { tenant?: string; limit?: number; from?: number } = {}): Promise<DeadLetterSummary[]> {
+/** The most dead letters a filtered listing or {@link deadLetterCounts} reads: the newest this many. */
+export const DLQ_SCAN_MAX = 100_000;
+
+/**
+ * Lists dead letters, oldest first, optionally for one tenant and one reason,
+ * from sequence `from`. The tenant is a subject filter (the server skips the
+ * rest); the reason is a header, so a reason filter reads letters until it
+ * has `limit` of them, at most {@link DLQ_SCAN_MAX}.
+ */
+export async function listDeadLetters(js: JetStreamClient, opts: { tenant?: string; reason?: string; limit?: number; from?: number } = {}): Promise<DeadLetterSummary[]> {
   const limit = opts.limit ?? 100;
   const c = await js.consumers.get(Streams.Dlq, {
     filter_subjects: opts.tenant ? `${DLQ_PREFIX}.${opts.tenant}.>` : `${DLQ_PREFIX}.>`,
     ...(opts.from ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from } : {}),
   });
-  const pending = (await c.info()).num_pending;
-  const want = Math.min(limit, pending);
   const out: DeadLetterSummary[] = [];
-  if (want === 0) return out;
-  const msgs = await c.fetch({ max_messages: want, expires: 5000 });
-  for await (const m of msgs) {
-    out.push(summary(m.seq, m.headers, m.data));
-    if (out.length >= want) break;
+  try {
+    const pending = (await c.info()).num_pending;
+    let left = opts.reason ? Math.min(pending, DLQ_SCAN_MAX) : Math.min(limit, pending);
+    while (left > 0 && out.length < limit) {
+      let got = 0;
+      // Each batch is read to its end (or to the last letter wanted): the ordered consumer's next fetch follows on.
+      const msgs = await c.fetch({ max_messages: Math.min(left, 1000), expires: 5000 });
+      for await (const m of msgs) {
+        got++;
+        left--;
+        const s = summary(m.seq, m.headers, m.data);
+        if (!opts.reason || s.reason === opts.reason) out.push(s);
+        if (out.length >= limit || left === 0) break;
+      }
+      if (got === 0) break;
+    }
+  } finally {
+    await c.delete().catch(() => undefined);
   }
-  await c.delete().catch(() => undefined);
   return out;
+}
+
+/** How many dead letters there are, by reason and by tenant. */
+export type DeadLetterCounts = { depth: number; by_reason: Record<string, number>; by_tenant: Record<string, number> };
+
+/**
+ * Counts the DLQ: `depth` is every letter in the stream; `by_reason` (the
+ * `Ach-Reason` header) and `by_tenant` (the subject's tenant token, `_` for
+ * an invalid one) cover the newest {@link DLQ_SCAN_MAX} sequence numbers.
+ * Reads headers only, so a letter costs its headers, not its body.
+ */
+export async function deadLetterCounts(js: JetStreamClient, jsm: JetStreamManager): Promise<DeadLetterCounts> {
+  const { state } = await jsm.streams.info(Streams.Dlq);
+  const counts: DeadLetterCounts = { depth: state.messages, by_reason: {}, by_tenant: {} };
+  if (state.messages === 0) return counts;
+  const start = Math.max(state.first_seq, state.last_seq - DLQ_SCAN_MAX + 1);
+  const c = await js.consumers.get(Streams.Dlq, { headers_only: true, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start });
+  try {
+    let left = Math.min((await c.info()).num_pending, DLQ_SCAN_MAX);
+    while (left > 0) {
+      let got = 0;
+      const msgs = await c.fetch({ max_messages: Math.min(left, 10_000), expires: 2000 });
+      for await (const m of msgs) {
+        got++;
+        left--;
+        const reason = m.headers?.get(DlqHeaders.Reason) || "unknown";
+        const tenant = m.subject.split(".")[2] ?? "_";
+        counts.by_reason[reason] = (counts.by_reason[reason] ?? 0) + 1;
+        counts.by_tenant[tenant] = (counts.by_tenant[tenant] ?? 0) + 1;
+        if (left === 0) break;
+      }
+      // Letters deleted (redriven) since the count began: nothing more comes.
+      if (got === 0) break;
+    }
+  } finally {
+    await c.delete().catch(() => undefined);
+  }
+  return counts;
 }
 
 async function stored(jsm: JetStreamManager, seq: number): Promise<StoredMsg> {

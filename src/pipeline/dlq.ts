@@ -1,6 +1,7 @@
 import { headers, type MsgHdrs } from "@nats-io/transport-node";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { dlqSubject, type Rejection } from "../events/mod.ts";
+import type { Stats } from "../metrics/mod.ts";
 
 /** Headers the DLQ adds to the original bytes. */
 export const DlqHeaders = {
@@ -61,7 +62,11 @@ export function producerHeaders(from: MsgHdrs | undefined): MsgHdrs {
  * publish the event again exactly as the producer sent it.
  */
 export class DeadLetters {
-  constructor(private readonly js: JetStreamClient) {}
+  constructor(
+    private readonly js: JetStreamClient,
+    /** Counts what was sent, by tenant, reason and origin. */
+    private readonly stats?: Pick<Stats, "deadLetter">,
+  ) {}
 
   async send(d: DeadLetter, now: Date = new Date()): Promise<number> {
     const h = producerHeaders(d.headers);
@@ -82,6 +87,7 @@ export class DeadLetters {
       data = data.subarray(0, DEAD_LETTER_MAX_BYTES);
     }
     const ack = await this.js.publish(dlqSubject(d.tenant, d.user), data, opts);
+    if (!ack.duplicate) this.stats?.deadLetter(d.tenant, d.rejection.code, d.origin);
     return ack.seq;
   }
 }

@@ -1,7 +1,6 @@
 /** The worker pipeline: consume → validate → dedup → evaluate → commit → unlock → ack. */
-export { Stats } from "./stats.ts";
 export { DEAD_LETTER_MAX_BYTES, DeadLetters, DlqHeaders, type DeadLetter } from "./dlq.ts";
 export { UnlockSink } from "./unlocks.ts";
 export { StoppedError } from "./retry.ts";
 export { PartitionWorker, type WorkerDeps } from "./partition.ts";
-export { DeadLetterNotFoundError, listDeadLetters, RedriveError, redriveDeadLetter, showDeadLetter } from "./dlq-admin.ts";
+export { deadLetterCounts, DeadLetterNotFoundError, DLQ_SCAN_MAX, listDeadLetters, RedriveError, redriveDeadLetter, showDeadLetter, type DeadLetterCounts } from "./dlq-admin.ts";

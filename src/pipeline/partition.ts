@@ -58,7 +58,7 @@ export class PartitionWorker {
     this.#log = deps.log.child({ partition });
     this.#timings = deps.timings ?? compileConfig(deps.config);
     this.#signal = this.#signalOf(this.#abort);
-    this.#buffer = new ReorderBuffer(deps.config.reorder);
+    this.#buffer = new ReorderBuffer({ ...deps.config.reorder, onRelease: (ms) => deps.stats.observe.reorderHold(ms / 1000) });
     const gate: WriteGate = { check: () => this.#checkFence(), mayAck: () => this.#mayAck() };
     this.#consumer = new PartitionConsumer({ ...deps, timings: this.#timings }, this.#log, partition, () => this.#running);
     this.#acks = new AckTracker(gate);
@@ -85,6 +85,11 @@ export class PartitionWorker {
   }
 
   /** False once stopped (or once it stopped itself because its lease was not renewed in time). */
+  /** Events held in the reorder window now. */
+  get held(): number {
+    return this.#buffer.size;
+  }
+
   get running(): boolean {
     return this.#running;
   }

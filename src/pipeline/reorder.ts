@@ -9,6 +9,8 @@ export type ReorderOptions = {
   maxPerUser: number;
   /** Most events buffered per partition; beyond it the oldest are released early. */
   maxPerPartition: number;
+  /** Told how long each released event was held (ms). */
+  onRelease?: (heldMs: number) => void;
 };
 
 type Held = { item: SeqEvent; arrived: number };
@@ -86,6 +88,7 @@ export class ReorderBuffer {
     const out = new Map<string, SeqEvent[]>();
     const take = (key: string, u: UserBuffer) => {
       const h = u.held.shift()!;
+      this.#o.onRelease?.(now - h.arrived);
       const list = out.get(key) ?? [];
       list.push(h.item);
       out.set(key, list);

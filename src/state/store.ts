@@ -58,6 +58,9 @@ type Cached = { bytes: Uint8Array | undefined; revision: number; delivered?: boo
 export class StateStore {
   readonly #kv: KvStore;
   readonly #cache: LRUCache<string, Cached> | undefined;
+  /** Loads answered from the cache, and loads that went to the bucket. */
+  hits = 0;
+  misses = 0;
 
   /** `cacheUsers` and `cacheBytes` both bound the cache (0 users: no cache). */
   constructor(kv: KvStore, cacheUsers: number, cacheBytes = 64 * 2 ** 20) {
@@ -70,9 +73,11 @@ export class StateStore {
   async load(key: string): Promise<Versioned> {
     const hit = this.#cache?.get(key);
     if (hit) {
+      this.hits++;
       const state = hit.bytes ? decodeStored(key, hit.bytes) : emptyUserState();
       return { state: hit.delivered ? { ...state, outbox: [] } : state, revision: hit.revision };
     }
+    this.misses++;
     return this.read(key);
   }
 

@@ -70,3 +70,9 @@ export async function settlesWithin(work: Promise<unknown>, ms: number, signal?:
   }
   return settled;
 }
+
+/** `work`'s value if it resolves within `ms`; undefined if it fails or is late (a scrape must not hang on NATS). */
+export async function answerWithin<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
+  const guarded = work.catch(() => undefined);
+  return (await settlesWithin(guarded, ms)) ? guarded : undefined;
+}

@@ -25,6 +25,8 @@ export function startChild(natsUrl: string, command = "worker", env: Record<stri
       ACH_RULES: fixture("rules"),
       ACH_LOG_JSON: "1",
       LOG_LEVEL: "info",
+      // Workers serve /metrics on a port of their own: any free one, so that several can run side by side.
+      ACH_METRICS_PORT: "0",
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],

@@ -65,6 +65,13 @@ const MATRIX: Record<string, Row> = {
   "POST /v1/dlq/:seq/redrive": { method: "POST", path: "/v1/dlq/999999/redrive", expect: admin(404) },
   "GET /v1/status": { method: "GET", path: "/v1/status", expect: admin(200) },
   "GET /v1/stats": { method: "GET", path: "/v1/stats", expect: admin(200) },
+  // The metrics scope: admin keys hold it; tenant keys cannot (test/integration/metrics.test.ts uses a metrics-only key).
+  "GET /metrics": { method: "GET", path: "/metrics", expect: admin(200) },
+  "GET /v1/dashboard": { method: "GET", path: "/v1/dashboard", expect: admin(200) },
+  // The page is a shell with no data: it reads /v1/dashboard with the key its user signs in with.
+  "GET /dashboard": { method: "GET", path: "/dashboard", expect: pub(200) },
+  "GET /dashboard/": { method: "GET", path: "/dashboard/", expect: pub(200) },
+  "GET /dashboard/assets/:file": { method: "GET", path: "/dashboard/assets/app.js", expect: pub(200) },
   "POST /v1/keys": { method: "POST", path: "/v1/keys", body: {}, expect: admin(400) },
   "GET /v1/keys": { method: "GET", path: "/v1/keys", expect: admin(200) },
   "DELETE /v1/keys/:id": { method: "DELETE", path: "/v1/keys/000000000000", expect: admin(404) },

@@ -6,7 +6,8 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Config } from "../../src/config/mod.ts";
 import { ensureTopology, partitionConsumer, partitionConsumerConfig } from "../../src/nats/mod.ts";
-import { DeadLetters, PartitionWorker, Stats, UnlockSink, type WorkerDeps } from "../../src/pipeline/mod.ts";
+import { DeadLetters, PartitionWorker, UnlockSink, type WorkerDeps } from "../../src/pipeline/mod.ts";
+import { Stats } from "../../src/metrics/mod.ts";
 import { userKey } from "../../src/core/mod.ts";
 import { eventSubject } from "../../src/events/mod.ts";
 import { loadRules } from "../../src/rules/mod.ts";

@@ -7,7 +7,7 @@ import type { SeenArchive, StateStore } from "../../state/mod.ts";
 import type { Logger } from "../../util/log.ts";
 import type { DeadLetter, DeadLetters } from "../dlq.ts";
 import type { RetryHooks } from "../retry.ts";
-import type { Stats } from "../stats.ts";
+import type { Stats } from "../../metrics/stats.ts";
 import type { UnlockSink } from "../unlocks.ts";
 
 /** What a partition worker needs from the process. */

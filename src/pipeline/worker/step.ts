@@ -2,6 +2,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import { decodeMessage, RejectCodes } from "../../events/mod.ts";
 import { isProbe } from "../../nats/mod.ts";
 import { userKey } from "../../core/mod.ts";
+import { UNKNOWN } from "../../metrics/mod.ts";
 import type { Logger } from "../../util/log.ts";
 import type { DeadLetter } from "../dlq.ts";
 import type { ReorderBuffer } from "../reorder.ts";
@@ -52,13 +53,15 @@ export class BatchStep {
       return u;
     };
     for (const m of batch) {
-      stats.received++;
       if (isProbe(m.subject, m.headers)) continue;
       const res = decodeMessage(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, { maxBytes: config.events.maxBytes, partitions: config.partitions, limits: config.limits, storedAt: Math.floor(m.info.timestampNanos / 1e6) });
       if (!res.ok) {
-        dead.push(deadLetterOf(m, res.rejection));
+        const d = deadLetterOf(m, res.rejection);
+        stats.tenant(d.tenant ?? UNKNOWN).received++;
+        dead.push(d);
         continue;
       }
+      stats.tenant(res.value.event.tenant_id).received++;
       const u = work(res.value.event.tenant_id, res.value.event.user_id);
       u.eager.push({ seq: m.seq, ev: res.value });
       u.msgs.push(m);
@@ -70,7 +73,7 @@ export class BatchStep {
     };
     // Observed from the start (allSettled), and awaited however the step ends: a send that fails after an
     // earlier stage threw must not become an unhandled rejection, which would end the process.
-    const deadDone = Promise.allSettled(dead.map((d) => retrying(() => send(d), hooks).then(() => stats.rejected++)));
+    const deadDone = Promise.allSettled(dead.map((d) => retrying(() => send(d), hooks)));
     try {
       await this.#stages(batch, users, work, hooks, send);
     } catch (err) {
@@ -98,7 +101,7 @@ export class BatchStep {
       if (poisoned.has(u.key)) continue;
       for (const item of u.after?.toOrder ?? []) {
         const r = buffer.add(u.key, item, now);
-        if (r === "late") stats.late++;
+        if (r === "late") stats.tenant(u.tenant).late++;
       }
     }
     // Stage 2: what the reorder window releases, in event-time order per user.
@@ -113,14 +116,12 @@ export class BatchStep {
 
   /** Sends every event of a poisoned user's step to the DLQ, with the failures that led there. */
   async #deadUser(u: UserWork, err: PoisonError, batch: JsMsg[], hooks: RetryHooks, send: (d: DeadLetter) => Promise<unknown>): Promise<void> {
-    const { stats } = this.d;
     const seqs = new Set([...u.eager, ...u.ordered].map((i) => i.seq));
     this.d.buffer.drop(u.key, seqs);
     const msgs = this.d.messagesOf(seqs, batch);
     this.d.log.error({ user: u.key, events: msgs.length, history: err.history }, "user's events keep failing; sending them to the DLQ");
     for (const m of msgs) {
       await retrying(() => send(deadLetterOf(m, { code: RejectCodes.ProcessingFailed, message: err.history.join(" | "), issues: [] })), hooks);
-      stats.rejected++;
     }
   }
 }

@@ -2,6 +2,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import { RejectCodes } from "../../events/mod.ts";
 import type { Versioned } from "../../state/mod.ts";
 import { applyEvents, chunksToLoad, type Applied, type SeqEvent } from "../../core/mod.ts";
+import type { Unlock } from "../../rules/mod.ts";
 import { deadLetterOf, type WorkerDeps, type WriteGate } from "./deps.ts";
 
 /** One user's share of a step: new events (eager), released events (ordered), and the work in between. */
@@ -38,14 +39,17 @@ export class UserCommit {
       const now = new Date();
       gate.check();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.recover(x, now)));
-      stats.unlocks += fresh.filter(Boolean).length;
+      stats.unlockWrites += 2 * fresh.filter(Boolean).length;
+      state.outbox.forEach((x, i) => fresh[i] && stats.unlock(x.tenant_id, x.achievement_id));
       state = { ...state, outbox: [] };
       store.outboxDelivered(u.key, revision);
     }
     // Events the recent id lists do not know but whose time falls in an archived chunk: read those chunks.
     const need = chunksToLoad(state, u.eager);
     const archived = need.length ? await this.d.seen.load(u.key, need) : new Set<string>();
+    const t0 = performance.now();
     const r = applyEvents(state, u.eager, this.d.rules().forTenant(u.tenant), config.worker.recentIds, "eager", config.dedup.fingerprints, archived);
+    stats.observe.evaluation((performance.now() - t0) / 1000, u.eager.length);
     u.base = { state, revision };
     u.after = r;
   }
@@ -70,7 +74,9 @@ export class UserCommit {
     const rules = this.d.rules().forTenant(u.tenant);
     const r1 = u.after!;
     let { revision } = u.base!;
+    const t0 = performance.now();
     const r2 = applyEvents(r1.state, u.ordered, rules, config.worker.recentIds, "ordered");
+    if (u.ordered.length) stats.observe.evaluation((performance.now() - t0) / 1000, u.ordered.length);
     // A released (ordered) event may come from an earlier batch: look in everything not yet acknowledged.
     const failed = [...r1.failed, ...r2.failed];
     const msgs = failed.length ? new Map(this.d.messagesOf(new Set(failed.map((f) => f.item.seq)), u.msgs).map((m) => [m.seq, m])) : new Map<number, JsMsg>();
@@ -78,7 +84,6 @@ export class UserCommit {
       const m = msgs.get(f.item.seq);
       gate.check();
       if (m) await dlq.send(deadLetterOf(m, { code: RejectCodes.EvaluationFailed, message: `evaluation failed: ${f.error.message}`, issues: [] }));
-      stats.rejected++;
     }
     let state = r2.state;
     // Archive full id lists before the state that refers to them.
@@ -99,12 +104,33 @@ export class UserCommit {
       const now = new Date();
       gate.check();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.deliver(x, now)));
-      stats.unlocks += fresh.filter(Boolean).length;
+      stats.unlockWrites += 2 * fresh.length;
+      this.#counted(u, state.outbox, fresh);
       store.outboxDelivered(u.key, revision);
     }
-    stats.applied += r1.applied + r2.applied;
-    stats.duplicates += r1.duplicates + r2.duplicates;
-    stats.fingerprinted += r1.fingerprinted;
-    stats.unchanged += r1.unchanged + r2.unchanged;
+    const t = stats.tenant(u.tenant);
+    t.applied += r1.applied + r2.applied;
+    t.duplicates += r1.duplicates + r2.duplicates;
+    t.fingerprinted += r1.fingerprinted;
+    t.unchanged += r1.unchanged + r2.unchanged;
+  }
+
+  /** Counts the unlocks published for the first time, with the time from their last trigger's arrival in the stream. */
+  #counted(u: UserWork, outbox: readonly Unlock[], fresh: readonly boolean[]): void {
+    const { stats } = this.d;
+    const seqOf = new Map([...u.eager, ...u.ordered].map((i) => [i.ev.event.event_id, i.seq]));
+    const seqs = new Set<number>();
+    outbox.forEach((x, i) => {
+      const seq = fresh[i] ? seqOf.get(x.trigger_event_ids.at(-1) ?? "") : undefined;
+      if (seq !== undefined) seqs.add(seq);
+    });
+    const stored = new Map(this.d.messagesOf(seqs, u.msgs).map((m) => [m.seq, m.info.timestampNanos / 1e6]));
+    const now = Date.now();
+    outbox.forEach((x, i) => {
+      if (!fresh[i]) return;
+      stats.unlock(x.tenant_id, x.achievement_id);
+      const at = stored.get(seqOf.get(x.trigger_event_ids.at(-1) ?? "") ?? -1);
+      if (at !== undefined) stats.observe.unlockLatency(Math.max(0, now - at) / 1000);
+    });
   }
 }
