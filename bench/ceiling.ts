@@ -2,7 +2,7 @@ import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { partitionFilter } from "../src/events/mod.ts";
 import { deriveTimings } from "../src/config/mod.ts";
 import { Streams } from "../src/nats/mod.ts";
-import type { Stack } from "./stack.ts";
+import type { OnProgress, Stack } from "./stack.ts";
 
 /** What a bare consumer did: events/s over `count` messages. */
 export type CeilingResult = { mode: "ack-each" | "ack-batched"; count: number; seconds: number; perSecond: number };
@@ -16,7 +16,7 @@ const dec = new TextDecoder();
  * (`ack-each`, explicit acks), or the last of every 100 (`ack-batched`,
  * AckAll). Nothing is evaluated or stored.
  */
-export async function measureCeiling(stack: Stack, mode: CeilingResult["mode"], expected: number): Promise<CeilingResult> {
+export async function measureCeiling(stack: Stack, mode: CeilingResult["mode"], expected: number, onProgress?: OnProgress): Promise<CeilingResult> {
   const { jsm, js, config } = stack;
   const names: string[] = [];
   for (let k = 0; k < config.partitions; k++) {
@@ -51,11 +51,14 @@ export async function measureCeiling(stack: Stack, mode: CeilingResult["mode"], 
           n++;
           if (mode === "ack-each" || n % 100 === 0 || m.info.pending === 0) m.ack();
           if (++seen >= expected) done();
+          // Every thousandth message: this callback is what is being timed.
+          if (onProgress && seen % 1000 === 0) onProgress(seen, expected);
         },
       });
     }),
   );
   await finished;
+  onProgress?.(seen, expected);
   const seconds = (performance.now() - t0) / 1000;
   await Promise.all(subs.map((s) => s.close()));
   for (const name of names) await jsm.consumers.delete(Streams.Events, name);

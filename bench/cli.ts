@@ -5,10 +5,12 @@
  * build or the container image.
  */
 import type { BenchEntry } from "../cmd/bench.ts";
-import { parseCommand, UsageError, type ExitCode } from "../cmd/cli.ts";
+import { parseCommand, PROGRESS_OPTIONS, UsageError, type ExitCode } from "../cmd/cli.ts";
+import { NO_PROGRESS, startProgress, type Progress } from "../cmd/progress.ts";
 import { DEFAULT_OPTIONS, runBench, SECTIONS, SMOKE_OPTIONS, type Section } from "./mod.ts";
+import type { Phase } from "./stack.ts";
 
-const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--sync default|always] [--out DIR]
+const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--sync default|always] [--out DIR] [--no-progress]
   the benchmark (docs/benchmarks.md)
   --smoke            the small variant (seconds, for tests)
   --only SECTIONS    comma-separated, of: ${SECTIONS.join(", ")}
@@ -19,7 +21,9 @@ const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--use
   --seconds S        seconds per offered load in the latency section (≥ 1)
   --sync POLICY      the server's fsync policy: default (background) or always (nats-server 2.10+);
                      ACH_NATS_SERVER picks the server
-  --out DIR          where the results go`;
+  --out DIR          where the results go
+  --no-progress      no progress on stderr (default: each phase's progress, as a bar on a terminal,
+                     else a line every 2 s)`;
 
 /** Runs `achd bench …`; returns the exit code. */
 export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<ExitCode> => {
@@ -37,6 +41,7 @@ export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<
         seconds: { type: "integer", min: 1 },
         sync: { type: "string" },
         out: { type: "string" },
+        ...PROGRESS_OPTIONS,
       },
     },
     args,
@@ -48,7 +53,7 @@ export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<
   const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
   if (unknown.length) throw new UsageError(`achd bench: --only: unknown section ${unknown.join(", ")} (sections: ${SECTIONS.join(", ")})`);
   if (values.sync !== undefined && values.sync !== "default" && values.sync !== "always") throw new UsageError(`achd bench: --sync: ${values.sync} is not default or always`);
-  await runBench({
+  const opts = {
     ...base,
     workload: { ...base.workload, events: values.events ?? base.workload.events, users: values.users ?? base.workload.users },
     memoryUsers: values["memory-users"] ?? base.memoryUsers,
@@ -57,6 +62,23 @@ export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<
     sections: only as Section[],
     out: values.out ?? base.out,
     ...(values.sync ? { sync: values.sync as "default" | "always" } : {}),
-  });
+  };
+  // One report per phase; the next phase or a line on stdout ends the current one (on a terminal they share the screen).
+  let current: Progress = NO_PROGRESS;
+  const say = (line: string) => {
+    current.stop();
+    current = NO_PROGRESS;
+    console.log(line);
+  };
+  const phase: Phase = (name, unit, total) => {
+    current.stop();
+    const p = (current = startProgress({ label: `bench ${name}`, unit, total }));
+    return (done, t) => p.set(done, t);
+  };
+  try {
+    await runBench(opts, say, values["no-progress"] ? undefined : phase);
+  } finally {
+    current.stop();
+  }
   return 0;
 };

@@ -5,7 +5,7 @@ import { startEngine, type Engine } from "../src/engine.ts";
 import { UNLOCKED_PREFIX, type EventInput } from "../src/events/mod.ts";
 import { createLogger } from "../src/util/log.ts";
 import { partitionBacklog, partitionsDrained } from "../src/nats/mod.ts";
-import { BENCH_RULES, preload, publishEvent, rssOf, until, type Stack } from "./stack.ts";
+import { BENCH_RULES, preload, publishEvent, rssOf, until, type OnProgress, type Phase, type Stack } from "./stack.ts";
 
 /** The compiled CLI, as production runs it (the container image runs `dist/`). */
 const COMPILED = fileURLToPath(new URL("../dist/cmd/achd.js", import.meta.url));
@@ -48,11 +48,14 @@ export async function startBenchEngine(stack: Stack): Promise<Engine> {
  * times it until every partition has everything acknowledged: validated,
  * deduplicated, evaluated, state stored, unlocks published and recorded.
  */
-export async function measureThroughput(stack: Stack, expected: number): Promise<ThroughputResult> {
+export async function measureThroughput(stack: Stack, expected: number, onProgress?: OnProgress): Promise<ThroughputResult> {
   const engine = await startBenchEngine(stack);
   const t0 = performance.now();
   try {
-    await until(() => engine.stats.received >= expected, 50);
+    await until(() => {
+      onProgress?.(engine.stats.received, expected);
+      return engine.stats.received >= expected;
+    }, 50);
     const t1 = await until(() => partitionsDrained(stack.jsm, stack.config.partitions), 20);
     const s = engine.stats;
     const seconds = (t1 - t0) / 1000;
@@ -103,7 +106,7 @@ const dec = new TextDecoder();
  * `warmup` seconds run the same load unmeasured: a freshly started engine
  * reads every returning user's state once before its cache holds it.
  */
-export async function measureLatency(stack: Stack, background: Iterator<EventInput>, rate: number, seconds: number, tag: string, warmup = 0): Promise<LatencyResult> {
+export async function measureLatency(stack: Stack, background: Iterator<EventInput>, rate: number, seconds: number, tag: string, warmup = 0, onProgress?: OnProgress): Promise<LatencyResult> {
   const { nc, js } = stack;
   const sentAt = new Map<string, number>();
   const direct: number[] = [];
@@ -151,10 +154,13 @@ export async function measureLatency(stack: Stack, background: Iterator<EventInp
         if (!e.done) pending.push(publish(e.value));
       }
     }
+    onProgress?.(slot, Math.round(rate * (warmup + seconds)));
     const next = t0 + (Math.floor((performance.now() - t0) / tickMs) + 1) * tickMs;
     await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
   }
   const elapsed = (performance.now() - t0) / 1000;
+  // Time is up: what was offered is all there will be (a slot or so short of the planned count).
+  onProgress?.(slot, slot);
   await Promise.all(pending);
   // Sequence probes wait for the reorder window; give every probe time to come through.
   const want = sentAt.size;
@@ -173,13 +179,14 @@ export type MemoryResult = { users: number; cacheUsers: number; cacheMB: number;
  * memory as the users go through: bounded by the state cache
  * (`worker.cacheMB`), not by how many users exist.
  */
-export async function measureMemory(stack: Stack, users: number, heapMB?: number, cacheMB?: number): Promise<MemoryResult> {
+export async function measureMemory(stack: Stack, users: number, heapMB?: number, cacheMB?: number, phase?: Phase): Promise<MemoryResult> {
   const t0 = Date.UTC(2026, 2, 1);
   function* oneEach(): Generator<EventInput> {
     for (let i = 0; i < users; i++) yield { event_id: `mem-${i}`, tenant_id: `t${i % 4}`, user_id: `m${i}`, event_type: i % 3 === 0 ? "lesson.completed" : "app.opened", occurred_at: new Date(t0 + i).toISOString(), payload: { course: "algebra", duration_seconds: 300, score: 70 } };
   }
   const achd = await compiled();
-  await preload(stack.js, oneEach());
+  await preload(stack.js, oneEach(), 2000, phase?.("memory (publishing)", "users", users));
+  const onProgress = phase?.("memory", "users", users);
   const child = spawn(process.execPath, [...(heapMB ? [`--max-old-space-size=${heapMB}`] : []), achd, "worker"], {
     env: { ...process.env, NATS_URL: stack.url, ACH_RULES: BENCH_RULES, ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-memory", LOG_LEVEL: "warn", ...(cacheMB ? { ACH_CACHE_MB: String(cacheMB) } : {}) },
     stdio: ["ignore", "ignore", "inherit"],
@@ -193,6 +200,7 @@ export async function measureMemory(stack: Stack, users: number, heapMB?: number
       try {
         const pending = await partitionBacklog(stack.jsm);
         samples.push({ processed: users - pending, rssMb: Math.round(rss) });
+        onProgress?.(users - pending, users);
         return pending === 0;
       } catch {
         // The server is busy with the worker's writes: sample again next time.

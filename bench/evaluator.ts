@@ -1,6 +1,6 @@
 import { validateEvent, type ValidEvent } from "../src/events/mod.ts";
 import { emptyEvalState, evaluate, readRuleFiles, RuleBook, type EvalState, type Rule } from "../src/rules/mod.ts";
-import { BENCH_RULES } from "./stack.ts";
+import { BENCH_RULES, type OnProgress } from "./stack.ts";
 import { workload, type Workload } from "./workload.ts";
 
 /** Evaluations per second of the pure evaluator for one rule set. */
@@ -32,18 +32,22 @@ function subset(all: readonly Rule[], types: readonly string[]): Rule[] {
  * events are validated first (not timed), then each is evaluated against
  * its user's state, in stream order.
  */
-export function measureEvaluator(w: Workload, rulesPath = BENCH_RULES): EvaluatorResult[] {
+export function measureEvaluator(w: Workload, rulesPath = BENCH_RULES, onProgress?: OnProgress): EvaluatorResult[] {
   const all = readRuleFiles(rulesPath).map((f) => f.rule);
-  const events: ValidEvent[] = [];
-  for (const e of workload(w)) {
-    const v = validateEvent(e);
-    if (v.ok) events.push(v.value);
-  }
   const sets: [string, Rule[]][] = [
     ...(["count", "threshold", "streak", "sequence"] as const).map((t) => [t, subset(all, [t])] as [string, Rule[]]),
     ["composite (and the rules it references)", subset(all, ["composite"])],
     [`all ${all.length} bench rules`, all],
   ];
+  // Progress counts events handled: the validation pass, then two passes per set.
+  const total = w.events * (1 + 2 * sets.length);
+  let handled = 0;
+  const events: ValidEvent[] = [];
+  for (const e of workload(w)) {
+    const v = validateEvent(e);
+    if (v.ok) events.push(v.value);
+  }
+  onProgress?.((handled += w.events), total);
   return sets.map(([set, rules]) => {
     const book = RuleBook.fromRules(rules, new Map());
     const states = new Map<string, EvalState>();
@@ -60,6 +64,8 @@ export function measureEvaluator(w: Workload, rulesPath = BENCH_RULES): Evaluato
         unlocks += r.unlocks.length;
       }
       const seconds = (performance.now() - t0) / 1000;
+      // After the timed loop, not in it.
+      onProgress?.((handled += w.events), total);
       if (pass === 1) return { set, rules: rules.length, events: events.length, perSecond: events.length / seconds, unlocks };
     }
     throw new Error("unreachable");

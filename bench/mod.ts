@@ -11,7 +11,7 @@ import { reconcile, replayStream } from "../src/replay/mod.ts";
 import { measureCeiling, type CeilingResult } from "./ceiling.ts";
 import { measureLatency, measureMemory, measureThroughput, startBenchEngine, type LatencyResult, type MemoryResult, type ThroughputResult } from "./engine.ts";
 import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";
-import { BENCH_RULES, preload, startStack } from "./stack.ts";
+import { BENCH_RULES, preload, startStack, type Phase } from "./stack.ts";
 import { DEFAULT_WORKLOAD, workload, type Workload } from "./workload.ts";
 
 export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "memory"] as const;
@@ -88,8 +88,12 @@ export type BenchResults = {
 
 type Say = (line: string) => void;
 
-/** Runs the chosen sections; `say` gets progress and the final table. */
-export async function runBench(opts: BenchOptions, say: Say = (l) => console.log(l)): Promise<BenchResults> {
+/**
+ * Runs the chosen sections; `say` gets what each step is and the final
+ * table, `phase` (when given) is called as each measured step starts and
+ * is told its progress.
+ */
+export async function runBench(opts: BenchOptions, say: Say = (l) => console.log(l), phase?: Phase): Promise<BenchResults> {
   const res: BenchResults = {
     startedAt: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? "?", memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version },
@@ -120,7 +124,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
 
   if (on("evaluator")) {
     say("evaluator: the pure evaluator, in-process, per rule type …");
-    await attempt("evaluator", () => void (res.evaluator = measureEvaluator(w)));
+    await attempt("evaluator", () => void (res.evaluator = measureEvaluator(w, BENCH_RULES, phase?.("evaluator", "events"))));
   }
 
   if (on("ceiling") || on("engine") || on("replay") || on("latency")) {
@@ -131,7 +135,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
       let loaded = { count: 0, perSecond: 0 };
       if (on("ceiling") || on("engine") || on("replay")) {
         say(`loading ${w.events} events into the stream …`);
-        loaded = await preload(stack.js, workload(w));
+        loaded = await preload(stack.js, workload(w), 2000, phase?.("loading", "events", w.events));
         res.publish = loaded;
         say(`  published at ${Math.round(loaded.perSecond)} events/s`);
       }
@@ -139,12 +143,12 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
         res.ceiling = [];
         for (const mode of ["ack-each", "ack-batched"] as const) {
           say(`ceiling (${mode}): bare pull consumers, parse + ack …`);
-          await attempt("ceiling", async () => void res.ceiling!.push(await measureCeiling(stack, mode, loaded.count)));
+          await attempt("ceiling", async () => void res.ceiling!.push(await measureCeiling(stack, mode, loaded.count, phase?.(`ceiling (${mode})`, "events"))));
         }
       }
       if (on("engine")) await attempt("engine", async () => {
         say("engine: every event validated, deduplicated, evaluated, stored, unlocks published and recorded, acked …");
-        const t = await measureThroughput(stack, loaded.count);
+        const t = await measureThroughput(stack, loaded.count, phase?.("engine", "events"));
         const each = res.ceiling?.find((c) => c.mode === "ack-each");
         const batched = res.ceiling?.find((c) => c.mode === "ack-batched");
         res.engine = { ...t, ...(each ? { ratioToCeiling: t.perSecond / each.perSecond } : {}), ...(batched ? { ratioToBatchedCeiling: t.perSecond / batched.perSecond } : {}) };
@@ -152,7 +156,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
       if (on("replay")) await attempt("replay", async () => {
         say("replay: the stored stream re-evaluated in memory …");
         const t0 = performance.now();
-        const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, partitions: stack.config.partitions, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints, limits: stack.config.limits, ...(opts.replayThreads ? { threads: opts.replayThreads } : {}) });
+        const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, partitions: stack.config.partitions, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints, limits: stack.config.limits, ...(opts.replayThreads ? { threads: opts.replayThreads } : {}), onProgress: phase?.("replay", "events") });
         const seconds = (performance.now() - t0) / 1000;
         const replay: NonNullable<BenchResults["replay"]> = { count: r.events, seconds, perSecond: r.events / seconds, unlocks: r.unlocks.length, threads: r.threads };
         if (res.engine) {
@@ -173,7 +177,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
           for (const [i, rate] of loads.entries()) {
             say(`latency at ${rate} events/s for ${opts.loadSeconds} s after a warm-up …`);
             // Five seconds of the same load first (less for short smoke loads): the new engine's cache is cold.
-            res.latency.push(await measureLatency(stack, background, rate, opts.loadSeconds, String(i), Math.min(5, opts.loadSeconds / 2)));
+            res.latency.push(await measureLatency(stack, background, rate, opts.loadSeconds, String(i), Math.min(5, opts.loadSeconds / 2), phase?.(`latency at ${rate} events/s`, "events")));
           }
         } finally {
           await engine.stop();
@@ -189,7 +193,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
     await attempt("memory", async () => {
       const stack = await startStack(opts.partitions, opts.sync);
       try {
-        res.memory = await measureMemory(stack, opts.memoryUsers, opts.memoryHeapMB || undefined, opts.memoryCacheMB);
+        res.memory = await measureMemory(stack, opts.memoryUsers, opts.memoryHeapMB || undefined, opts.memoryCacheMB, phase);
       } finally {
         await stack.close();
       }

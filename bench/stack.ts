@@ -20,6 +20,12 @@ export type Stack = {
   close(): Promise<void>;
 };
 
+/** Told how much of a step is done, and of how much when known (for a progress bar). */
+export type OnProgress = (done: number, total?: number) => void;
+
+/** Starts a named phase of the benchmark (counted in `unit`); what it returns is told that phase's progress. */
+export type Phase = (name: string, unit: string, total?: number) => OnProgress;
+
 /** The benchmark's rule set. */
 export const BENCH_RULES = "config/bench/rules.yaml";
 
@@ -60,7 +66,7 @@ export function publishEvent(js: JetStreamClient, e: EventInput, msgId = true): 
 }
 
 /** Publishes events with their scoped `Nats-Msg-Id`, keeping `window` publishes in flight. Returns events/s. */
-export async function preload(js: JetStreamClient, events: Iterable<EventInput>, window = 2000): Promise<{ count: number; perSecond: number }> {
+export async function preload(js: JetStreamClient, events: Iterable<EventInput>, window = 2000, onProgress?: OnProgress): Promise<{ count: number; perSecond: number }> {
   const t0 = performance.now();
   let inFlight: Promise<unknown>[] = [];
   let count = 0;
@@ -70,9 +76,11 @@ export async function preload(js: JetStreamClient, events: Iterable<EventInput>,
     if (inFlight.length >= window) {
       await Promise.all(inFlight);
       inFlight = [];
+      onProgress?.(count);
     }
   }
   await Promise.all(inFlight);
+  onProgress?.(count);
   return { count, perSecond: count / ((performance.now() - t0) / 1000) };
 }
 

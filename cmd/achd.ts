@@ -19,23 +19,27 @@ const USAGE = `usage: achd <command> [--help]
                              register a tenant on NATS; print its nkey seed once (or write FILE, mode 0600)
   tenants remove <tenant>    remove a tenant: its NATS credential stops working
   tenants list               registered tenants and their public keys
-  keys create (--admin | --tenant T --scope S…) [--name N] [--out FILE]
-                             make an HTTP API key (shown once); scopes: events:write, read, rules:write
+  keys create (--admin | --scope metrics | --tenant T --scope S…) [--name N] [--out FILE]
+                             make an HTTP API key (shown once); tenant scopes: events:write, read, rules:write;
+                             metrics (no tenant): reads /metrics only, for Prometheus
   keys list [--tenant T]     keys by id and prefix, scopes, creation and last use (never a key)
   keys revoke <id>           revoke a key in every API process within a second
   status                     which worker owns which partition, lag per partition, lease ages
   config [--timings]         print the validated configuration, or every timing derived from it
-  simulate --rules PATH --events FILE.jsonl [--progress] [--at TIME]
-                             run rules over events offline; print unlocks (and progress) as JSON lines
+  simulate --rules PATH --events FILE.jsonl [--progress [--no-progress]] [--at TIME]
+                             run rules over events offline; print unlocks (and progress) as JSON lines;
+                             with --progress also how far the run is, on stderr
   dlq list [--tenant T] [--limit N] [--from SEQ]   list dead letters (JSON lines)
   dlq show <seq>             one dead letter with its body and headers
   dlq redrive <seq>… [--body FILE]   publish dead letters again and remove them
-  replay [--rules PATH] [--from SEQ] [--threads N]
+  replay [--rules PATH] [--from SEQ] [--threads N] [--no-progress]
                              re-evaluate the stored events in memory (writes nothing); report the
                              unlocks those rules give that are not recorded, and the reverse;
                              N evaluating threads (default: the cores but one, at most 4)
-  bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--out DIR]
+  bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--out DIR] [--no-progress]
                              the benchmark (sections: achd bench --help; docs/benchmarks.md)
+replay and bench (and simulate with --progress) show how far they are on stderr: a bar with rate and
+ETA on a terminal, else a line every 2 s; --no-progress turns it off. Results stay on stdout.
 Exit codes: 0 ok, 1 failure, 2 wrong usage.
 Configuration: config/achd.yaml (or ACH_CONFIG) and environment variables; see README.md.`;
 
@@ -72,9 +76,21 @@ async function main(argv: string[]): Promise<Outcome> {
   return command(rest);
 }
 
+/**
+ * Exits once everything written to stdout and stderr is out: on a pipe they are written asynchronously, and
+ * process.exit() at once would cut a slow reader's output short. (The exit itself ends what a command left open.)
+ */
+function exitAfterOutput(code: number): void {
+  process.exitCode = code;
+  let left = 2;
+  const done = () => --left === 0 && process.exit(code);
+  process.stdout.write("", done);
+  process.stderr.write("", done);
+}
+
 main(process.argv.slice(2)).then(
   (outcome) => {
-    if (outcome !== "running") process.exit(outcome);
+    if (outcome !== "running") exitAfterOutput(outcome);
   },
-  (err: unknown) => process.exit(failure(err)),
+  (err: unknown) => exitAfterOutput(failure(err)),
 );

@@ -57,6 +57,9 @@ type ValueOf<O extends OptionSpec> = O extends { type: "boolean" }
       ? string[]
       : string;
 
+/** `--no-progress`, for the commands that report progress on stderr (cmd/progress.ts). */
+export const PROGRESS_OPTIONS = { "no-progress": { type: "boolean" } } as const satisfies Record<string, OptionSpec>;
+
 /** The parsed options: absent ones are `undefined`. */
 export type Values<S extends Record<string, OptionSpec>> = { [K in keyof S]?: ValueOf<S[K]> };
 

@@ -1,21 +1,24 @@
-/** `achd simulate --events FILE.jsonl [--rules PATH] [--progress] [--at TIME]` — rules over events, offline. */
+/** `achd simulate --events FILE.jsonl [--rules PATH] [--progress [--no-progress]] [--at TIME]` — rules over events, offline. */
 import { readFileSync } from "node:fs";
 import { loadConfig } from "../src/config/mod.ts";
 import { loadRules } from "../src/rules/mod.ts";
-import { simulate, unlockLine, userProgress } from "../src/sim/mod.ts";
-import { parseCommand, UsageError, type ExitCode } from "./cli.ts";
+import { simulate, unlockLine, userProgress, type Simulation } from "../src/sim/mod.ts";
+import { parseCommand, PROGRESS_OPTIONS, UsageError, type ExitCode } from "./cli.ts";
+import { NO_PROGRESS, progressUnless } from "./progress.ts";
 
-const USAGE = `usage: achd simulate --events FILE.jsonl [--rules PATH] [--progress] [--at TIME]
+const USAGE = `usage: achd simulate --events FILE.jsonl [--rules PATH] [--progress [--no-progress]] [--at TIME]
   run rules over events offline; print unlocks (and progress) as JSON lines
   --events FILE  one event per line (required)
   --rules PATH   a rules file or folder (default: the configured rules)
-  --progress     also print each user's progress
+  --progress     also print each user's progress, and show on stderr how far the run is
+                 (a bar on a terminal, else a line every 2 s)
+  --no-progress  with --progress: the users' progress only, nothing on stderr
   --at TIME      progress as of this time (default: the last event's occurred_at)`;
 
 /** Runs `achd simulate …`; returns the exit code. */
 export function simulateCmd(args: string[]): ExitCode {
   const a = parseCommand(
-    { name: "achd simulate", usage: USAGE, options: { rules: { type: "string" }, events: { type: "string" }, progress: { type: "boolean" }, at: { type: "string" } } },
+    { name: "achd simulate", usage: USAGE, options: { rules: { type: "string" }, events: { type: "string" }, progress: { type: "boolean" }, at: { type: "string" }, ...PROGRESS_OPTIONS } },
     args,
   );
   if (!a) return 0;
@@ -35,11 +38,23 @@ export function simulateCmd(args: string[]): ExitCode {
       console.error(JSON.stringify({ line: i + 1, rejected: "bad_json", message: (err as Error).message }));
     }
   });
-  const sim = simulate(events, book, 1000, config.dedup.fingerprints, { limits: config.limits });
+  // Only with --progress: without it stderr keeps carrying nothing but the rejections (JSON lines).
+  const progress = values.progress ? progressUnless(values["no-progress"], { label: "simulate", total: events.length, unit: "events" }) : NO_PROGRESS;
+  let sim: Simulation;
+  try {
+    sim = simulate(events, book, 1000, config.dedup.fingerprints, { limits: config.limits, onProgress: (done, total) => progress.set(done, total) });
+  } finally {
+    progress.stop();
+  }
   for (const r of sim.rejected) console.error(JSON.stringify({ index: r.index, rejected: r.rejection.code, message: r.rejection.message }));
   for (const u of sim.unlocks) console.log(JSON.stringify(unlockLine(u)));
   if (values.progress) {
-    const last = Math.max(0, ...events.map((e) => Date.parse((e as { occurred_at?: string }).occurred_at ?? "")).filter(Number.isFinite));
+    // A loop, not Math.max(...all): hundreds of thousands of arguments overflow the stack.
+    let last = 0;
+    for (const e of events) {
+      const t = Date.parse((e as { occurred_at?: string }).occurred_at ?? "");
+      if (t > last) last = t;
+    }
     for (const p of userProgress(sim, book, at ?? last)) console.log(JSON.stringify({ progress: p }));
   }
   return 0;

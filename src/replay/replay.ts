@@ -42,6 +42,8 @@ export type ReplayOptions = {
   fromSeq?: number;
   /** Evaluating threads (default: the cores but one, at most 4); 1 evaluates on the calling thread. */
   threads?: number;
+  /** Told how many of the range's messages have been read, and how many it holds (for a progress bar). */
+  onProgress?: ((done: number, total?: number) => void) | undefined;
 };
 
 /** Messages per chunk sent to a thread, and chunks a thread may have queued before reading waits. */
@@ -193,10 +195,19 @@ export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, o
   if (info.state.messages === 0 || fromSeq > toSeq) return out;
   const init: ShardInit = { rules: opts.book.all(), maxBytes: opts.maxBytes, partitions: opts.partitions, limits: opts.limits, recentIds: opts.recentIds ?? 1000, fingerprints: opts.fingerprints ?? [] };
   const sink: Sink = threads > 1 ? new PoolSink(threads, init) : new InlineSink(init);
+  // Every stored message is partitioned, so the range holds at most this many; the first message's pending count narrows it.
+  let total = Math.min(info.state.messages, toSeq - fromSeq + 1);
+  let read = 0;
+  opts.onProgress?.(0, total);
   try {
     const consumer = await js.consumers.get(Streams.Events, { filter_subjects: `${PARTITIONED_PREFIX}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
     const messages = await consumer.consume({ max_messages: 10_000 });
     for await (const m of messages) {
+      read++;
+      if (opts.onProgress) {
+        if (read === 1) total = 1 + Math.min(m.info.pending, toSeq - m.seq);
+        opts.onProgress(read, total);
+      }
       if (!isProbe(m.subject, m.headers)) {
         out.events++;
         // The stream's own timestamp: the time the worker checked the horizon against.

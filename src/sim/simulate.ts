@@ -61,6 +61,8 @@ export type SimulateOptions = {
    * them. Replay instead uses the time the stream really stored each one.
    */
   storedAt?: number | ((index: number) => number) | undefined;
+  /** Told how many of the events are done, every 1,000 and at the end (for a progress bar). */
+  onProgress?: ((done: number, total?: number) => void) | undefined;
 };
 
 /**
@@ -77,7 +79,9 @@ export function simulate(events: readonly unknown[], book: RuleBook, recentIds =
     const v = validateEvent(raw, { limits: opts.limits, storedAt: typeof at === "number" ? at : at(index) });
     if (v.ok) ev.apply(v.value, index + 1);
     else rejected.push({ index, rejection: v.rejection });
+    if (opts.onProgress && (index + 1) % 1000 === 0) opts.onProgress(index + 1, events.length);
   });
+  opts.onProgress?.(events.length, events.length);
   return { unlocks: ev.unlocks, rejected, duplicates: ev.duplicates, states: ev.states };
 }
 

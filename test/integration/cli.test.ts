@@ -137,6 +137,26 @@ describe("achd command line", () => {
     expect(r.stdout).not.toContain("NaN");
   });
 
+  it("simulate --progress reports on stderr without a terminal and leaves stdout as it was", async () => {
+    const events = join(dir, "progress.jsonl");
+    const lines = Array.from({ length: 3000 }, (_, i) =>
+      JSON.stringify({ event_id: `p-${i}`, event_type: "lesson.completed", tenant_id: "globex", user_id: `u${i % 10}`, occurred_at: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(), payload: { duration_seconds: 900 } }),
+    );
+    // Ten users keep stdout far below a pipe's 64 KiB: achd exits with process.exit, which can cut a longer output a slow reader has not drained.
+    writeFileSync(events, lines.join("\n") + "\n");
+    const [on, off] = await Promise.all([achd("simulate", "--rules", RULES, "--events", events, "--progress"), achd("simulate", "--rules", RULES, "--events", events, "--progress", "--no-progress")]);
+    expect([on.code, off.code]).toEqual([0, 0]);
+    // The closing line at least (a short run writes no line every 2 s); nothing else on stderr.
+    expect(on.stderr).toMatch(/^(simulate: [\d,]+\/3,000 events \(\d+%\), [\d,]+ events\/s, ETA .+\n)*simulate: 3,000 events in [\d.]+ s, [\d,]+ events\/s\n$/);
+    expect(on.stderr).not.toContain("\x1b");
+    expect(off.stderr).toBe("");
+    // Unlocks and each user's progress, as JSON lines, the same with or without the report.
+    expect(on.stdout).toBe(off.stdout);
+    const out = on.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(out.filter((o) => "progress" in o)).toHaveLength(10);
+    expect(out.filter((o) => o.achievement_id === "first-lesson")).toHaveLength(10);
+  });
+
   it("validates good rules (exit 0) and names the rule and the file of a bad one (exit 1)", async () => {
     const good = await achd("rules", "validate", RULES);
     expect(good.code).toBe(0);
