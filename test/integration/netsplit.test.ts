@@ -65,6 +65,14 @@ describe.runIf(canMakeNamespaces)(`a three-node JetStream cluster in network nam
       cluster?.names.forEach((n, i) => writeFileSync(join(dir, `${n}.log`), cluster!.logs[i]!.join("\n")));
       console.log(`netsplit (seed ${SEED}): logs kept in ${dir}`);
     }
+    // A failure on a CI machine leaves only what is printed: the partitions as the cluster sees them, and each
+    // worker's last warnings and errors.
+    if (!passed && cluster) {
+      const consumers = await partitionConsumers(cluster.jsm).catch((err: unknown) => String(err));
+      const table = typeof consumers === "string" ? consumers : [...consumers].map(([k, ci]) => `p${k} ${ci.name}: pending ${ci.num_pending}, ack pending ${ci.num_ack_pending}, floor ${ci.ack_floor.stream_seq}, delivered ${ci.delivered.stream_seq}, redelivered ${ci.num_redelivered}, waiting ${ci.num_waiting}, leader ${ci.cluster?.leader}`).join("\n");
+      const warnings = children.map(({ id, c }) => `${id}:\n${c.output.filter((l) => /"level":(40|50|60)/.test(l)).slice(-40).join("\n")}`);
+      console.log(`netsplit failed; consumers now:\n${table}\n${warnings.join("\n")}`);
+    }
     for (const { c } of children) await c.kill("SIGKILL");
     await cluster?.cleanup();
   }, 60_000);
