@@ -10,6 +10,8 @@ export const RETRY_BASE_MS = 25;
 export const RESTART_BACKOFF_MS = 1_000;
 /** Pause between attempts to reach NATS at start (within `nats.connectTimeout`). */
 export const CONNECT_RETRY_MS = 250;
+/** An idle partition asks its consumer this often whether messages wait that are not being delivered. */
+export const STALL_CHECK_MS = 20_000;
 
 /**
  * Every timing the engine derives from its configuration, in milliseconds,
@@ -52,6 +54,12 @@ export type Timings = {
   startupWait: number;
   /** `shutdownGrace`: stop waits this long for in-flight work, then cuts it short. */
   shutdownGrace: number;
+  /**
+   * A partition that received nothing for this long while its consumer says messages wait reopens its
+   * subscription ({@link STALL_CHECK_MS}): a pull lost in a network split must not stall it until the client's
+   * own heartbeat check notices.
+   */
+  stallCheck: number;
 };
 
 /** A relation between timings that a configuration breaks; `fields` are the settings to change. */
@@ -79,6 +87,7 @@ export function deriveTimings(config: Config): Timings {
     connectRetry: CONNECT_RETRY_MS,
     startupWait: STARTUP_WAIT_MS,
     shutdownGrace: config.shutdownGrace,
+    stallCheck: STALL_CHECK_MS,
   };
 }
 

@@ -161,11 +161,15 @@ export class PartitionWorker {
       }
       if (consumer.length === 0) {
         if (!this.#running) break;
-        // Idle: wait for messages, or until a held event is due.
+        // Idle: wait for messages, or until a held event is due; now and then, ask whether the consumer is stuck.
         const due = this.#buffer.nextDue(Date.now());
         if (due !== 0) {
-          await consumer.idle(due === undefined ? undefined : due + 1);
-          if (consumer.length === 0 && this.#buffer.nextDue(Date.now()) !== 0) continue;
+          const check = this.#timings.stallCheck;
+          await consumer.idle(due === undefined ? check : Math.min(due + 1, check));
+          if (consumer.length === 0 && this.#buffer.nextDue(Date.now()) !== 0) {
+            if (this.#running) await consumer.stalled(check);
+            continue;
+          }
         }
       }
       const batch = consumer.take(config.worker.batchSize);

@@ -4,7 +4,7 @@
  * rejection fails the test it happened in.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { Config } from "../../src/config/mod.ts";
+import { compileConfig, type Config } from "../../src/config/mod.ts";
 import { ensureTopology, partitionConsumer, partitionConsumerConfig } from "../../src/nats/mod.ts";
 import { DeadLetters, PartitionWorker, UnlockSink, type WorkerDeps } from "../../src/pipeline/mod.ts";
 import { Stats } from "../../src/metrics/mod.ts";
@@ -157,16 +157,13 @@ describe("PartitionWorker lifecycle", () => {
 
   it("restarts a failed loop from the ack floor, applying each event once", async () => {
     const stats = new Stats();
-    let received = 0;
     let failures = 1;
     // The first step fails outside any retry (as a bug would): the loop must restart and rewind.
-    Object.defineProperty(stats, "received", {
-      get: () => received,
-      set: (v: number) => {
-        if (failures-- > 0) throw new Error("boom");
-        received = v;
-      },
-    });
+    const counts = stats.tenant.bind(stats);
+    stats.tenant = (t: string) => {
+      if (failures-- > 0) throw new Error("boom");
+      return counts(t);
+    };
     const w = worker({ stats });
     await w.start();
     await publishAll(nats.js, [1, 2, 3].map(() => ev("acme", "u1", "lesson.completed")));
@@ -175,6 +172,32 @@ describe("PartitionWorker lifecycle", () => {
     expect(seen(stats)).toBe(3);
     expect(stats.duplicates).toBe(0);
     expect(w.running).toBe(true);
+  });
+
+  it("reopens a subscription that delivers nothing while its consumer holds messages (a pull lost in a split)", async () => {
+    // The first subscription is dead: its iterator never yields and never fails, as a pull request lost with a
+    // server would look to the client until its heartbeat check notices. The server's consumer is real.
+    let dead = true;
+    const js = new Proxy(nats.js, {
+      get(target, prop, receiver) {
+        if (prop !== "consumers") return Reflect.get(target, prop, receiver);
+        return {
+          get: async (...args: Parameters<typeof target.consumers.get>) => {
+            const c = await target.consumers.get(...args);
+            if (!dead) return c;
+            dead = false;
+            const never = { [Symbol.asyncIterator]: () => ({ next: () => new Promise<IteratorResult<never>>(() => {}) }), close: async () => undefined };
+            return Object.assign(Object.create(c) as typeof c, { consume: async () => never });
+          },
+        };
+      },
+    });
+    const stats = new Stats();
+    const w = worker({ js, stats, timings: { ...compileConfig(config), stallCheck: 500 } });
+    await w.start();
+    await publishAll(nats.js, [1, 2, 3].map(() => ev("acme", "stuck", "lesson.completed")));
+    await eventually(async () => ackedUpTo(await lastSeq()), 20_000, "the events applied through a new subscription");
+    expect(seen(stats)).toBe(3);
   });
 
   it("awaits a step's dead-letter sends when a later stage stops it at the fence: no unhandled rejection", async () => {

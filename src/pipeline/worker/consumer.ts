@@ -1,7 +1,7 @@
 import type { ConsumerMessages, JsMsg, StreamInfo } from "@nats-io/jetstream";
 import type { Timings } from "../../config/mod.ts";
 import { parseConsumerName, partitionConsumer, partitionConsumerConfig, Streams } from "../../nats/mod.ts";
-import { background, sleep, whenAborted } from "../../util/lifecycle.ts";
+import { answerWithin, background, sleep, whenAborted } from "../../util/lifecycle.ts";
 import type { Logger } from "../../util/log.ts";
 import { retrying, TransientError } from "../retry.ts";
 import type { HooksFor, WorkerDeps } from "./deps.ts";
@@ -29,6 +29,11 @@ export class PartitionConsumer {
   #space: (() => void) | undefined;
   #expect = 1;
   #gap = false;
+  /** The durable consumer read now, and when it last delivered (or was opened, or checked for a stall). */
+  #name: string | undefined;
+  #heardAt = 0;
+  /** Deliveries received (of any generation), to tell whether one came while a stall check waited. */
+  #delivered = 0;
   /** Bumped on every (re)open and close, so late callbacks of a closed consumer are ignored. */
   #generation = 0;
 
@@ -145,6 +150,8 @@ export class PartitionConsumer {
     }
     this.#gap = false;
     const gen = ++this.#generation;
+    this.#name = info.name;
+    this.#heardAt = Date.now();
     const consumer = await js.consumers.get(Streams.Events, info.name);
     const messages = await consumer.consume({ max_messages: this.#d.timings.pullAhead });
     this.#messages = messages;
@@ -186,7 +193,30 @@ export class PartitionConsumer {
     }
   }
 
+  /**
+   * Whether the subscription is stuck: nothing delivered for `quietMs` while
+   * the consumer holds messages not yet delivered (a pull request lost with
+   * a server or a network split). Asks the server at most once per
+   * `quietMs`; an unanswered question is no stall. A stuck consumer is
+   * marked as a gap, so the owner rewinds (a new subscription from the ack
+   * floor).
+   */
+  async stalled(quietMs: number): Promise<boolean> {
+    const name = this.#name;
+    if (!name || this.#gap || this.#queue.length > 0 || Date.now() - this.#heardAt < quietMs) return false;
+    this.#heardAt = Date.now();
+    const [gen, delivered] = [this.#generation, this.#delivered];
+    const info = await answerWithin(this.#d.jsm.consumers.info(Streams.Events, name), Math.min(quietMs, 5000));
+    // Something arrived meanwhile, or the consumer was reopened: not stuck.
+    if (!info || info.num_pending === 0 || gen !== this.#generation || delivered !== this.#delivered) return false;
+    this.#log.warn({ consumer: name, pending: info.num_pending, quiet_ms: quietMs }, "consumer delivered nothing while messages wait; reopening it");
+    this.#gap = true;
+    return true;
+  }
+
   #onMessage(m: JsMsg): void {
+    this.#heardAt = Date.now();
+    this.#delivered++;
     if (this.#gap) return;
     const d = m.info.deliverySequence;
     if (d !== this.#expect) {
