@@ -14,7 +14,7 @@ import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";
 import { BENCH_RULES, preload, startStack, type Phase } from "./stack.ts";
 import { DEFAULT_WORKLOAD, workload, type Workload } from "./workload.ts";
 
-export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "memory"] as const;
+export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "metrics", "memory"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type BenchOptions = {
@@ -79,6 +79,8 @@ export type BenchResults = {
   engine?: ThroughputResult & { ratioToCeiling?: number; ratioToBatchedCeiling?: number };
   replay?: { count: number; seconds: number; perSecond: number; unlocks: number; threads: number; ratioToEngine?: number; sameUnlocksAsEngine?: boolean };
   latency?: LatencyResult[];
+  /** The engine's throughput without metrics and with them (scraped every second), runs alternating on fresh stacks. */
+  metrics?: { runs: { enabled: boolean; perSecond: number }[]; off: number; on: number; cost: number };
   memory?: MemoryResult;
   /** Sections that failed, with the reason. */
   errors?: Partial<Record<Section, string>>;
@@ -188,6 +190,24 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
     }
   }
 
+  if (on("metrics")) {
+    say("metrics: the engine's throughput with metrics off and on (scraped every second), alternating on fresh stacks …");
+    await attempt("metrics", async () => {
+      const runs: { enabled: boolean; perSecond: number }[] = [];
+      for (const enabled of [false, true, false, true]) {
+        const stack = await startStack(opts.partitions, opts.sync, { metrics: { enabled } });
+        try {
+          const loaded = await preload(stack.js, workload(w), 2000, phase?.(`metrics ${enabled ? "on" : "off"}: loading`, "events", w.events));
+          runs.push({ enabled, perSecond: (await measureThroughput(stack, loaded.count, phase?.(`metrics ${enabled ? "on" : "off"}`, "events"))).perSecond });
+        } finally {
+          await stack.close();
+        }
+      }
+      const mean = (e: boolean) => runs.filter((r) => r.enabled === e).reduce((a, r) => a + r.perSecond, 0) / (runs.length / 2);
+      res.metrics = { runs, off: mean(false), on: mean(true), cost: 1 - mean(true) / mean(false) };
+    });
+  }
+
   if (on("memory")) {
     say(`memory: ${opts.memoryUsers} distinct users through one worker process (worker.cacheMB ${opts.memoryCacheMB}${opts.memoryHeapMB ? `, --max-old-space-size=${opts.memoryHeapMB}` : ""}) …`);
     await attempt("memory", async () => {
@@ -244,6 +264,13 @@ export function summary(r: BenchResults): string {
       lines.push(`| ${n(l.offered)} | ${n(l.achieved)}${l.failed ? ` (${n(l.failed)} publishes timed out)` : ""} | ${f(l.direct)} | ${f(l.sequence)} | ${l.offered === 1000 ? "no-reorder p99 ≤ 20 ms" : ""} |`);
     }
     lines.push("");
+  }
+  if (r.metrics) {
+    const m = r.metrics;
+    lines.push("| Metrics cost (the engine, fresh stack each run, off and on alternating) | events/s | runs |", "|---|---:|---|");
+    lines.push(`| metrics off | ${n(m.off)} | ${m.runs.filter((x) => !x.enabled).map((x) => n(x.perSecond)).join(", ")} |`);
+    lines.push(`| metrics on, /metrics scraped every second, stats snapshots published | ${n(m.on)} | ${m.runs.filter((x) => x.enabled).map((x) => n(x.perSecond)).join(", ")} |`);
+    lines.push(`| cost (target < 5%) | ${n(m.cost * 100, 1)}% | |`, "");
   }
   if (r.memory) {
     const m = r.memory;

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type PubAck } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { readFile } from "node:fs/promises";
-import { loadConfig, type Config } from "../src/config/mod.ts";
+import { loadConfig, type Config, type ConfigInput } from "../src/config/mod.ts";
 import { eventMsgId, eventSubject, type EventInput } from "../src/events/mod.ts";
 import { ensureTopology, startNatsServer, type EmbeddedServer } from "../src/nats/mod.ts";
 
@@ -30,16 +30,17 @@ export type Phase = (name: string, unit: string, total?: number) => OnProgress;
 export const BENCH_RULES = "config/bench/rules.yaml";
 
 /** The engine configuration the benchmark runs with: the defaults, the bench rules, no API. */
-function benchConfig(url: string, dir: string, partitions: number): Config {
-  return loadConfig({}, { nats: { url }, dataDir: dir, partitions, rules: BENCH_RULES, http: { enabled: false }, log: { level: "warn" }, worker: { id: "bench" } });
+function benchConfig(url: string, dir: string, partitions: number, overrides: ConfigInput = {}): Config {
+  // /metrics on a port of its own (any free one): the default 9464 may be taken on a bench machine.
+  return loadConfig({}, { nats: { url }, dataDir: dir, partitions, rules: BENCH_RULES, http: { enabled: false }, log: { level: "warn" }, worker: { id: "bench" }, ...overrides, metrics: { port: 0, ...overrides.metrics } });
 }
 
 /** Starts the stack; `sync` is the server's fsync policy (see `nats.embedded.sync`). */
-export async function startStack(partitions: number, sync: "default" | "always" = "default"): Promise<Stack> {
+export async function startStack(partitions: number, sync: "default" | "always" = "default", overrides: ConfigInput = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "achd-bench-"));
   const server = await startNatsServer({ host: "127.0.0.1", port: -1, dataDir: dir, baseConfig: "config/nats-server.conf", partitions, sync });
   const nc = await connect({ servers: server.url, name: "achd-bench", noAsyncTraces: true });
-  const config = benchConfig(server.url, dir, partitions);
+  const config = benchConfig(server.url, dir, partitions, overrides);
   const jsm = await jetstreamManager(nc);
   await ensureTopology(nc, jsm, config);
   return {

@@ -29,8 +29,8 @@ export type Engine = {
   api?: FastifyInstance;
   nc: NatsConnection;
   stats: Stats;
-  /** This process's Prometheus metrics. */
-  metrics: EngineMetrics;
+  /** This process's Prometheus metrics (unless `metrics.enabled` is false). */
+  metrics?: EngineMetrics;
   /** `http://host:port/metrics` of a process without the API (`achd worker`), when it serves one. */
   metricsUrl?: string;
   /** The partition workers running now (the partitions this process holds), by partition. */
@@ -188,7 +188,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
     // The name this process's metrics and stats snapshots carry: its worker id, or the API's host and pid.
     const processId = config.worker.enabled ? id : `api-${id}-${process.pid}`.slice(0, 64);
     const owned = () => coordinator?.workers ?? [];
-    const metrics = new EngineMetrics(stats, {
+    const metrics = !config.metrics.enabled ? undefined : new EngineMetrics(stats, {
       owned: () => owned().map((w) => w.partition),
       held: () => owned().reduce((n, w) => n + w.held, 0),
       cache: () => ({ hits: deps.store.hits, misses: deps.store.misses }),
@@ -235,19 +235,19 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       dashboard = new DashboardFeed({ nc, js, jsm, log, intervalMs: config.metrics.publishInterval });
       await dashboard.start();
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, metrics, dashboard },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });
       const addr = api.server.address();
       httpUrl = typeof addr === "object" && addr ? `http://${config.http.host}:${addr.port}` : undefined;
       log.info({ url: httpUrl }, "HTTP API listening");
-    } else if (config.metrics.port >= 0) {
+    } else if (metrics && config.metrics.port >= 0) {
       metricsListener = await serveMetrics(metrics, config.metrics.host, config.metrics.port, log);
       if (metricsListener) log.info({ url: metricsListener.url }, "serving /metrics");
     }
     // Every process tells the dashboard what it counted (the API sums them).
-    const stopSnapshots = publishSnapshots(nc, processId, config.metrics.publishInterval, () => takeSnapshot(processId, stats, metrics.unlockLatency, { worker: config.worker.enabled, api: config.http.enabled, partitions: owned().map((w) => w.partition) }), log);
+    const stopSnapshots = metrics ? publishSnapshots(nc, processId, config.metrics.publishInterval, () => takeSnapshot(processId, stats, metrics.unlockLatency, { worker: config.worker.enabled, api: config.http.enabled, partitions: owned().map((w) => w.partition) }), log) : () => {};
 
     let stopping: Promise<void> | undefined;
     const stop = () =>
@@ -296,7 +296,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       ...(api ? { api } : {}),
       nc,
       stats,
-      metrics,
+      ...(metrics ? { metrics } : {}),
       ...(metricsListener ? { metricsUrl: metricsListener.url } : {}),
       get workers() {
         return coordinator?.workers ?? [];

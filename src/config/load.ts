@@ -31,6 +31,7 @@ export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "numb
   ACH_SHUTDOWN_GRACE: { path: ["shutdownGrace"], type: "string" },
   ACH_METRICS_PORT: { path: ["metrics", "port"], type: "number" },
   ACH_METRICS_ACCESS: { path: ["metrics", "access"], type: "string" },
+  ACH_METRICS_ENABLED: { path: ["metrics", "enabled"], type: "boolean" },
   LOG_LEVEL: { path: ["log", "level"], type: "string" },
 };
 

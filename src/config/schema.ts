@@ -153,6 +153,8 @@ export const ConfigSchema = z
       .prefault({}),
     metrics: z
       .object({
+        /** Prometheus metrics and the stats snapshots the dashboard sums (off: no `/metrics`, this process missing from the dashboard). */
+        enabled: z.boolean().default(true),
         /** Tenants counted under their own label; the rest share the label `other` (bounds memory and series). */
         maxTenants: z.number().int().min(1).max(10_000).default(100),
         /**
