@@ -9,12 +9,13 @@ import { join } from "node:path";
 import { loadRules, readRuleFiles } from "../src/rules/mod.ts";
 import { reconcile, replayStream } from "../src/replay/mod.ts";
 import { measureCeiling, type CeilingResult } from "./ceiling.ts";
+import { measureSse, type SseResult } from "./sse.ts";
 import { measureLatency, measureMemory, measureThroughput, startBenchEngine, type LatencyResult, type MemoryResult, type ThroughputResult } from "./engine.ts";
 import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";
 import { BENCH_RULES, preload, startStack, type Phase } from "./stack.ts";
 import { DEFAULT_WORKLOAD, workload, type Workload } from "./workload.ts";
 
-export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "metrics", "memory"] as const;
+export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "metrics", "sse", "memory"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type BenchOptions = {
@@ -29,6 +30,8 @@ export type BenchOptions = {
   loads: number[];
   /** Seconds per offered load. */
   loadSeconds: number;
+  /** The sse section: open streams, unlocks sent to each, unlocks per second. */
+  sse: { clients: number; unlocks: number; rate: number };
   partitions: number;
   /** The bench server's fsync policy (`nats.embedded.sync`; `always` needs nats-server 2.10+). */
   sync?: "default" | "always";
@@ -46,6 +49,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   memoryCacheMB: 32,
   loads: [1000, 5000],
   loadSeconds: 30,
+  sse: { clients: 1000, unlocks: 200, rate: 100 },
   partitions: 8,
   sections: SECTIONS,
   out: "bench-results",
@@ -59,6 +63,7 @@ export const SMOKE_OPTIONS: BenchOptions = {
   memoryCacheMB: 32,
   loads: [200],
   loadSeconds: 1,
+  sse: { clients: 20, unlocks: 20, rate: 50 },
   partitions: 2,
   // Two threads, so the suite exercises the thread pool even where the default is one.
   replayThreads: 2,
@@ -81,6 +86,7 @@ export type BenchResults = {
   latency?: LatencyResult[];
   /** The engine's throughput without metrics and with them (scraped every second), runs alternating on fresh stacks. */
   metrics?: { runs: { enabled: boolean; perSecond: number }[]; off: number; on: number; cost: number };
+  sse?: SseResult;
   memory?: MemoryResult;
   /** Sections that failed, with the reason. */
   errors?: Partial<Record<Section, string>>;
@@ -197,6 +203,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
       for (const enabled of [false, true, false, true]) {
         const stack = await startStack(opts.partitions, opts.sync, { metrics: { enabled } });
         try {
+          res.machine.natsServer ??= stack.nc.info?.version;
           const loaded = await preload(stack.js, workload(w), 2000, phase?.(`metrics ${enabled ? "on" : "off"}: loading`, "events", w.events));
           runs.push({ enabled, perSecond: (await measureThroughput(stack, loaded.count, phase?.(`metrics ${enabled ? "on" : "off"}`, "events"))).perSecond });
         } finally {
@@ -205,6 +212,20 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
       }
       const mean = (e: boolean) => runs.filter((r) => r.enabled === e).reduce((a, r) => a + r.perSecond, 0) / (runs.length / 2);
       res.metrics = { runs, off: mean(false), on: mean(true), cost: 1 - mean(true) / mean(false) };
+    });
+  }
+
+  if (on("sse")) {
+    const o = opts.sse;
+    say(`sse: ${o.clients} open streams on one API process, ${o.unlocks} unlocks at ${o.rate}/s to each …`);
+    await attempt("sse", async () => {
+      const stack = await startStack(opts.partitions, opts.sync);
+      try {
+        res.machine.natsServer ??= stack.nc.info?.version;
+        res.sse = await measureSse(stack, o.clients, o.unlocks, o.rate, phase?.("sse", "streams and unlocks", o.clients + o.unlocks));
+      } finally {
+        await stack.close();
+      }
     });
   }
 
@@ -271,6 +292,13 @@ export function summary(r: BenchResults): string {
     lines.push(`| metrics off | ${n(m.off)} | ${m.runs.filter((x) => !x.enabled).map((x) => n(x.perSecond)).join(", ")} |`);
     lines.push(`| metrics on, /metrics scraped every second, stats snapshots published | ${n(m.on)} | ${m.runs.filter((x) => x.enabled).map((x) => n(x.perSecond)).join(", ")} |`);
     lines.push(`| cost (target < 5%) | ${n(m.cost * 100, 1)}% | |`, "");
+  }
+  if (r.sse) {
+    const x = r.sse;
+    lines.push(`| SSE fan-out: ${n(x.clients)} open streams, ${n(x.unlocks)} unlocks each | |`, "|---|---:|");
+    lines.push(`| deliveries (of ${n(x.clients * x.unlocks)}) | ${n(x.deliveries)} |`);
+    lines.push(`| latency, event published → unlock received, p50 / p99 / max ms | ${n(x.latency.p50, 1)} / ${n(x.latency.p99, 1)} / ${n(x.latency.max, 1)} |`);
+    lines.push(`| API process RSS: before, with the streams open, per stream | ${n(x.rssMb.before)} MB, ${n(x.rssMb.open)} MB, ${n(x.rssMb.perStreamKb, 1)} KB |`, "");
   }
   if (r.memory) {
     const m = r.memory;

@@ -2,7 +2,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { FastifyInstance } from "fastify";
 import { buildApi } from "./api/mod.ts";
-import { adminKeyFile, ApiKeys } from "./auth/mod.ts";
+import { adminKeyFile, ApiKeys, StreamTokens } from "./auth/mod.ts";
 import { compileConfig, type Config, type Timings } from "./config/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import pLimit from "p-limit";
@@ -11,6 +11,7 @@ import { prepareEmbeddedAuthorization, TenantRegistry, type AuthorizationSync, t
 import { hostname } from "node:os";
 import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, UnlockSink } from "./pipeline/mod.ts";
+import { UnlockFanout } from "./notify/mod.ts";
 import { DashboardFeed, EngineMetrics, publishSnapshots, serveMetrics, Stats, takeSnapshot } from "./metrics/mod.ts";
 import { RuleRegistry } from "./registry/mod.ts";
 import { checkedRuleFiles, type RuleBook } from "./rules/mod.ts";
@@ -222,6 +223,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
 
     let api: FastifyInstance | undefined;
     let dashboard: DashboardFeed | undefined;
+    let fanout: UnlockFanout | undefined;
     let metricsListener: Awaited<ReturnType<typeof serveMetrics>>;
     let keys: ApiKeys | undefined;
     let httpUrl: string | undefined;
@@ -232,10 +234,13 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
         // The first start of a deployment makes an admin key; the log names the file, never the key.
         if (await keys.bootstrap(adminKeyFile(config.dataDir))) log.info({ file: adminKeyFile(config.dataDir) }, "created the first admin API key; it is in this file (mode 0600)");
       }
-      dashboard = new DashboardFeed({ nc, js, jsm, log, intervalMs: config.metrics.publishInterval });
+      // One reader of the unlocks stream serves the dashboard's feed and every SSE client.
+      fanout = new UnlockFanout({ js, jsm, log, backlog: 50 });
+      dashboard = new DashboardFeed({ nc, unlocks: fanout, intervalMs: config.metrics.publishInterval });
       await dashboard.start();
+      await fanout.start();
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });
@@ -257,6 +262,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
         stopSnapshots();
         dashboard?.stop();
         await api?.close().catch((err: unknown) => log.warn({ err }, "API close failed"));
+        await fanout?.stop();
         await metricsListener?.close();
         keys?.stop();
         // Workers finish the batch in hand (a retry's pause ends at once: the work is given up and comes again),

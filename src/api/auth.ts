@@ -1,6 +1,6 @@
 import rateLimitPlugin from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { grants, Scopes, type ApiKeys, type Scope } from "../auth/mod.ts";
+import { grants, Scopes, type ApiKeys, type Scope, type StreamTokens } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
 import type { Stats } from "../metrics/mod.ts";
 import { DOCS_PREFIX } from "./docs.ts";
@@ -11,12 +11,14 @@ import type { Logger } from "../util/log.ts";
  * registering a route without it throws, so none can slip in unguarded.
  * - `public`: anyone (health, the OpenAPI document);
  * - `scope`: a key holding the scope (admin keys hold every scope); with
- *   `tenant: "param"`, a tenant key only for its own `:tenant`.
+ *   `tenant: "param"`, a tenant key only for its own `:tenant`; with
+ *   `streamToken`, a `?token=` from `POST …/unlocks/stream-token` instead of
+ *   a key (for `EventSource`, which cannot send headers).
  */
-export type Access = { public: true } | { scope: Scope; tenant?: "param" };
+export type Access = { public: true } | { scope: Scope; tenant?: "param"; streamToken?: true };
 
-/** The caller of a request: a key's id, its tenant (null: admin) and scopes. */
-export type Principal = { id: string; tenant: string | null; scopes: readonly Scope[] };
+/** The caller of a request: a key's id, its tenant (null: admin) and scopes; a stream token may bind it to one user. */
+export type Principal = { id: string; tenant: string | null; scopes: readonly Scope[]; user?: string };
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -57,7 +59,7 @@ function deny(reply: FastifyReply, status: 401 | 403 | 429, error: string, messa
  * is read, so an unauthenticated client costs no parsing. Call before any
  * route is registered.
  */
-export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefined, config: Config, log: Logger, stats: Pick<Stats, "rateLimited">): Promise<void> {
+export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefined, config: Config, log: Logger, stats: Pick<Stats, "rateLimited">, tokens?: StreamTokens): Promise<void> {
   app.decorateRequest("principal", null);
   const routes: DeclaredRoute[] = [];
   declared.set(app, routes);
@@ -83,7 +85,13 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
     const access = req.routeOptions.config.access;
     if (!access || "public" in access) return;
     let p: Principal | undefined = keys ? undefined : DEV;
-    if (keys) {
+    const token = (req.query as { token?: unknown } | undefined)?.token;
+    if (keys && access.streamToken && tokens && typeof token === "string" && req.headers.authorization === undefined) {
+      const grant = await tokens.verify(token);
+      if (!grant) return deny(reply, 401, "unauthorized", "the stream token is not valid (expired, or not made by this engine): ask for a new one");
+      // Rate limits count per token grant, not over every browser at once.
+      p = { id: `token:${grant.tenant}/${grant.user ?? "*"}`, tenant: grant.tenant, scopes: [Scopes.Read], ...(grant.user ? { user: grant.user } : {}) };
+    } else if (keys) {
       const h = req.headers.authorization;
       const m = typeof h === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
       const record = m ? await keys.verify(m[1]!) : undefined;

@@ -1,9 +1,10 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { ApiKeys } from "../auth/mod.ts";
+import type { ApiKeys, StreamTokens } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
 import type { DeadLetters } from "../pipeline/mod.ts";
 import type { DashboardFeed, EngineMetrics, Stats } from "../metrics/mod.ts";
+import type { UnlockFanout } from "../notify/mod.ts";
 import type { LeaseTable, Membership } from "../cluster/mod.ts";
 import type { RuleRegistry } from "../registry/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
@@ -37,6 +38,10 @@ export type ApiContext = {
   metrics?: EngineMetrics;
   /** The whole deployment as the dashboard shows it (`/v1/dashboard`). */
   dashboard?: DashboardFeed;
+  /** The process's reader of the unlocks stream, which SSE clients listen to. */
+  unlocks?: UnlockFanout;
+  /** Signs and checks the tokens that open an unlock stream without a key (EventSource). */
+  streamTokens?: StreamTokens;
   /** The engine's state (`starting`, `running`, `stopping`, …), shown by `/v1/status`. */
   engineState?: () => EngineState;
 };

@@ -15,6 +15,7 @@ import { eventRoutes } from "./events.ts";
 import { healthRoutes } from "./health.ts";
 import { installDocs } from "./docs.ts";
 import { metricsRoutes } from "./metrics.ts";
+import { unlockStreamRoutes } from "./unlocks.ts";
 import { dashboardPageRoutes } from "./dashboard-page.ts";
 
 /**
@@ -60,7 +61,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
     return reply.code(status).send({ error, message: err.message });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: "not_found", message: `no route ${req.method} ${req.url}` }));
-  await installAuth(app, ctx.keys, ctx.config, log, ctx.stats);
+  await installAuth(app, ctx.keys, ctx.config, log, ctx.stats, ctx.streamTokens);
   // Counted by route pattern (bounded), never by raw URL.
   const metrics = ctx.metrics;
   if (metrics) app.addHook("onResponse", async (req, reply) => metrics.http(req.routeOptions.url ?? "(no route)", req.method, reply.statusCode, reply.elapsedTime / 1000));
@@ -75,6 +76,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
   keyRoutes(app, ctx);
   tenantRoutes(app, ctx);
   metricsRoutes(app, ctx);
+  unlockStreamRoutes(app, ctx);
   dashboardPageRoutes(app);
   return app;
 }

@@ -70,6 +70,16 @@ export const ConfigSchema = z
           })
           .strict()
           .prefault({}),
+        /** Server-sent event streams of unlocks (`/v1/tenants/:tenant/unlocks/stream`). */
+        sse: z
+          .object({
+            /** A comment line this often keeps proxies from closing an idle stream. */
+            heartbeat: Duration.default(15_000),
+            /** A client whose unsent output stays past this many bytes for 5 s (or grows past eight times it) is disconnected with a reason. */
+            maxBufferedBytes: z.number().int().min(16_384).max(64 * 1_048_576).default(1_048_576),
+          })
+          .strict()
+          .prefault({}),
         /** Events a tenant may send through `POST /v1/events`: a steady rate and a burst (0: no quota). */
         quota: z
           .object({

@@ -30,6 +30,12 @@ export function unlockedSubject(tenant: string, user: string): string {
   return `${UNLOCKED_PREFIX}.${tenant}.${user}`;
 }
 
+/** The tenant and user of an `ach.unlocked.<tenant>.<user>` subject; undefined for any other subject. */
+export function parseUnlockedSubject(subject: string): { tenant: string; user: string } | undefined {
+  const parts = subject.split(".");
+  return parts.length === 4 && `${parts[0]}.${parts[1]}` === UNLOCKED_PREFIX ? { tenant: parts[2]!, user: parts[3]! } : undefined;
+}
+
 /** `ach.dlq.<tenant>.<user>`; unknown or unsafe parts become `_`. */
 export function dlqSubject(tenant?: string, user?: string): string {
   const safe = (t?: string) => (t && /^[A-Za-z0-9_-]+$/.test(t) ? t : "_");

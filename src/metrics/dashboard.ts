@@ -1,9 +1,6 @@
-import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { UnlockEvent } from "../core/mod.ts";
-import { Streams } from "../nats/mod.ts";
-import { background } from "../util/lifecycle.ts";
-import type { Logger } from "../util/log.ts";
+import type { UnlockFanout } from "../notify/mod.ts";
 import { STATS_PREFIX, type Buckets, type StatsSnapshot } from "./snapshot.ts";
 import type { TenantCounts } from "./stats.ts";
 
@@ -78,20 +75,20 @@ function merged(all: Buckets[]): Buckets {
 /**
  * What the dashboard shows of the whole deployment, kept by the API: each
  * process's latest snapshot (`ach.stats.*`), per-second rates over the last
- * `windowS` seconds, and the newest unlocks read from the unlocks stream
- * (so the feed is full again right after a restart of the API).
+ * `windowS` seconds, and the newest unlocks from the process's reader of the
+ * unlocks stream (which starts a few unlocks back, so the feed is full again
+ * right after a restart of the API).
  */
 export class DashboardFeed {
   readonly #known = new Map<string, Known>();
   readonly #series: { t: number[] } & Record<Rate, number[]> = { t: [], received: [], applied: [], unlocks: [], rejected: [] };
   readonly #recent: UnlockEvent[] = [];
   #sub: Subscription | undefined;
-  #unlocks: ConsumerMessages | undefined;
+  #stopUnlocks: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #stopped = false;
 
   constructor(
-    private readonly d: { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; log: Logger; intervalMs: number; windowS?: number },
+    private readonly d: { nc: NatsConnection; unlocks: Pick<UnlockFanout, "listen">; intervalMs: number; windowS?: number },
   ) {}
 
   async start(): Promise<void> {
@@ -107,35 +104,16 @@ export class DashboardFeed {
     });
     this.#timer = setInterval(() => this.#sample(Date.now()), 1000);
     this.#timer.unref();
-    void background(this.#followUnlocks(), this.d.log, "the dashboard's unlock feed stopped");
+    this.#stopUnlocks = this.d.unlocks.listen((u) => {
+      this.#recent.unshift(u.body);
+      if (this.#recent.length > RECENT) this.#recent.length = RECENT;
+    });
   }
 
   stop(): void {
-    this.#stopped = true;
     this.#sub?.unsubscribe();
     clearInterval(this.#timer);
-    void this.#unlocks?.close().catch(() => undefined);
-  }
-
-  /** Reads the newest unlocks, then every new one, from the unlocks stream (an ordered consumer: it resumes by itself). */
-  async #followUnlocks(): Promise<void> {
-    const last = await this.d.jsm.streams
-      .info(Streams.Unlocks)
-      .then((s) => s.state.last_seq)
-      .catch(() => 0);
-    if (this.#stopped) return;
-    const c = await this.d.js.consumers.get(Streams.Unlocks, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, last - RECENT + 1) });
-    const messages = await c.consume();
-    this.#unlocks = messages;
-    if (this.#stopped) return void (await messages.close());
-    for await (const m of messages) {
-      try {
-        this.#recent.unshift(m.json<UnlockEvent>());
-        if (this.#recent.length > RECENT) this.#recent.length = RECENT;
-      } catch {
-        // Not an unlock body: skipped.
-      }
-    }
+    this.#stopUnlocks?.();
   }
 
   #onSnapshot(s: StatsSnapshot, now: number): void {

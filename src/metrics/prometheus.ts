@@ -85,6 +85,7 @@ export class EngineMetrics {
       });
     keyed("achd_dead_letters_total", "Events sent to the DLQ, per tenant, reason (the rejection code) and origin (worker or http).", ["tenant", "reason", "origin"], () => stats.deadLetters.entries());
     keyed("achd_unlocks_total", "Unlocks published for the first time, per tenant and achievement (tenants beyond metrics.maxTenants, and their achievements, count as other).", ["tenant", "achievement"], () => stats.unlocksBy.entries());
+    keyed("achd_sse_streams_ended_total", "Server-sent-event streams of unlocks that ended, by why: client (it went away), slow (it could not keep up and was cut off), failed (its catch-up could not be read), server (stopping).", ["why"], () => stats.sseEnded.entries());
     keyed("achd_http_rate_limited_total", "HTTP requests refused with 429, per limit: key, tenant (request rates), auth (failed authentications per address), quota (a tenant's event quota).", ["limit"], () => stats.rateLimited.entries());
     const plain = (name: string, help: string, read: () => number) =>
       new Counter({
@@ -115,6 +116,14 @@ export class EngineMetrics {
       registers,
       collect() {
         this.set(live.owned().length);
+      },
+    });
+    new Gauge({
+      name: "achd_sse_streams",
+      help: "Server-sent-event streams of unlocks open now.",
+      registers,
+      collect() {
+        this.set(stats.sseStreams);
       },
     });
     new Gauge({

@@ -102,6 +102,9 @@ export class Stats {
   leasesAcquired = 0;
   /** Requests refused for rate (per key, per tenant, failed authentications) or quota. */
   readonly rateLimited = new KeyedCounts();
+  /** Server-sent-event streams of unlocks open now, and those that ended, by why (client, slow, failed, server). */
+  sseStreams = 0;
+  readonly sseEnded = new KeyedCounts();
 
   constructor(maxTenants = 100) {
     this.maxTenants = maxTenants;

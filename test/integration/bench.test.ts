@@ -22,7 +22,7 @@ describe("achd bench --smoke", () => {
     const written = JSON.parse(readFileSync(join(res.dir!, "results.json"), "utf8")) as BenchResults;
     expect(written.engine?.count).toBe(events);
     const md = readFileSync(join(res.dir!, "summary.md"), "utf8");
-    for (const heading of ["ceiling: bare consumer, one ack per message", "engine (", "replay, in memory", "Offered load", "Metrics cost", "Memory:", "Pure evaluator"]) expect(md).toContain(heading);
+    for (const heading of ["ceiling: bare consumer, one ack per message", "engine (", "replay, in memory", "Offered load", "Metrics cost", "SSE fan-out", "Memory:", "Pure evaluator"]) expect(md).toContain(heading);
     expect(lines.join("\n")).toContain(`workload: ${events} events`);
 
     // Both bare consumers saw every event; so did the engine.
@@ -51,6 +51,10 @@ describe("achd bench --smoke", () => {
     // Metrics off and on, twice each, every run through the whole stream.
     expect(res.metrics?.runs.map((r) => r.enabled)).toEqual([false, true, false, true]);
     expect(res.metrics!.runs.every((r) => r.perSecond > 0)).toBe(true);
+
+    // Every open stream received every unlock.
+    expect(res.sse?.deliveries).toBe(SMOKE_OPTIONS.sse.clients * SMOKE_OPTIONS.sse.unlocks);
+    expect(res.sse!.latency.n).toBe(res.sse!.deliveries);
 
     // The memory section's worker went through every user.
     expect(res.memory!.samples.at(-1)?.processed).toBe(SMOKE_OPTIONS.memoryUsers);

@@ -68,6 +68,10 @@ const MATRIX: Record<string, Row> = {
   // The metrics scope: admin keys hold it; tenant keys cannot (test/integration/metrics.test.ts uses a metrics-only key).
   "GET /metrics": { method: "GET", path: "/metrics", expect: admin(200) },
   "GET /v1/dashboard": { method: "GET", path: "/v1/dashboard", expect: admin(200) },
+  // Streams that never end by themselves: a bad user id answers 400 once the caller is let through.
+  "GET /v1/tenants/:tenant/unlocks/stream": { method: "GET", path: "/v1/tenants/tA/unlocks/stream?user=bad.user", expect: tenant("read", 400) },
+  "GET /v1/unlocks/stream": { method: "GET", path: "/v1/unlocks/stream?user=bad.user", expect: admin(400) },
+  "POST /v1/tenants/:tenant/unlocks/stream-token": { method: "POST", path: "/v1/tenants/tA/unlocks/stream-token", body: { user: "u1" }, expect: tenant("read", 201) },
   // The page is a shell with no data: it reads /v1/dashboard with the key its user signs in with.
   "GET /dashboard": { method: "GET", path: "/dashboard", expect: pub(200) },
   "GET /dashboard/": { method: "GET", path: "/dashboard/", expect: pub(200) },

@@ -1,0 +1,105 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { EventInput } from "../src/events/mod.ts";
+import { percentiles, type Percentiles } from "./engine.ts";
+import { BENCH_RULES, publishEvent, rssOf, until, type OnProgress, type Stack } from "./stack.ts";
+
+/** SSE fan-out: many open streams on one API process, and how long an unlock takes to reach all of them. */
+export type SseResult = {
+  clients: number;
+  unlocks: number;
+  /** Unlock events received, over all clients (each client gets every unlock of its tenant). */
+  deliveries: number;
+  /** From publishing the event that unlocks to each client receiving the unlock, ms. */
+  latency: Percentiles;
+  /** The API process's RSS before the streams opened, with them open, and the difference per stream. */
+  rssMb: { before: number; open: number; perStreamKb: number };
+};
+
+const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
+
+/**
+ * Starts `achd start` (workers and API, no keys) as a child on the stack's
+ * server, opens `clients` SSE streams of one tenant's unlocks, then
+ * publishes `unlocks` events that each unlock at once (a new user's first
+ * `app.opened`), `rate` per second, and times each delivery to each client.
+ */
+export async function measureSse(stack: Stack, clients: number, unlocks: number, rate: number, onProgress?: OnProgress): Promise<SseResult> {
+  const child = spawn(process.execPath, [ACHD, "start"], {
+    env: { ...process.env, NATS_URL: stack.url, ACH_AUTH: "none", PORT: "0", ACH_RULES: BENCH_RULES, ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-sse", ACH_LOG_JSON: "1", LOG_LEVEL: "info", ACH_METRICS_PORT: "-1" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const streams: AbortController[] = [];
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let buf = "";
+      const timer = setTimeout(() => reject(new Error("achd start did not listen within 60 s")), 60_000);
+      child.stdout!.setEncoding("utf8").on("data", (s: string) => {
+        buf += s;
+        const m = /"url":"(http:\/\/[^"]+)","msg":"HTTP API listening"/.exec(buf);
+        if (m) (clearTimeout(timer), resolve(m[1]!));
+      });
+      child.once("exit", (code) => reject(new Error(`achd start exited (${code})`)));
+    });
+    child.stdout!.resume();
+    const before = await rssOf(child.pid!);
+    const sentAt = new Map<string, number>();
+    const latencies: number[] = [];
+    let deliveries = 0;
+    const tenant = "bench-sse";
+    for (let i = 0; i < clients; i++) {
+      const ctrl = new AbortController();
+      streams.push(ctrl);
+      // Opened as fast as the API's per-key request rate lets one client (the bench) open them.
+      let res = await fetch(`${url}/v1/tenants/${tenant}/unlocks/stream`, { signal: ctrl.signal });
+      while (res.status === 429) {
+        await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get("retry-after") ?? 1)));
+        res = await fetch(`${url}/v1/tenants/${tenant}/unlocks/stream`, { signal: ctrl.signal });
+      }
+      if (res.status !== 200) throw new Error(`stream ${i} answered ${res.status}: ${await res.text()}`);
+      void (async () => {
+        const dec = new TextDecoder();
+        let buf = "";
+        try {
+          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            buf += dec.decode(chunk, { stream: true });
+            let at: number;
+            while ((at = buf.indexOf("\n\n")) >= 0) {
+              const block = buf.slice(0, at);
+              buf = buf.slice(at + 2);
+              const data = /^data: (.*)$/m.exec(block)?.[1];
+              if (!data) continue;
+              const t = sentAt.get((JSON.parse(data) as { user_id: string }).user_id);
+              if (t !== undefined) latencies.push(performance.now() - t);
+              deliveries++;
+            }
+          }
+        } catch {
+          // Aborted at the end.
+        }
+      })();
+      if (i % 100 === 99) onProgress?.(i + 1, clients + unlocks);
+    }
+    const open = await rssOf(child.pid!);
+    for (let i = 0; i < unlocks; i++) {
+      const user = `sse-${i}`;
+      const e: EventInput = { event_id: `sse-${i}`, event_type: "app.opened", tenant_id: tenant, user_id: user, occurred_at: new Date().toISOString(), source: "bench", payload: {} };
+      sentAt.set(user, performance.now());
+      await publishEvent(stack.js, e);
+      onProgress?.(clients + i + 1, clients + unlocks);
+      await new Promise((r) => setTimeout(r, 1000 / rate));
+    }
+    await until(() => deliveries >= clients * unlocks, 100, 120_000).catch(() => undefined);
+    return {
+      clients,
+      unlocks,
+      deliveries,
+      latency: percentiles(latencies),
+      rssMb: { before: before / 2 ** 20, open: open / 2 ** 20, perStreamKb: (open - before) / 1024 / clients },
+    };
+  } finally {
+    for (const s of streams) s.abort();
+    child.kill("SIGTERM");
+    await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once("exit", r)));
+  }
+}
