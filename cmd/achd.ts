@@ -20,10 +20,12 @@ const USAGE = `usage: achd <command> [--help]
   tenants remove <tenant>    remove a tenant: its NATS credential stops working
   tenants list               registered tenants and their public keys
   keys create (--admin | --scope metrics | --tenant T --scope S…) [--name N] [--out FILE]
-                             make an HTTP API key (shown once); tenant scopes: events:write, read, rules:write;
+                             make an HTTP API key (shown once); tenant scopes: events:write, read, rules:write, webhooks;
                              metrics (no tenant): reads /metrics only, for Prometheus
   keys list [--tenant T]     keys by id and prefix, scopes, creation and last use (never a key)
   keys revoke <id>           revoke a key in every API process within a second
+  webhooks add <tenant> <url> [--achievement A]… | list <tenant> | remove|enable|disable <tenant> <id>
+                             a tenant's signed webhooks; add prints the signing secret once
   status                     which worker owns which partition, lag per partition, lease ages
   config [--timings]         print the validated configuration, or every timing derived from it
   simulate --rules PATH --events FILE.jsonl [--progress [--no-progress]] [--at TIME]
@@ -53,6 +55,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<Outcome> | Outcome> =
   "nats-config": async (a) => (await import("./nats-config.ts")).natsConfigCmd(a),
   tenants: async (a) => (await import("./tenants.ts")).tenantsCmd(a, cliConnect),
   keys: async (a) => (await import("./keys.ts")).keysCmd(a, cliConnect),
+  webhooks: async (a) => (await import("./webhooks.ts")).webhooksCmd(a, cliConnect),
   dlq: async (a) => (await import("./dlq.ts")).dlqCmd(a),
   simulate: async (a) => (await import("./simulate.ts")).simulateCmd(a),
   status: async (a) => (await import("./status.ts")).statusCmd(a),

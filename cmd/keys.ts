@@ -11,7 +11,7 @@ import { Buckets, openBucket } from "../src/nats/mod.ts";
 import { dispatchGroup, parseCommand, UsageError, type CliConnect, type ExitCode } from "./cli.ts";
 
 const CREATE_USAGE = `usage: achd keys create (--admin | --scope metrics | --tenant T --scope S [--scope S…]) [--name N] [--out FILE]
-  make an HTTP API key (shown once); tenant scopes: events:write, read, rules:write;
+  make an HTTP API key (shown once); tenant scopes: events:write, read, rules:write, webhooks;
   metrics (alone, no tenant): reads /metrics only, for Prometheus
   --admin       a key for every tenant and the admin routes
   --tenant T    the tenant the key is for

@@ -11,9 +11,10 @@ import { prepareEmbeddedAuthorization, TenantRegistry, type AuthorizationSync, t
 import { hostname } from "node:os";
 import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, UnlockSink } from "./pipeline/mod.ts";
-import { UnlockFanout } from "./notify/mod.ts";
+import { UnlockFanout, WebhookDelivery, WebhookRegistry } from "./notify/mod.ts";
 import { DashboardFeed, EngineMetrics, publishSnapshots, serveMetrics, Stats, takeSnapshot } from "./metrics/mod.ts";
 import { RuleRegistry } from "./registry/mod.ts";
+import { randomUUID } from "node:crypto";
 import { checkedRuleFiles, type RuleBook } from "./rules/mod.ts";
 import { SeenArchive, StateStore } from "./state/mod.ts";
 import { coalesced } from "./util/coalesce.ts";
@@ -221,6 +222,15 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       log.info({ worker: id, partitions: coordinator.workers.map((w) => w.partition) }, "workers started");
     }
 
+    const webhooks = new WebhookRegistry({ kv: buckets.webhooks, js, jsm, config });
+    let delivery: WebhookDelivery | undefined;
+    if (config.webhooks.enabled) {
+      // One process of the deployment delivers (the `webhooks` lease); the owner name is unique per engine instance.
+      const leases = control ? await new Kvm(control).open(Buckets.Leases) : buckets.leases;
+      delivery = new WebhookDelivery({ js, jsm, registry: webhooks, leases, owner: `${processId}-${randomUUID().slice(0, 8)}`, config, timings, log });
+      await delivery.start();
+    }
+
     let api: FastifyInstance | undefined;
     let dashboard: DashboardFeed | undefined;
     let fanout: UnlockFanout | undefined;
@@ -240,7 +250,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       await dashboard.start();
       await fanout.start();
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), webhooks, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });
@@ -268,7 +278,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
         // Workers finish the batch in hand (a retry's pause ends at once: the work is given up and comes again),
         // for up to the grace. After it, every wait and retry is cut short and the connections close under what
         // is still in flight; what was not acknowledged is delivered again.
-        const workersStopped = coordinator?.stop();
+        const workersStopped = coordinator || delivery ? Promise.all([coordinator?.stop(), delivery?.stop()]) : undefined;
         if (workersStopped && !(await settlesWithin(workersStopped, timings.shutdownGrace))) {
           log.warn({ grace_ms: timings.shutdownGrace }, "work in flight did not finish within the shutdown grace; cutting it short");
         }

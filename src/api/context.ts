@@ -4,7 +4,7 @@ import type { ApiKeys, StreamTokens } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
 import type { DeadLetters } from "../pipeline/mod.ts";
 import type { DashboardFeed, EngineMetrics, Stats } from "../metrics/mod.ts";
-import type { UnlockFanout } from "../notify/mod.ts";
+import type { UnlockFanout, WebhookRegistry } from "../notify/mod.ts";
 import type { LeaseTable, Membership } from "../cluster/mod.ts";
 import type { RuleRegistry } from "../registry/mod.ts";
 import type { RuleBook } from "../rules/mod.ts";
@@ -32,6 +32,8 @@ export type ApiContext = {
   log: Logger;
   /** Tenants allowed on NATS (their nkeys). */
   tenants: TenantRegistry;
+  /** Every tenant's webhooks: registry, delivery log, dead letters (the webhooks routes). */
+  webhooks: WebhookRegistry;
   /** API keys; undefined in `auth.mode: none` (every request is let through). */
   keys: ApiKeys | undefined;
   /** This process's Prometheus metrics (`/metrics`); the HTTP requests are counted there too. */

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { KeyRequestError, Scopes } from "../auth/mod.ts";
+import { ALL_SCOPES, KeyRequestError, Scopes } from "../auth/mod.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import type { ApiContext } from "./context.ts";
 import { ErrorJson } from "./docs.ts";
@@ -15,7 +15,7 @@ const tags = ["keys"];
  */
 export function keyRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const noKeys = { error: "not_available", message: "auth.mode is none: this process keeps no API keys" };
-  app.post("/v1/keys", { ...ADMIN, schema: { summary: "Make an API key (the answer holds it, shown this once)", tags, body: { type: "object", properties: { tenant: { type: "string", description: "leave out for an admin key or a metrics key" }, scopes: { type: "array", items: { enum: ["events:write", "read", "rules:write", "metrics", "admin"] } }, name: { type: "string" } }, required: ["scopes"] }, response: { 201: { description: "{ key, id, tenant, scopes, name, created_at }", type: "object" }, 400: { description: "the field that is wrong, and why", ...ErrorJson }, 409: { description: "auth.mode is none", ...ErrorJson } } } }, async (req, reply) => {
+  app.post("/v1/keys", { ...ADMIN, schema: { summary: "Make an API key (the answer holds it, shown this once)", tags, body: { type: "object", properties: { tenant: { type: "string", description: "leave out for an admin key or a metrics key" }, scopes: { type: "array", items: { enum: ALL_SCOPES } }, name: { type: "string" } }, required: ["scopes"] }, response: { 201: { description: "{ key, id, tenant, scopes, name, created_at }", type: "object" }, 400: { description: "the field that is wrong, and why", ...ErrorJson }, 409: { description: "auth.mode is none", ...ErrorJson } } } }, async (req, reply) => {
     if (!ctx.keys) return reply.code(409).send(noKeys);
     const b = req.body;
     if (!b || typeof b !== "object" || Array.isArray(b)) return reply.code(400).send({ error: "bad_request", message: 'the body must be {"tenant": "acme", "scopes": ["events:write"], "name": "…"} (no tenant for an admin key)' });

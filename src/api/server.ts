@@ -10,6 +10,7 @@ import { dlqRoutes } from "./dlq.ts";
 import { keyRoutes } from "./keys.ts";
 import { tenantRoutes } from "./tenants.ts";
 import { ruleRoutes } from "./rules.ts";
+import { webhookRoutes } from "./webhooks.ts";
 import type { ApiContext } from "./context.ts";
 import { eventRoutes } from "./events.ts";
 import { healthRoutes } from "./health.ts";
@@ -75,6 +76,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
   ruleRoutes(app, ctx);
   keyRoutes(app, ctx);
   tenantRoutes(app, ctx);
+  webhookRoutes(app, ctx);
   metricsRoutes(app, ctx);
   unlockStreamRoutes(app, ctx);
   dashboardPageRoutes(app);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 
 /**
- * What an API key may do. A tenant key holds some of the first three for
+ * What an API key may do. A tenant key holds some of the first four for
  * its one tenant; an admin key (no tenant) may do everything, for every
  * tenant.
  */
@@ -12,6 +12,8 @@ export const Scopes = {
   Read: "read",
   /** Add and retire the tenant's rule versions. */
   RulesWrite: "rules:write",
+  /** Manage the tenant's webhooks: register, change, remove, read their delivery log and dead letters, redeliver. */
+  Webhooks: "webhooks",
   /** Read `/metrics` (what Prometheus scrapes with): an operator key of no tenant, holding nothing else. */
   Metrics: "metrics",
   /** Everything: shared rules, dead letters of every tenant, redrive, status, tenants and keys. */
@@ -20,7 +22,7 @@ export const Scopes = {
 export type Scope = (typeof Scopes)[keyof typeof Scopes];
 
 /** The scopes a tenant key may hold. */
-export const TENANT_SCOPES: readonly Scope[] = [Scopes.EventsWrite, Scopes.Read, Scopes.RulesWrite];
+export const TENANT_SCOPES: readonly Scope[] = [Scopes.EventsWrite, Scopes.Read, Scopes.RulesWrite, Scopes.Webhooks];
 /** Every scope name, for validation. */
 export const ALL_SCOPES: readonly Scope[] = [...TENANT_SCOPES, Scopes.Metrics, Scopes.Admin];
 

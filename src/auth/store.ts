@@ -49,7 +49,7 @@ export function checkKeySpec(spec: KeySpec): { tenant: string | null; scopes: Sc
   if (!admin && spec.tenant === null) throw new KeyRequestError(`tenant: a key with ${scopes.join(", ")} belongs to one tenant; name it`);
   if (spec.tenant !== null && !ID_TOKEN.test(spec.tenant)) throw new KeyRequestError(`tenant: ${JSON.stringify(spec.tenant)} is not a valid tenant id (A-Z a-z 0-9 _ -)`);
   const name = checkedName(spec.name);
-  if (!admin && scopes.some((s) => !(TENANT_SCOPES as readonly string[]).includes(s))) throw new KeyRequestError("scopes: a tenant key may hold events:write, read, rules:write");
+  if (!admin && scopes.some((s) => !(TENANT_SCOPES as readonly string[]).includes(s))) throw new KeyRequestError(`scopes: a tenant key may hold ${TENANT_SCOPES.join(", ")}`);
   return { tenant: spec.tenant, scopes: scopes as Scope[], name };
 }
 

@@ -32,6 +32,9 @@ export const ENV_FIELDS: Record<string, { path: string[]; type: "string" | "numb
   ACH_METRICS_PORT: { path: ["metrics", "port"], type: "number" },
   ACH_METRICS_ACCESS: { path: ["metrics", "access"], type: "string" },
   ACH_METRICS_ENABLED: { path: ["metrics", "enabled"], type: "boolean" },
+  ACH_WEBHOOKS_ENABLED: { path: ["webhooks", "enabled"], type: "boolean" },
+  ACH_WEBHOOKS_RETRY_FOR: { path: ["webhooks", "retryFor"], type: "string" },
+  ACH_WEBHOOKS_ALLOW_PRIVATE: { path: ["webhooks", "allowPrivate"], type: "boolean" },
   LOG_LEVEL: { path: ["log", "level"], type: "string" },
 };
 

@@ -232,6 +232,24 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Signed webhooks (README "Notifications"): delivery of each unlock to the URLs a tenant registered. */
+    webhooks: z
+      .object({
+        /** This process takes part in delivering webhooks (one process of the deployment delivers at a time, under a lease). */
+        enabled: z.boolean().default(true),
+        /** How long a delivery is retried (network errors, timeouts, 5xx, 429) before it goes to the webhook dead-letter list. */
+        retryFor: Duration.default(86_400_000),
+        /** One request (connect, send, response headers and up to 4 KiB of body) must finish within this. */
+        timeout: Duration.default(10_000),
+        /** Deliver to loopback, private (RFC 1918, fc00::/7), link-local and unspecified addresses too (local development, tests). */
+        allowPrivate: z.boolean().default(false),
+        /** Dead letters in a row after which a webhook is disabled (re-enabled by hand); 0: never. */
+        disableAfter: z.number().int().min(0).max(10_000).default(5),
+        /** Requests in flight at once per webhook (each to a different user: one user's unlocks go one by one). */
+        concurrency: z.number().int().min(1).max(256).default(16),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
       .strict()
@@ -254,6 +272,8 @@ export const ConfigSchema = z
     if (c.events.maxAge !== 0 && c.events.duplicateWindow > c.events.maxAge) {
       ctx.addIssue({ code: "custom", path: ["events", "duplicateWindow"], message: "must not exceed events.maxAge" });
     }
+    if (c.webhooks.timeout < 100 || c.webhooks.timeout > 120_000) ctx.addIssue({ code: "custom", path: ["webhooks", "timeout"], message: "must be from 100ms to 2m" });
+    if (c.webhooks.retryFor < 1000) ctx.addIssue({ code: "custom", path: ["webhooks", "retryFor"], message: "must be at least 1s" });
     if (c.worker.ackWait < 1000) ctx.addIssue({ code: "custom", path: ["worker", "ackWait"], message: "must be at least 1s" });
     if (c.reorder.window * 2 > c.worker.ackWait) {
       ctx.addIssue({ code: "custom", path: ["reorder", "window"], message: `must be at most half of worker.ackWait (${c.worker.ackWait} ms): held events must not be redelivered while they wait` });

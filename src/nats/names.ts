@@ -3,6 +3,10 @@ export const Streams = {
   Events: "ACH_EVENTS",
   Dlq: "ACH_DLQ",
   Unlocks: "ACH_UNLOCKS",
+  /** Webhook deliveries given up on (`ach.webhooks.dlq.<tenant>.<webhook id>`), redeliverable by hand. */
+  WebhookDlq: "ACH_WEBHOOK_DLQ",
+  /** The newest delivery outcomes of each webhook (`ach.webhooks.log.<tenant>.<webhook id>`). */
+  WebhookLog: "ACH_WEBHOOK_LOG",
 } as const;
 
 export const Buckets = {
@@ -22,7 +26,14 @@ export const Buckets = {
   Tenants: "ach_tenants",
   /** HTTP API keys by key id: scopes, tenant and the SHA-256 of the secret (never a key). */
   Keys: "ach_keys",
+  /** Webhooks by `<tenant>.<webhook id>`: URL, signing secret, filter, enabled. */
+  Webhooks: "ach_webhooks",
 } as const;
+
+/** Subjects of the webhook dead letters: `<prefix>.<tenant>.<webhook id>`. */
+export const WEBHOOK_DLQ_PREFIX = "ach.webhooks.dlq";
+/** Subjects of the webhook delivery log: `<prefix>.<tenant>.<webhook id>`. */
+export const WEBHOOK_LOG_PREFIX = "ach.webhooks.log";
 
 /**
  * Durable consumer of partition `k`, generation `g`. A rewind creates the

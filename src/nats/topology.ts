@@ -15,7 +15,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { Config } from "../config/mod.ts";
 import { DLQ_PREFIX, partitionFilter, partitionMapping, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
 import { isNotFound } from "./errors.ts";
-import { Buckets, consumerName, parseConsumerName, Streams } from "./names.ts";
+import { Buckets, consumerName, parseConsumerName, Streams, WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PREFIX } from "./names.ts";
 import type { Logger } from "../util/log.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
 
@@ -28,7 +28,7 @@ export class TopologyError extends Error {
 }
 
 /** Handles on the buckets the engine uses. */
-export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV; tenants: KV; keys: KV };
+export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV; tenants: KV; keys: KV; webhooks: KV };
 
 const PARTITIONS_RE = /partitions=(\d+)/;
 
@@ -201,11 +201,44 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   const workers = await bucket(Buckets.Workers, config.leases.ttl);
   const tenants = await bucket(Buckets.Tenants);
   const keys = await bucket(Buckets.Keys);
+  const webhooks = await bucket(Buckets.Webhooks);
+  await ensureWebhookStreams(jsm, config);
   const current = await partitionConsumers(jsm);
   for (let k = 0; k < config.partitions; k++) {
     if (!current.has(k)) await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
   }
-  return { state, unlocks, rules, seen, leases, workers, tenants, keys };
+  return { state, unlocks, rules, seen, leases, workers, tenants, keys, webhooks };
+}
+
+/** How many delivery outcomes the log keeps per webhook (older ones are dropped by the stream). */
+export const WEBHOOK_LOG_PER_WEBHOOK = 100;
+
+/**
+ * The webhook dead-letter list and delivery log. Dead letters stay until
+ * they are redelivered or deleted (bounded by age: a month); the log keeps
+ * the newest {@link WEBHOOK_LOG_PER_WEBHOOK} outcomes of each webhook, for
+ * a week.
+ */
+export async function ensureWebhookStreams(jsm: JetStreamManager, config: Config): Promise<void> {
+  await ensureStream(jsm, {
+    name: Streams.WebhookDlq,
+    description: "achd webhook deliveries given up on",
+    subjects: [`${WEBHOOK_DLQ_PREFIX}.>`],
+    storage: StorageType.File,
+    num_replicas: config.nats.replicas,
+    max_age: nanos(30 * 86_400_000),
+    duplicate_window: nanos(120_000),
+  });
+  await ensureStream(jsm, {
+    name: Streams.WebhookLog,
+    description: "achd webhook delivery log",
+    subjects: [`${WEBHOOK_LOG_PREFIX}.>`],
+    storage: StorageType.File,
+    num_replicas: config.nats.replicas,
+    max_msgs_per_subject: WEBHOOK_LOG_PER_WEBHOOK,
+    max_age: nanos(7 * 86_400_000),
+    duplicate_window: nanos(120_000),
+  });
 }
 
 /**

@@ -21,19 +21,20 @@ import { ev } from "../helpers/stream.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/achd.js", import.meta.url));
 
-type Caller = "none" | "A:events" | "A:read" | "A:rules" | "B:all" | "admin";
-const CALLERS: Caller[] = ["none", "A:events", "A:read", "A:rules", "B:all", "admin"];
+type Caller = "none" | "A:events" | "A:read" | "A:rules" | "A:webhooks" | "B:all" | "admin";
+const CALLERS: Caller[] = ["none", "A:events", "A:read", "A:rules", "A:webhooks", "B:all", "admin"];
 
 /** One row of the matrix: a request and the status each caller must get. */
 type Row = { method: string; path: string; body?: unknown; expect: Record<Caller, number> };
 
-const pub = (s: number): Record<Caller, number> => ({ none: s, "A:events": s, "A:read": s, "A:rules": s, "B:all": s, admin: s });
-const admin = (s: number): Record<Caller, number> => ({ none: 401, "A:events": 403, "A:read": 403, "A:rules": 403, "B:all": 403, admin: s });
-const tenant = (scope: "events" | "read" | "rules", s: number): Record<Caller, number> => ({
+const pub = (s: number): Record<Caller, number> => ({ none: s, "A:events": s, "A:read": s, "A:rules": s, "A:webhooks": s, "B:all": s, admin: s });
+const admin = (s: number): Record<Caller, number> => ({ none: 401, "A:events": 403, "A:read": 403, "A:rules": 403, "A:webhooks": 403, "B:all": 403, admin: s });
+const tenant = (scope: "events" | "read" | "rules" | "webhooks", s: number): Record<Caller, number> => ({
   none: 401,
   "A:events": scope === "events" ? s : 403,
   "A:read": scope === "read" ? s : 403,
   "A:rules": scope === "rules" ? s : 403,
+  "A:webhooks": scope === "webhooks" ? s : 403,
   "B:all": 403,
   admin: s,
 });
@@ -82,6 +83,15 @@ const MATRIX: Record<string, Row> = {
   "GET /v1/tenants": { method: "GET", path: "/v1/tenants", expect: admin(200) },
   "POST /v1/tenants": { method: "POST", path: "/v1/tenants", body: { tenant: "bad.tenant" }, expect: admin(400) },
   "DELETE /v1/tenants/:tenant": { method: "DELETE", path: "/v1/tenants/nobody", expect: admin(404) },
+  // A tenant's webhooks: the webhooks scope (a body without a url is refused; the webhook named does not exist).
+  "POST /v1/tenants/:tenant/webhooks": { method: "POST", path: "/v1/tenants/tA/webhooks", body: {}, expect: tenant("webhooks", 400) },
+  "GET /v1/tenants/:tenant/webhooks": { method: "GET", path: "/v1/tenants/tA/webhooks", expect: tenant("webhooks", 200) },
+  "GET /v1/tenants/:tenant/webhooks/:id": { method: "GET", path: "/v1/tenants/tA/webhooks/wh_0000000000000000", expect: tenant("webhooks", 404) },
+  "PATCH /v1/tenants/:tenant/webhooks/:id": { method: "PATCH", path: "/v1/tenants/tA/webhooks/wh_0000000000000000", body: { enabled: true }, expect: tenant("webhooks", 404) },
+  "DELETE /v1/tenants/:tenant/webhooks/:id": { method: "DELETE", path: "/v1/tenants/tA/webhooks/wh_0000000000000000", expect: tenant("webhooks", 404) },
+  "GET /v1/tenants/:tenant/webhooks/:id/deliveries": { method: "GET", path: "/v1/tenants/tA/webhooks/wh_0000000000000000/deliveries", expect: tenant("webhooks", 404) },
+  "GET /v1/tenants/:tenant/webhooks/:id/dead": { method: "GET", path: "/v1/tenants/tA/webhooks/wh_0000000000000000/dead", expect: tenant("webhooks", 404) },
+  "POST /v1/tenants/:tenant/webhooks/:id/dead/:seq/redeliver": { method: "POST", path: "/v1/tenants/tA/webhooks/wh_0000000000000000/dead/1/redeliver", expect: tenant("webhooks", 404) },
 };
 
 describe("HTTP API keys and scopes", () => {
@@ -108,7 +118,8 @@ describe("HTTP API keys and scopes", () => {
     keys["A:events"] = (await newKey({ tenant: "tA", scopes: ["events:write"], name: "producer" })).key;
     keys["A:read"] = (await newKey({ tenant: "tA", scopes: ["read"] })).key;
     keys["A:rules"] = (await newKey({ tenant: "tA", scopes: ["rules:write"] })).key;
-    keys["B:all"] = (await newKey({ tenant: "tB", scopes: ["events:write", "read", "rules:write"] })).key;
+    keys["A:webhooks"] = (await newKey({ tenant: "tA", scopes: ["webhooks"] })).key;
+    keys["B:all"] = (await newKey({ tenant: "tB", scopes: ["events:write", "read", "rules:write", "webhooks"] })).key;
   });
   afterAll(async () => {
     await engine?.stop();

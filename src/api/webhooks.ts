@@ -1,0 +1,112 @@
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { Scopes } from "../auth/mod.ts";
+import { ID_TOKEN } from "../events/mod.ts";
+import { WebhookDeadLetterNotFoundError, WebhookDisabledError, WebhookRequestError, webhookView, type WebhookRegistry } from "../notify/webhooks/mod.ts";
+import { ErrorJson } from "./docs.ts";
+
+const ACCESS = { access: { scope: Scopes.Webhooks, tenant: "param" as const } };
+const tags = ["webhooks"];
+const idParams = { type: "object", properties: { tenant: { type: "string" }, id: { type: "string", description: "wh_ and 16 hex characters" } } };
+const notFound = { 404: { description: "no such webhook for this tenant", ...ErrorJson } };
+const webhookBody = {
+  type: "object",
+  properties: {
+    url: { type: "string", description: "https:// or http:// URL whose host resolves to public addresses only (unless webhooks.allowPrivate)" },
+    achievements: { type: ["array", "null"], items: { type: "string" }, description: "only unlocks of these achievements (leave out, or null, for every unlock)" },
+    enabled: { type: "boolean" },
+  },
+};
+
+function positive(raw: string | undefined, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  return Number.isSafeInteger(n) && n >= 1 && n <= max ? n : -1;
+}
+
+/**
+ * A tenant's webhooks (scope `webhooks`, or an admin key): register one (the
+ * answer holds its signing secret, shown this once), list, show, change
+ * (URL, filter, enabled), remove; its delivery log; its dead letters and
+ * their redelivery.
+ */
+export function webhookRoutes(app: FastifyInstance, ctx: { webhooks: WebhookRegistry }): void {
+  const bad = (reply: FastifyReply, message: string) => reply.code(400).send({ error: "bad_request", message });
+  const missing = (reply: FastifyReply, tenant: string, id: string) => reply.code(404).send({ error: "not_found", message: `tenant ${tenant} has no webhook ${id}` });
+  const badTenant = (tenant: string, reply: FastifyReply) => (ID_TOKEN.test(tenant) ? undefined : bad(reply, `tenant id ${JSON.stringify(tenant)} is not valid`));
+  const refused = (reply: FastifyReply, err: unknown) => {
+    if (err instanceof WebhookRequestError) return bad(reply, err.message);
+    throw err;
+  };
+  type P = { Params: { tenant: string; id: string } };
+  const base = "/v1/tenants/:tenant/webhooks";
+
+  app.post<{ Params: { tenant: string } }>(base, { config: ACCESS, schema: { summary: "Register a webhook (the answer holds its signing secret, shown this once)", tags, body: { ...webhookBody, required: ["url"] }, response: { 201: { description: "the webhook and its secret (whsec_…): store it now, it is never shown again", type: "object" } } } }, async (req, reply) => {
+    const { tenant } = req.params;
+    if (badTenant(tenant, reply)) return reply;
+    try {
+      const w = await ctx.webhooks.create(tenant, req.body);
+      return reply.code(201).send({ ...webhookView(w), secret: w.secret, note: "store the secret now: it is not shown again; verify each delivery's webhook-signature with it (Standard Webhooks)" });
+    } catch (err) {
+      return refused(reply, err);
+    }
+  });
+  app.get<{ Params: { tenant: string } }>(base, { config: ACCESS, schema: { summary: "A tenant's webhooks (never a secret)", tags, response: { 200: { description: "{ webhooks: [...] }", type: "object" } } } }, async (req, reply) => {
+    if (badTenant(req.params.tenant, reply)) return reply;
+    return { webhooks: await ctx.webhooks.list(req.params.tenant) };
+  });
+  app.get<P>(`${base}/:id`, { config: ACCESS, schema: { summary: "One webhook (never its secret)", tags, params: idParams, response: { 200: { description: "the webhook", type: "object" }, ...notFound } } }, async (req, reply) => {
+    const { tenant, id } = req.params;
+    if (badTenant(tenant, reply)) return reply;
+    const w = await ctx.webhooks.get(tenant, id);
+    return w ? webhookView(w) : missing(reply, tenant, id);
+  });
+  app.patch<P>(`${base}/:id`, { config: ACCESS, schema: { summary: "Change a webhook: url, achievements filter (null: every unlock), enabled (enabling clears the reason it was disabled for)", tags, params: idParams, body: webhookBody, response: { 200: { description: "the webhook as changed", type: "object" }, 400: { description: "the field that is wrong, and why", ...ErrorJson }, ...notFound } } }, async (req, reply) => {
+    const { tenant, id } = req.params;
+    if (badTenant(tenant, reply)) return reply;
+    try {
+      const w = await ctx.webhooks.update(tenant, id, req.body, `disabled through the API by key ${req.principal?.id ?? "?"}`);
+      return w ?? missing(reply, tenant, id);
+    } catch (err) {
+      return refused(reply, err);
+    }
+  });
+  app.delete<P>(`${base}/:id`, { config: ACCESS, schema: { summary: "Remove a webhook, its consumer, delivery log and dead letters", tags, params: idParams, response: { 200: { description: "{ removed: id }", type: "object" }, ...notFound } } }, async (req, reply) => {
+    const { tenant, id } = req.params;
+    if (badTenant(tenant, reply)) return reply;
+    return (await ctx.webhooks.remove(tenant, id)) ? { removed: id } : missing(reply, tenant, id);
+  });
+  app.get<P & { Querystring: { limit?: string } }>(`${base}/:id/deliveries`, { config: ACCESS, schema: { summary: "The webhook's delivery log, newest first: each attempt's outcome, status, latency and error", tags, params: idParams, querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 100, default: 100 } } }, response: { 200: { description: "{ deliveries: [{ at, unlock_id, user_id, achievement_id, attempt, outcome, status, latency_ms, error }] }", type: "object" }, ...notFound } } }, async (req, reply) => {
+    const { tenant, id } = req.params;
+    if (badTenant(tenant, reply)) return reply;
+    const limit = positive(req.query.limit, 100) ?? 100;
+    if (limit < 0) return bad(reply, "limit must be an integer from 1 to 100");
+    const log = await ctx.webhooks.deliveries(tenant, id, limit);
+    return log ? { deliveries: log } : missing(reply, tenant, id);
+  });
+  app.get<P & { Querystring: { limit?: string; from?: string } }>(`${base}/:id/dead`, { config: ACCESS, schema: { summary: "The webhook's dead letters (deliveries given up on), oldest first", tags, params: idParams, querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 1000, default: 100 }, from: { type: "integer", minimum: 1, description: "first sequence" } } }, response: { 200: { description: "{ dead_letters: [{ seq, unlock_id, user_id, achievement_id, attempts, last_status, last_error, first_attempt_at, failed_at }] }", type: "object" }, ...notFound } } }, async (req, reply) => {
+    const { tenant, id } = req.params;
+    if (badTenant(tenant, reply)) return reply;
+    const limit = positive(req.query.limit, 1000) ?? 100;
+    if (limit < 0) return bad(reply, "limit must be an integer from 1 to 1000");
+    const from = positive(req.query.from);
+    if (from !== undefined && from < 0) return bad(reply, "from must be a positive integer");
+    const dead = await ctx.webhooks.deadLetters(tenant, id, { limit, ...(from ? { from } : {}) });
+    return dead ? { dead_letters: dead } : missing(reply, tenant, id);
+  });
+  app.post<{ Params: { tenant: string; id: string; seq: string } }>(`${base}/:id/dead/:seq/redeliver`, { config: ACCESS, schema: { summary: "Send a dead letter again, once, now; it leaves the list when the receiver takes it", tags, params: { type: "object", properties: { ...idParams.properties, seq: { type: "integer", minimum: 1 } } }, response: { 200: { description: "{ delivered: true, status, latency_ms }", type: "object" }, ...notFound, 409: { description: "the webhook is disabled: enable it first", ...ErrorJson }, 502: { description: "the receiver did not take it (status, error); the dead letter stays", ...ErrorJson } } } }, async (req, reply) => {
+    const { tenant, id } = req.params;
+    if (badTenant(tenant, reply)) return reply;
+    const seq = positive(req.params.seq);
+    if (seq === undefined || seq < 0) return bad(reply, "seq must be a positive integer");
+    try {
+      const r = await ctx.webhooks.redeliver(tenant, id, seq);
+      if (!r) return missing(reply, tenant, id);
+      if (!r.delivered) return reply.code(502).send({ error: "delivery_failed", message: `the receiver did not take it: ${r.error ?? `status ${r.status}`}; the dead letter stays`, status: r.status, latency_ms: r.latency_ms });
+      return r;
+    } catch (err) {
+      if (err instanceof WebhookDeadLetterNotFoundError) return reply.code(404).send({ error: "not_found", message: err.message });
+      if (err instanceof WebhookDisabledError) return reply.code(409).send({ error: "disabled", message: err.message });
+      throw err;
+    }
+  });
+}
