@@ -27,7 +27,8 @@ function positive(raw: string | undefined, max = Number.MAX_SAFE_INTEGER): numbe
  * A tenant's webhooks (scope `webhooks`, or an admin key): register one (the
  * answer holds its signing secret, shown this once), list, show, change
  * (URL, filter, enabled), remove; its delivery log; its dead letters and
- * their redelivery.
+ * their redelivery. And, for an admin key, the dead letters of every
+ * webhook of every tenant (the dashboard's console).
  */
 export function webhookRoutes(app: FastifyInstance, ctx: { webhooks: WebhookRegistry }): void {
   const bad = (reply: FastifyReply, message: string) => reply.code(400).send({ error: "bad_request", message });
@@ -92,6 +93,16 @@ export function webhookRoutes(app: FastifyInstance, ctx: { webhooks: WebhookRegi
     if (from !== undefined && from < 0) return bad(reply, "from must be a positive integer");
     const dead = await ctx.webhooks.deadLetters(tenant, id, { limit, ...(from ? { from } : {}) });
     return dead ? { dead_letters: dead } : missing(reply, tenant, id);
+  });
+  app.get<{ Querystring: { tenant?: string; limit?: string; from?: string } }>("/v1/webhooks/dead", { config: { access: { scope: Scopes.Admin } }, schema: { summary: "Dead letters of every webhook (of one tenant with ?tenant=), oldest first", tags, querystring: { type: "object", properties: { tenant: { type: "string" }, limit: { type: "integer", minimum: 1, maximum: 1000, default: 100 }, from: { type: "integer", minimum: 1, description: "first sequence" } } }, response: { 200: { description: "{ dead_letters: [{ seq, tenant, webhook_id, webhook_url, webhook_enabled, webhook_disabled_reason, unlock_id, unlock_seq, user_id, achievement_id, attempts, last_status, last_error, first_attempt_at, failed_at }], next_from }: next_from is the from of the next page (null: no more); redeliver one with POST /v1/tenants/:tenant/webhooks/:webhook_id/dead/:seq/redeliver", type: "object" }, 400: { description: "the query parameter that is wrong", ...ErrorJson } } } }, async (req, reply) => {
+    const { tenant } = req.query;
+    if (tenant !== undefined && badTenant(tenant, reply)) return reply;
+    const limit = positive(req.query.limit, 1000) ?? 100;
+    if (limit < 0) return bad(reply, "limit must be an integer from 1 to 1000");
+    const from = positive(req.query.from);
+    if (from !== undefined && from < 0) return bad(reply, "from must be a positive integer");
+    const dead = await ctx.webhooks.allDeadLetters({ ...(tenant ? { tenant } : {}), limit, ...(from ? { from } : {}) });
+    return { dead_letters: dead, next_from: dead.length === limit ? dead[dead.length - 1]!.seq + 1 : null };
   });
   app.post<{ Params: { tenant: string; id: string; seq: string } }>(`${base}/:id/dead/:seq/redeliver`, { config: ACCESS, schema: { summary: "Send a dead letter again, once, now; it leaves the list when the receiver takes it", tags, params: { type: "object", properties: { ...idParams.properties, seq: { type: "integer", minimum: 1 } } }, response: { 200: { description: "{ delivered: true, status, latency_ms }", type: "object" }, ...notFound, 409: { description: "the webhook is disabled: enable it first", ...ErrorJson }, 502: { description: "the receiver did not take it (status, error); the dead letter stays", ...ErrorJson } } } }, async (req, reply) => {
     const { tenant, id } = req.params;

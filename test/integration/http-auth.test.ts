@@ -92,6 +92,7 @@ const MATRIX: Record<string, Row> = {
   "GET /v1/tenants/:tenant/webhooks/:id/deliveries": { method: "GET", path: "/v1/tenants/tA/webhooks/wh_0000000000000000/deliveries", expect: tenant("webhooks", 404) },
   "GET /v1/tenants/:tenant/webhooks/:id/dead": { method: "GET", path: "/v1/tenants/tA/webhooks/wh_0000000000000000/dead", expect: tenant("webhooks", 404) },
   "POST /v1/tenants/:tenant/webhooks/:id/dead/:seq/redeliver": { method: "POST", path: "/v1/tenants/tA/webhooks/wh_0000000000000000/dead/1/redeliver", expect: tenant("webhooks", 404) },
+  "GET /v1/webhooks/dead": { method: "GET", path: "/v1/webhooks/dead", expect: admin(200) },
 };
 
 describe("HTTP API keys and scopes", () => {

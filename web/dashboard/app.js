@@ -1,5 +1,6 @@
 // The operations dashboard: polls GET /v1/dashboard every second and draws it;
-// the dead-letter console lists, opens and redrives dead letters over /v1/dlq.
+// the dead-letter console lists, opens and redrives dead letters over /v1/dlq, and
+// lists and redelivers webhook deliveries given up on over /v1/webhooks/dead.
 // Everything from the server is put in the page as text (textContent), never as
 // HTML: tenant ids, errors and bodies come from producers.
 import uPlot from "./uPlot.esm.js";
@@ -21,13 +22,22 @@ function takeKeyFromFragment() {
 /** Thrown for 401/403: back to the sign-in form with the server's message. */
 class AuthError extends Error {}
 
+/** Any other answer that is not a 2xx: its status and body (`{error, message, …}`). */
+class HttpError extends Error {
+  constructor(status, body) {
+    super(body.message ?? `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
 async function api(path, init = {}) {
   const key = sessionStorage.getItem(KEY);
   const headers = { ...(init.headers ?? {}), ...(key ? { authorization: `Bearer ${key}` } : {}) };
   const res = await fetch(path, { ...init, headers, cache: "no-store" });
   const body = await res.json().catch(() => ({}));
   if (res.status === 401 || res.status === 403) throw new AuthError(body.message ?? `HTTP ${res.status}`);
-  if (!res.ok) throw new Error(body.message ?? `HTTP ${res.status}`);
+  if (!res.ok) throw new HttpError(res.status, body);
   return body;
 }
 
@@ -226,12 +236,15 @@ function draw(d) {
   const depth = d.dlq?.depth ?? null;
   $("dlq-badge").hidden = !depth;
   $("dlq-badge").textContent = num(depth);
+  $("dlq-kind-events").textContent = depth ? num(depth) : "";
   fillReasons(reasons.map(([r]) => r));
   // The console's list follows the DLQ: a new letter or a redrive elsewhere shows without a click.
   if (depth !== lastDepth) {
     lastDepth = depth;
     if (!$("dlq").hidden) void loadDeadLetters();
   }
+  // The webhook dead letters have no count in /v1/dashboard: their list is read again every few seconds while it shows.
+  if (!$("dlq").hidden && Date.now() - whdLoadedAt > WHD_REFRESH_MS) void loadWebhookDead();
 }
 
 // ---- status and polling ----
@@ -314,7 +327,10 @@ function showTab(name) {
   for (const b of document.querySelectorAll(".tab")) b.classList.toggle("active", b.dataset.tab === name);
   $("overview").hidden = name !== "overview";
   $("dlq").hidden = name !== "dlq";
-  if (name === "dlq") void loadDeadLetters();
+  if (name === "dlq") {
+    void loadDeadLetters();
+    void loadWebhookDead();
+  }
   // uPlot measures its container: a chart drawn while hidden is resized when shown.
   if (name === "overview") window.dispatchEvent(new Event("resize"));
 }
@@ -479,6 +495,141 @@ async function redrive(withBody) {
 
 $("dlq-redrive").addEventListener("click", () => void redrive(false));
 $("dlq-redrive-body").addEventListener("click", () => void redrive(true));
+
+// ---- webhook deliveries given up on (GET /v1/webhooks/dead, POST …/dead/:seq/redeliver) ----
+
+const WHD_REFRESH_MS = 5000;
+
+function showKind(kind) {
+  $("dlq").dataset.kind = kind;
+  for (const b of $("dlq-kind").querySelectorAll(".seg")) {
+    b.classList.toggle("active", b.dataset.kind === kind);
+    b.setAttribute("aria-pressed", String(b.dataset.kind === kind));
+  }
+  if (kind === "webhooks") void loadWebhookDead();
+}
+
+for (const b of $("dlq-kind").querySelectorAll(".seg")) b.addEventListener("click", () => showKind(b.dataset.kind));
+
+/** The letters last listed, by seq (the detail is drawn from them: the list holds everything but the payload). */
+let whdRows = new Map();
+let whdOpen = null;
+let whdLoadedAt = 0;
+let whdLoading = false;
+let whdAgain = false;
+
+/** "500" or "no answer" (a network error or a timeout has no status). */
+const lastAnswer = (d) => (d.last_status === null || d.last_status === undefined ? "no answer" : String(d.last_status));
+
+async function loadWebhookDead() {
+  if (whdLoading) return void (whdAgain = true);
+  whdLoading = true;
+  whdLoadedAt = Date.now();
+  const q = new URLSearchParams({ limit: "200" });
+  const tenant = $("whd-tenant").value.trim();
+  if (tenant) q.set("tenant", tenant);
+  try {
+    const { dead_letters: list, next_from: more } = await api(`/v1/webhooks/dead?${q}`);
+    whdRows = new Map(list.map((d) => [d.seq, d]));
+    rows($("whd-list").tBodies[0], list, (d) => [
+      el("td", { class: "num" }, String(d.seq)),
+      el("td", { class: "small" }, d.failed_at ? new Date(d.failed_at).toLocaleString([], { hour12: false }) : "–"),
+      el("td", {}, `${d.tenant} / ${d.user_id}`),
+      el("td", {}, d.achievement_id),
+      el("td", { class: "small clip", title: d.webhook_url ?? d.webhook_id }, el("span", { class: "mono" }, d.webhook_id), d.webhook_enabled ? null : el("span", { class: "off" }, "disabled"), el("div", { class: "muted" }, d.webhook_url ?? "(removed)")),
+      el("td", { class: "num" }, num(d.attempts)),
+      // "answered 500" says no more than the status beside it.
+      el("td", { class: "small clip", title: d.last_error ?? "" }, el("span", { class: "status" }, lastAnswer(d)), d.last_error === `answered ${d.last_status}` ? "" : (d.last_error ?? "")),
+    ]);
+    for (const [i, tr] of [...$("whd-list").tBodies[0].rows].entries()) {
+      tr.dataset.seq = String(list[i].seq);
+      tr.classList.toggle("open", list[i].seq === whdOpen);
+      tr.addEventListener("click", () => openWebhookDead(list[i].seq));
+    }
+    $("whd-empty").hidden = list.length > 0;
+    $("whd-count").textContent = list.length ? `${list.length}${more ? "+" : ""} shown, oldest first` : "";
+    $("dlq-kind-webhooks").textContent = list.length ? `${num(list.length)}${more ? "+" : ""}` : "";
+    // The letter open here was redelivered (or removed) elsewhere: nothing left to send.
+    if (whdOpen !== null && !whdRows.has(whdOpen)) $("whd-redeliver").disabled = true;
+  } catch (err) {
+    if (err instanceof AuthError) signIn(err.message);
+    else whdResult(`Could not list webhook dead letters: ${err.message}`, "bad");
+  } finally {
+    whdLoading = false;
+    if (whdAgain) {
+      whdAgain = false;
+      void loadWebhookDead();
+    }
+  }
+}
+
+$("whd-filter").addEventListener("submit", (e) => {
+  e.preventDefault();
+  void loadWebhookDead();
+});
+
+function whdResult(text, tone) {
+  const r = $("whd-result");
+  r.hidden = false;
+  r.textContent = text;
+  r.className = `result ${tone}`;
+  $("whd-detail").hidden = false;
+}
+
+function openWebhookDead(seq) {
+  const d = whdRows.get(seq);
+  if (!d) return;
+  whdOpen = seq;
+  for (const tr of $("whd-list").tBodies[0].rows) tr.classList.toggle("open", tr.dataset.seq === String(seq));
+  $("whd-detail-seq").textContent = `#${seq}`;
+  const state = d.webhook_url === null ? "removed" : d.webhook_enabled ? "enabled" : `disabled: ${d.webhook_disabled_reason ?? "no reason given"} (enable it before redelivering)`;
+  const meta = [
+    ["tenant", d.tenant],
+    ["webhook", d.webhook_id],
+    ["url", d.webhook_url ?? "–"],
+    ["webhook is", state],
+    ["user", d.user_id],
+    ["achievement", d.achievement_id],
+    ["unlock id", d.unlock_id],
+    ["unlock seq", d.unlock_seq],
+    ["attempts", d.attempts],
+    ["last status", lastAnswer(d)],
+    ["last error", d.last_error],
+    ["first attempt", d.first_attempt_at],
+    ["failed at", d.failed_at],
+  ].filter(([, v]) => v !== undefined && v !== null && v !== "");
+  $("whd-meta").replaceChildren(...meta.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { class: k === "webhook is" && !d.webhook_enabled ? "warn" : "" }, String(v))]));
+  $("whd-result").hidden = true;
+  $("whd-detail").hidden = false;
+  $("whd-redeliver").disabled = false;
+}
+
+async function redeliver() {
+  const seq = whdOpen;
+  const d = seq === null ? undefined : whdRows.get(seq);
+  if (!d) return;
+  if (!confirm(`Redeliver webhook dead letter #${seq} (${d.achievement_id} of ${d.tenant} / ${d.user_id}) to ${d.webhook_url ?? d.webhook_id}? It is sent once, now; on a 2xx answer it leaves the list.`)) return;
+  const button = $("whd-redeliver");
+  button.disabled = true;
+  try {
+    const r = await api(`/v1/tenants/${encodeURIComponent(d.tenant)}/webhooks/${encodeURIComponent(d.webhook_id)}/dead/${seq}/redeliver`, { method: "POST" });
+    whdResult(`Redelivered: the receiver answered ${r.status} in ${num(r.latency_ms)} ms; dead letter #${seq} left the list.`, "ok");
+    whdOpen = null;
+    $("whd-detail-seq").textContent = `#${seq} (redelivered)`;
+  } catch (err) {
+    if (err instanceof AuthError) return signIn(err.message);
+    button.disabled = false;
+    if (err instanceof HttpError && err.status === 502) whdResult(`Still failing: ${err.message}.`, "bad");
+    else if (err instanceof HttpError && err.status === 409) whdResult(`Not sent: the webhook is disabled. ${err.message}`, "warn");
+    else if (err instanceof HttpError && err.status === 404) {
+      button.disabled = true;
+      whdResult(`Not sent: ${err.message} (redelivered or removed meanwhile).`, "warn");
+    } else whdResult(`Redelivery failed: ${err.message}`, "bad");
+  }
+  await loadWebhookDead();
+}
+
+$("whd-redeliver").addEventListener("click", () => void redeliver());
 
 // ---- start: try without a key first (auth.mode none needs none); sign-in only on 401 ----
 

@@ -103,6 +103,20 @@ export async function listDeadLetters(js: JetStreamClient, tenant: string, id: s
   });
 }
 
+/**
+ * Every webhook's dead letters (of one tenant, or of all), oldest first,
+ * without their payloads, from sequence `from`: the admin's view across
+ * webhooks.
+ */
+export async function listAllDeadLetters(js: JetStreamClient, opts: { tenant?: string; limit?: number; from?: number } = {}): Promise<(Omit<WebhookDeadLetter, "payload"> & { seq: number })[]> {
+  const subject = opts.tenant ? `${WEBHOOK_DLQ_PREFIX}.${opts.tenant}.*` : `${WEBHOOK_DLQ_PREFIX}.>`;
+  const rows = await readSubject<WebhookDeadLetter>(js, Streams.WebhookDlq, subject, opts.limit ?? 100, opts.from);
+  return rows.map(({ seq, value }) => {
+    const { payload: _payload, ...rest } = value;
+    return { seq, ...rest };
+  });
+}
+
 /** Dead letter `seq` of webhook `id` of `tenant`; throws {@link WebhookDeadLetterNotFoundError} for any other. */
 export async function getDeadLetter(jsm: JetStreamManager, tenant: string, id: string, seq: number): Promise<WebhookDeadLetter> {
   const m = await jsm.streams.getMessage(Streams.WebhookDlq, { seq }).catch((err: unknown) => {

@@ -8,7 +8,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Config } from "../../config/mod.ts";
 import { currentEntries, isCasFailure, isNotFound, Streams } from "../../nats/mod.ts";
 import { checkWebhookUrl, WebhookAddressError } from "./address.ts";
-import { getDeadLetter, listDeadLetters, logAttempt, purgeWebhook, readLog, removeDeadLetter, type WebhookLogEntry } from "./journal.ts";
+import { getDeadLetter, listAllDeadLetters, listDeadLetters, logAttempt, purgeWebhook, readLog, removeDeadLetter, type WebhookDeadLetter, type WebhookLogEntry } from "./journal.ts";
 import { checkFilter, checkTenant, newWebhookId, newWebhookSecret, webhookConsumerConfig, webhookConsumerName, webhookKey, webhookView, WEBHOOK_ID, WebhookRequestError, type WebhookRecord, type WebhookView } from "./record.ts";
 import { sendWebhook, signedHeaders } from "./send.ts";
 
@@ -27,6 +27,9 @@ export type WebhookPatch = { url?: unknown; achievements?: unknown; enabled?: un
 
 /** The outcome of a redelivery by hand. */
 export type Redelivery = { delivered: boolean; status: number | null; latency_ms: number; error?: string };
+
+/** A dead letter as the admin's list shows it: without its payload, with its webhook's URL and state. */
+export type WebhookDeadLetterRow = Omit<WebhookDeadLetter, "payload"> & { seq: number; webhook_url: string | null; webhook_enabled: boolean; webhook_disabled_reason: string | null };
 
 /** The webhook is disabled: enable it before redelivering to it. */
 export class WebhookDisabledError extends Error {
@@ -215,6 +218,22 @@ export class WebhookRegistry {
   async deadLetters(tenant: string, id: string, opts: { limit?: number; from?: number } = {}): Promise<Awaited<ReturnType<typeof listDeadLetters>> | undefined> {
     if (!(await this.#get(tenant, id))) return undefined;
     return listDeadLetters(this.#js, tenant, id, opts);
+  }
+
+  /**
+   * Dead letters of every webhook (of `tenant`, or of every tenant), oldest
+   * first, each with its webhook's URL and whether it is enabled (a
+   * redelivery to a disabled one is refused); `webhook_url` is null for a
+   * webhook removed while the list was read.
+   */
+  async allDeadLetters(opts: { tenant?: string; limit?: number; from?: number } = {}): Promise<WebhookDeadLetterRow[]> {
+    if (opts.tenant !== undefined) checkTenant(opts.tenant);
+    const [dead, hooks] = await Promise.all([listAllDeadLetters(this.#js, opts), this.#entries(opts.tenant ? `${opts.tenant}.*` : ">")]);
+    const byKey = new Map(hooks.map(({ record }) => [`${record.tenant}/${record.id}`, record]));
+    return dead.map((d) => {
+      const w = byKey.get(`${d.tenant}/${d.webhook_id}`);
+      return { ...d, webhook_url: w?.url ?? null, webhook_enabled: w?.enabled ?? false, webhook_disabled_reason: w?.disabled_reason ?? null };
+    });
   }
 
   /**
