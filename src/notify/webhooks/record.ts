@@ -13,6 +13,8 @@ export type WebhookRecord = {
   secret: string;
   /** Only unlocks of these achievements (absent: every unlock of the tenant). */
   achievements?: string[];
+  /** Also backfilled unlocks (marked `backfill: true`); absent or false: they stay quiet. */
+  backfill?: boolean;
   enabled: boolean;
   /** Why it was disabled (by hand, or after repeated dead letters); null while enabled. */
   disabled_reason: string | null;
@@ -97,6 +99,7 @@ export function checkTenant(tenant: string): string {
 }
 
 /** Whether a webhook takes an unlock of `achievement`. */
-export function wants(w: Pick<WebhookRecord, "achievements">, achievement: string): boolean {
-  return !w.achievements || w.achievements.includes(achievement);
+export function wants(w: Pick<WebhookRecord, "achievements" | "backfill">, unlock: { achievement_id: string; backfill?: boolean }): boolean {
+  if (unlock.backfill === true && w.backfill !== true) return false;
+  return !w.achievements || w.achievements.includes(unlock.achievement_id);
 }

@@ -78,10 +78,11 @@ export class WebhookRegistry {
    */
   async create(tenant: string, spec: unknown, now = new Date()): Promise<WebhookRecord> {
     checkTenant(tenant);
-    if (!spec || typeof spec !== "object" || Array.isArray(spec)) throw new WebhookRequestError('the body must be {"url": "https://…", "achievements": ["…"] (optional), "enabled": true (optional)}');
+    if (!spec || typeof spec !== "object" || Array.isArray(spec)) throw new WebhookRequestError('the body must be {"url": "https://…", "achievements": ["…"] (optional), "enabled": true (optional), "backfill": false (optional)}');
     const s = spec as Record<string, unknown>;
-    only(s, ["url", "achievements", "enabled"]);
+    only(s, ["url", "achievements", "enabled", "backfill"]);
     if (s.enabled !== undefined && typeof s.enabled !== "boolean") throw new WebhookRequestError("enabled: must be true or false");
+    if (s.backfill !== undefined && typeof s.backfill !== "boolean") throw new WebhookRequestError("backfill: must be true or false");
     const achievements = checkFilter(s.achievements);
     const url = await this.#url(s.url);
     if ((await this.list(tenant)).length >= MAX_WEBHOOKS_PER_TENANT) throw new WebhookRequestError(`tenant ${tenant} has ${MAX_WEBHOOKS_PER_TENANT} webhooks already, the most it may have; remove one first`);
@@ -92,6 +93,7 @@ export class WebhookRegistry {
       url,
       secret: newWebhookSecret(),
       ...(achievements ? { achievements } : {}),
+      ...(s.backfill === true ? { backfill: true } : {}),
       enabled: s.enabled !== false,
       disabled_reason: s.enabled === false ? "created disabled" : null,
       created_at: at,
@@ -144,11 +146,12 @@ export class WebhookRegistry {
    * when there is no such webhook.
    */
   async update(tenant: string, id: string, patch: unknown, reason = "disabled by hand", now = new Date()): Promise<WebhookView | undefined> {
-    if (!patch || typeof patch !== "object" || Array.isArray(patch)) throw new WebhookRequestError('the body must be an object with any of "url", "achievements", "enabled"');
+    if (!patch || typeof patch !== "object" || Array.isArray(patch)) throw new WebhookRequestError('the body must be an object with any of "url", "achievements", "enabled", "backfill"');
     const p = patch as Record<string, unknown>;
-    only(p, ["url", "achievements", "enabled"]);
-    if (Object.keys(p).length === 0) throw new WebhookRequestError('nothing to change: give any of "url", "achievements", "enabled"');
+    only(p, ["url", "achievements", "enabled", "backfill"]);
+    if (Object.keys(p).length === 0) throw new WebhookRequestError('nothing to change: give any of "url", "achievements", "enabled", "backfill"');
     if (p.enabled !== undefined && typeof p.enabled !== "boolean") throw new WebhookRequestError("enabled: must be true or false");
+    if (p.backfill !== undefined && typeof p.backfill !== "boolean") throw new WebhookRequestError("backfill: must be true or false");
     const achievements = p.achievements === undefined ? undefined : { value: checkFilter(p.achievements) };
     const url = p.url === undefined ? undefined : await this.#url(p.url);
     const changed = await this.#change(tenant, id, (r) => {
@@ -158,6 +161,8 @@ export class WebhookRegistry {
         if (achievements.value) next.achievements = achievements.value;
         else delete next.achievements;
       }
+      if (p.backfill === true) next.backfill = true;
+      if (p.backfill === false) delete next.backfill;
       if (p.enabled === true) Object.assign(next, { enabled: true, disabled_reason: null });
       if (p.enabled === false && r.enabled) Object.assign(next, { enabled: false, disabled_reason: reason });
       return next;

@@ -215,7 +215,7 @@ export class WebhookRunner {
       h.msg.ack();
       return true;
     }
-    if (!wants(this.#w, unlock.achievement_id)) {
+    if (!wants(this.#w, unlock)) {
       h.msg.ack();
       return true;
     }
