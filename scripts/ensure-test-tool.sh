@@ -9,8 +9,10 @@
 # what to do when it can find or install none.
 set -euo pipefail
 case "${1:-}" in
-  chromium) var=ACH_CHROMIUM; names="chromium chromium-browser"; package=chromium ;;
-  prometheus) var=ACH_PROMETHEUS; names="prometheus"; package=prometheus ;;
+  # Chromium with its recommends (fonts among them: the tests take screenshots); Prometheus without (its web
+  # console's libraries and documentation).
+  chromium) var=ACH_CHROMIUM; names="chromium chromium-browser"; package=chromium; recommends="" ;;
+  prometheus) var=ACH_PROMETHEUS; names="prometheus"; package=prometheus; recommends="--no-install-recommends" ;;
   *) echo "usage: ensure-test-tool.sh chromium|prometheus" >&2; exit 2 ;;
 esac
 given="${!var:-}"
@@ -30,9 +32,10 @@ found() {
 found && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's $package with apt-get" >&2
-  # Non-interactive: CI has no terminal to answer a prompt. Recommends (documentation, web assets) are not needed.
+  # Non-interactive: CI has no terminal to answer a prompt.
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >&2
+  # shellcheck disable=SC2086 # $recommends is one option or none
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $recommends "$package" >&2
   found && exit 0
 fi
 cat >&2 <<HOW
