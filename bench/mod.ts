@@ -10,12 +10,14 @@ import { loadRules, readRuleFiles } from "../src/rules/mod.ts";
 import { reconcile, replayStream } from "../src/replay/mod.ts";
 import { measureCeiling, type CeilingResult } from "./ceiling.ts";
 import { measureSse, type SseResult } from "./sse.ts";
+import { instrumentationCost, type InstrumentationCost } from "./metrics-cost.ts";
+import { measureWebhooks, type WebhooksResult } from "./webhooks.ts";
 import { measureLatency, measureMemory, measureThroughput, startBenchEngine, type LatencyResult, type MemoryResult, type ThroughputResult } from "./engine.ts";
 import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";
 import { BENCH_RULES, preload, startStack, type Phase } from "./stack.ts";
 import { DEFAULT_WORKLOAD, workload, type Workload } from "./workload.ts";
 
-export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "metrics", "sse", "memory"] as const;
+export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "metrics", "sse", "webhooks", "memory"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type BenchOptions = {
@@ -32,6 +34,8 @@ export type BenchOptions = {
   loadSeconds: number;
   /** The sse section: open streams, unlocks sent to each, unlocks per second. */
   sse: { clients: number; unlocks: number; rate: number };
+  /** The webhooks section: unlocks delivered to one webhook, unlocks per second. */
+  webhooks: { unlocks: number; rate: number };
   partitions: number;
   /** The bench server's fsync policy (`nats.embedded.sync`; `always` needs nats-server 2.10+). */
   sync?: "default" | "always";
@@ -50,6 +54,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   loads: [1000, 5000],
   loadSeconds: 30,
   sse: { clients: 1000, unlocks: 200, rate: 100 },
+  webhooks: { unlocks: 20_000, rate: 1000 },
   partitions: 8,
   sections: SECTIONS,
   out: "bench-results",
@@ -64,6 +69,7 @@ export const SMOKE_OPTIONS: BenchOptions = {
   loads: [200],
   loadSeconds: 1,
   sse: { clients: 20, unlocks: 20, rate: 50 },
+  webhooks: { unlocks: 200, rate: 200 },
   partitions: 2,
   // Two threads, so the suite exercises the thread pool even where the default is one.
   replayThreads: 2,
@@ -85,8 +91,9 @@ export type BenchResults = {
   replay?: { count: number; seconds: number; perSecond: number; unlocks: number; threads: number; ratioToEngine?: number; sameUnlocksAsEngine?: boolean };
   latency?: LatencyResult[];
   /** The engine's throughput without metrics and with them (scraped every second), runs alternating on fresh stacks. */
-  metrics?: { runs: { enabled: boolean; perSecond: number }[]; off: number; on: number; cost: number };
+  metrics?: { runs: { enabled: boolean; perSecond: number }[]; off: number; on: number; cost: number; instrumentation: InstrumentationCost };
   sse?: SseResult;
+  webhooks?: WebhooksResult;
   memory?: MemoryResult;
   /** Sections that failed, with the reason. */
   errors?: Partial<Record<Section, string>>;
@@ -211,7 +218,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
         }
       }
       const mean = (e: boolean) => runs.filter((r) => r.enabled === e).reduce((a, r) => a + r.perSecond, 0) / (runs.length / 2);
-      res.metrics = { runs, off: mean(false), on: mean(true), cost: 1 - mean(true) / mean(false) };
+      res.metrics = { runs, off: mean(false), on: mean(true), cost: 1 - mean(true) / mean(false), instrumentation: await instrumentationCost() };
     });
   }
 
@@ -223,6 +230,20 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
       try {
         res.machine.natsServer ??= stack.nc.info?.version;
         res.sse = await measureSse(stack, o.clients, o.unlocks, o.rate, phase?.("sse", "streams and unlocks", o.clients + o.unlocks));
+      } finally {
+        await stack.close();
+      }
+    });
+  }
+
+  if (on("webhooks")) {
+    const o = opts.webhooks;
+    say(`webhooks: ${o.unlocks} unlocks at ${o.rate}/s delivered to one webhook on 127.0.0.1 …`);
+    await attempt("webhooks", async () => {
+      const stack = await startStack(opts.partitions, opts.sync);
+      try {
+        res.machine.natsServer ??= stack.nc.info?.version;
+        res.webhooks = await measureWebhooks(stack, o.unlocks, o.rate, phase?.("webhooks", "unlocks", o.unlocks));
       } finally {
         await stack.close();
       }
@@ -291,7 +312,12 @@ export function summary(r: BenchResults): string {
     lines.push("| Metrics cost (the engine, fresh stack each run, off and on alternating) | events/s | runs |", "|---|---:|---|");
     lines.push(`| metrics off | ${n(m.off)} | ${m.runs.filter((x) => !x.enabled).map((x) => n(x.perSecond)).join(", ")} |`);
     lines.push(`| metrics on, /metrics scraped every second, stats snapshots published | ${n(m.on)} | ${m.runs.filter((x) => x.enabled).map((x) => n(x.perSecond)).join(", ")} |`);
-    lines.push(`| cost (target < 5%) | ${n(m.cost * 100, 1)}% | |`, "");
+    lines.push(`| cost (target < 5%) | ${n(m.cost * 100, 1)}% | |`);
+    // The same, measured in-process: what each event and each scrape adds, against the engine's time per event.
+    const i = m.instrumentation;
+    const perEventNs = 1e9 / m.off;
+    lines.push(`| hot path: per-tenant counts, evaluation timing and histogram, per event | ${n(i.nsPerEvent)} ns | ${n((i.nsPerEvent / perEventNs) * 100, 2)}% of the engine's ${n(perEventNs / 1000, 0)} µs per event |`);
+    lines.push(`| one /metrics rendering (100 tenants, 8 partitions); one dashboard snapshot | ${n(i.msPerScrape, 2)} ms; ${n(i.msPerSnapshot, 2)} ms | ${n(((i.msPerScrape + i.msPerSnapshot) / 1000) * 100, 2)}% of a core at one of each per second |`, "");
   }
   if (r.sse) {
     const x = r.sse;
@@ -299,6 +325,14 @@ export function summary(r: BenchResults): string {
     lines.push(`| deliveries (of ${n(x.clients * x.unlocks)}) | ${n(x.deliveries)} |`);
     lines.push(`| latency, event published → unlock received, p50 / p99 / max ms | ${n(x.latency.p50, 1)} / ${n(x.latency.p99, 1)} / ${n(x.latency.max, 1)} |`);
     lines.push(`| API process RSS: before, with the streams open, per stream | ${n(x.rssMb.before)} MB, ${n(x.rssMb.open)} MB, ${n(x.rssMb.perStreamKb, 1)} KB |`, "");
+  }
+  if (r.webhooks) {
+    const x = r.webhooks;
+    lines.push(`| Webhooks: ${n(x.unlocks)} unlocks at ${n(x.rate)}/s to one webhook (receiver on 127.0.0.1, answers at once) | |`, "|---|---:|");
+    lines.push(`| achieved publish rate, unlocks/s${x.failedPublishes ? ` (${n(x.failedPublishes)} publishes timed out)` : ""} | ${n(x.achievedRate)} |`);
+    lines.push(`| deliveries (of ${n(x.unlocks)}); duplicates; bad signatures | ${n(x.deliveries)}; ${n(x.duplicates)}; ${n(x.signatureFailures)} |`);
+    lines.push(`| delivered per second, first publish → last delivery | ${n(x.deliveredRate)} |`);
+    lines.push(`| latency, event published → webhook received, p50 / p99 / p99.9 / max ms | ${n(x.latency.p50, 1)} / ${n(x.latency.p99, 1)} / ${n(x.latency.p999, 1)} / ${n(x.latency.max, 1)} |`, "");
   }
   if (r.memory) {
     const m = r.memory;

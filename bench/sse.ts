@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import type { EventInput } from "../src/events/mod.ts";
 import { percentiles, type Percentiles } from "./engine.ts";
-import { BENCH_RULES, publishEvent, rssOf, until, type OnProgress, type Stack } from "./stack.ts";
+import { publishEvent, rssOf, startAchd, until, type OnProgress, type Stack } from "./stack.ts";
 
 /** SSE fan-out: many open streams on one API process, and how long an unlock takes to reach all of them. */
 export type SseResult = {
@@ -16,8 +14,6 @@ export type SseResult = {
   rssMb: { before: number; open: number; perStreamKb: number };
 };
 
-const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
-
 /**
  * Starts `achd start` (workers and API, no keys) as a child on the stack's
  * server, opens `clients` SSE streams of one tenant's unlocks, then
@@ -25,23 +21,10 @@ const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
  * `app.opened`), `rate` per second, and times each delivery to each client.
  */
 export async function measureSse(stack: Stack, clients: number, unlocks: number, rate: number, onProgress?: OnProgress): Promise<SseResult> {
-  const child = spawn(process.execPath, [ACHD, "start"], {
-    env: { ...process.env, NATS_URL: stack.url, ACH_AUTH: "none", PORT: "0", ACH_RULES: BENCH_RULES, ACH_PARTITIONS: String(stack.config.partitions), ACH_WORKER_ID: "bench-sse", ACH_LOG_JSON: "1", LOG_LEVEL: "info", ACH_METRICS_PORT: "-1" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const { child, url: listening } = startAchd(stack, { ACH_WORKER_ID: "bench-sse" });
   const streams: AbortController[] = [];
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let buf = "";
-      const timer = setTimeout(() => reject(new Error("achd start did not listen within 60 s")), 60_000);
-      child.stdout!.setEncoding("utf8").on("data", (s: string) => {
-        buf += s;
-        const m = /"url":"(http:\/\/[^"]+)","msg":"HTTP API listening"/.exec(buf);
-        if (m) (clearTimeout(timer), resolve(m[1]!));
-      });
-      child.once("exit", (code) => reject(new Error(`achd start exited (${code})`)));
-    });
-    child.stdout!.resume();
+    const url = await listening;
     const before = await rssOf(child.pid!);
     const sentAt = new Map<string, number>();
     const latencies: number[] = [];

@@ -1,3 +1,5 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -100,4 +102,27 @@ export async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
   const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
   return kb ? Number(kb) * 1024 : 0;
+}
+
+const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
+
+/** Starts `achd start` as a child with `env` added; resolves with the child and its API's URL once it listens. */
+export function startAchd(stack: Stack, env: Record<string, string>): { child: ChildProcess; url: Promise<string> } {
+  const child = spawn(process.execPath, [ACHD, "start"], {
+    env: { ...process.env, NATS_URL: stack.url, ACH_AUTH: "none", PORT: "0", ACH_RULES: BENCH_RULES, ACH_PARTITIONS: String(stack.config.partitions), ACH_LOG_JSON: "1", LOG_LEVEL: "info", ACH_METRICS_PORT: "-1", ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = new Promise<string>((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error("achd start did not listen within 60 s")), 60_000);
+    const onData = (s: string) => {
+      buf += s;
+      const m = /"url":"(http:\/\/[^"]+)","msg":"HTTP API listening"/.exec(buf);
+      // Found: the rest of the log is read and dropped.
+      if (m) (clearTimeout(timer), child.stdout!.off("data", onData).resume(), resolve(m[1]!));
+    };
+    child.stdout!.setEncoding("utf8").on("data", onData);
+    child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`achd start exited (${code})`))));
+  });
+  return { child, url };
 }

@@ -22,7 +22,7 @@ describe("achd bench --smoke", () => {
     const written = JSON.parse(readFileSync(join(res.dir!, "results.json"), "utf8")) as BenchResults;
     expect(written.engine?.count).toBe(events);
     const md = readFileSync(join(res.dir!, "summary.md"), "utf8");
-    for (const heading of ["ceiling: bare consumer, one ack per message", "engine (", "replay, in memory", "Offered load", "Metrics cost", "SSE fan-out", "Memory:", "Pure evaluator"]) expect(md).toContain(heading);
+    for (const heading of ["ceiling: bare consumer, one ack per message", "engine (", "replay, in memory", "Offered load", "Metrics cost", "SSE fan-out", "Webhooks:", "Memory:", "Pure evaluator"]) expect(md).toContain(heading);
     expect(lines.join("\n")).toContain(`workload: ${events} events`);
 
     // Both bare consumers saw every event; so did the engine.
@@ -55,6 +55,13 @@ describe("achd bench --smoke", () => {
     // Every open stream received every unlock.
     expect(res.sse?.deliveries).toBe(SMOKE_OPTIONS.sse.clients * SMOKE_OPTIONS.sse.unlocks);
     expect(res.sse!.latency.n).toBe(res.sse!.deliveries);
+
+    // Every unlock reached the webhook once, every signature verified.
+    expect(res.webhooks?.failedPublishes).toBe(0);
+    expect(res.webhooks?.deliveries).toBe(SMOKE_OPTIONS.webhooks.unlocks);
+    expect(res.webhooks!.latency.n).toBe(res.webhooks!.deliveries);
+    expect(res.webhooks!.duplicates).toBe(0);
+    expect(res.webhooks!.signatureFailures).toBe(0);
 
     // The memory section's worker went through every user.
     expect(res.memory!.samples.at(-1)?.processed).toBe(SMOKE_OPTIONS.memoryUsers);

@@ -4,6 +4,7 @@
  * arrive in order; other users go on meanwhile), retries with back-off,
  * the dead-letter list when retries run out.
  */
+import { setMaxListeners } from "node:events";
 import type { Agent as HttpAgent } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
@@ -71,8 +72,12 @@ export class WebhookRunner {
   readonly #tasks = new Set<Promise<void>>();
   /** Stopping: no new attempts; pauses end at once. */
   readonly #stopping = new AbortController();
-  /** Cut short: requests in flight are aborted. */
-  readonly #abort = new AbortController();
+  /** Cut short: requests in flight are aborted. Every request listens to it (`webhooks.concurrency` of them, more than Node's default of 10 before it warns). */
+  readonly #abort = (() => {
+    const c = new AbortController();
+    setMaxListeners(0, c.signal);
+    return c;
+  })();
   #loop: Promise<void> | undefined;
   #workingTimer: NodeJS.Timeout | undefined;
   /** Set when the loop ended by itself (an error): the owner starts the webhook again. */
