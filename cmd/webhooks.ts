@@ -10,10 +10,11 @@ import { Buckets, openBucket } from "../src/nats/mod.ts";
 import { WebhookRegistry, WebhookRequestError, type WebhookView } from "../src/notify/webhooks/mod.ts";
 import { dispatchGroup, parseCommand, UsageError, type CliConnect, type ExitCode } from "./cli.ts";
 
-const ADD_USAGE = `usage: achd webhooks add <tenant> <url> [--achievement A]… [--disabled]
+const ADD_USAGE = `usage: achd webhooks add <tenant> <url> [--achievement A]… [--disabled] [--backfill]
   register a webhook: every unlock of the tenant (or of the achievements named) is POSTed to url,
   signed (Standard Webhooks); prints its id, and its signing secret once (stdout carries the secret alone)
   --achievement A   only unlocks of achievement A (repeat for more)
+  --backfill        backfilled unlocks too (marked backfill: true; without it they stay quiet)
   --disabled        register it disabled (enable it later)`;
 const LIST_USAGE = `usage: achd webhooks list <tenant>
   the tenant's webhooks: id, enabled (or why not), url, filter (never a secret)`;
@@ -23,7 +24,7 @@ const ENABLE_USAGE = `usage: achd webhooks enable <tenant> <id>
   enable a webhook (also one disabled after failing deliveries); it goes on from where it stopped`;
 const DISABLE_USAGE = `usage: achd webhooks disable <tenant> <id>
   disable a webhook: nothing is delivered to it until it is enabled again`;
-const USAGE = `usage: achd webhooks add <tenant> <url> [--achievement A]… [--disabled]
+const USAGE = `usage: achd webhooks add <tenant> <url> [--achievement A]… [--disabled] [--backfill]
        achd webhooks list <tenant>
        achd webhooks remove <tenant> <id>
        achd webhooks enable|disable <tenant> <id>`;
@@ -41,7 +42,7 @@ async function withRegistry<T>(connect: CliConnect, fn: (r: WebhookRegistry) => 
 
 function line(w: WebhookView): string {
   const state = w.enabled ? "enabled" : `disabled (${w.disabled_reason ?? "no reason given"})`;
-  return `${w.id}  ${w.tenant}  ${state}  ${w.url}  ${w.achievements ? `achievements: ${w.achievements.join(",")}` : "every unlock"}  created ${w.created_at}`;
+  return `${w.id}  ${w.tenant}  ${state}  ${w.url}  ${w.achievements ? `achievements: ${w.achievements.join(",")}` : "every unlock"}${w.backfill ? " (backfilled too)" : ""}  created ${w.created_at}`;
 }
 
 /** Turns a refused request into a usage error (exit 2) with the command's usage. */
@@ -75,10 +76,10 @@ function toggle(connect: CliConnect, enabled: boolean): (args: string[]) => Prom
 export function webhooksCmd(args: string[], connect: CliConnect): Promise<ExitCode> {
   return dispatchGroup("achd webhooks", USAGE, args, {
     add: async (rest) => {
-      const a = parseCommand({ name: "achd webhooks add", usage: ADD_USAGE, options: { achievement: { type: "string", multiple: true }, disabled: { type: "boolean" } }, positionals: { min: 2, max: 2 } }, rest);
+      const a = parseCommand({ name: "achd webhooks add", usage: ADD_USAGE, options: { achievement: { type: "string", multiple: true }, disabled: { type: "boolean" }, backfill: { type: "boolean" } }, positionals: { min: 2, max: 2 } }, rest);
       if (!a) return 0;
       const [tenant, url] = a.positionals as [string, string];
-      const spec = { url, ...(a.values.achievement ? { achievements: a.values.achievement } : {}), ...(a.values.disabled ? { enabled: false } : {}) };
+      const spec = { url, ...(a.values.achievement ? { achievements: a.values.achievement } : {}), ...(a.values.disabled ? { enabled: false } : {}), ...(a.values.backfill ? { backfill: true } : {}) };
       const w = await asUsage(ADD_USAGE, "achd webhooks add", () => withRegistry(connect, (r) => r.create(tenant, spec)));
       // stdout carries the secret alone (achd webhooks add … > secret); the rest goes to stderr.
       console.error(`webhook ${w.id} for ${tenant} → ${w.url}; its signing secret, shown this once:`);

@@ -227,7 +227,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
     if (config.webhooks.enabled) {
       // One process of the deployment delivers (the `webhooks` lease); the owner name is unique per engine instance.
       const leases = control ? await new Kvm(control).open(Buckets.Leases) : buckets.leases;
-      delivery = new WebhookDelivery({ js, jsm, registry: webhooks, leases, owner: `${processId}-${randomUUID().slice(0, 8)}`, config, timings, log });
+      delivery = new WebhookDelivery({ js, jsm, registry: webhooks, leases, owner: `${processId}-${randomUUID().slice(0, 8)}`, config, timings, log, stats });
       await delivery.start();
     }
 

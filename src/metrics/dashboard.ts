@@ -1,6 +1,5 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { UnlockEvent } from "../core/mod.ts";
-import type { UnlockFanout } from "../notify/mod.ts";
 import { STATS_PREFIX, type Buckets, type StatsSnapshot } from "./snapshot.ts";
 import type { TenantCounts } from "./stats.ts";
 
@@ -25,6 +24,9 @@ export type DashboardView = {
   tenants: { tenant: string; received: number; applied: number; rejected: number; unlocks: number; events_per_s: number }[];
   recent_unlocks: UnlockEvent[];
 };
+
+/** Where the newest unlocks come from (the API process's reader of the unlocks stream, `notify/fanout.ts`). */
+export type UnlockSource = { listen(fn: (u: { body: UnlockEvent }) => void): () => void };
 
 type Known = { snap: StatsSnapshot; seen: number; rates: Rates; tenantRates: Record<string, number> };
 
@@ -88,7 +90,7 @@ export class DashboardFeed {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly d: { nc: NatsConnection; unlocks: Pick<UnlockFanout, "listen">; intervalMs: number; windowS?: number },
+    private readonly d: { nc: NatsConnection; unlocks: UnlockSource; intervalMs: number; windowS?: number },
   ) {}
 
   async start(): Promise<void> {

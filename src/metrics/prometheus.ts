@@ -86,6 +86,7 @@ export class EngineMetrics {
     keyed("achd_dead_letters_total", "Events sent to the DLQ, per tenant, reason (the rejection code) and origin (worker or http).", ["tenant", "reason", "origin"], () => stats.deadLetters.entries());
     keyed("achd_unlocks_total", "Unlocks published for the first time, per tenant and achievement (tenants beyond metrics.maxTenants, and their achievements, count as other).", ["tenant", "achievement"], () => stats.unlocksBy.entries());
     keyed("achd_sse_streams_ended_total", "Server-sent-event streams of unlocks that ended, by why: client (it went away), slow (it could not keep up and was cut off), failed (its catch-up could not be read), server (stopping).", ["why"], () => stats.sseEnded.entries());
+    keyed("achd_webhook_attempts_total", "Webhook delivery attempts of the delivering process, by outcome: delivered (a 2xx), retrying (it will be tried again), dead_letter (given up on).", ["outcome"], () => stats.webhookAttempts.entries());
     keyed("achd_http_rate_limited_total", "HTTP requests refused with 429, per limit: key, tenant (request rates), auth (failed authentications per address), quota (a tenant's event quota).", ["limit"], () => stats.rateLimited.entries());
     const plain = (name: string, help: string, read: () => number) =>
       new Counter({
@@ -176,6 +177,7 @@ export class EngineMetrics {
 
     this.unlockLatency = new Histogram({ name: "achd_unlock_latency_seconds", help: "From an unlock's last trigger event being stored in the events stream to the unlock being published.", buckets: LATENCY_BUCKETS, registers });
     const evaluation = new Histogram({ name: "achd_rule_evaluation_seconds", help: "Rule evaluation time per event (a user's events of a step evaluated together, divided among them).", buckets: EVALUATION_BUCKETS, registers });
+    const webhook = new Histogram({ name: "achd_webhook_delivery_seconds", help: "From an unlock being published to a webhook receiver answering 2xx (retries included).", buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600], registers });
     const hold = new Histogram({ name: "achd_reorder_hold_seconds", help: "How long an event waited in the reorder window before it was applied in event-time order.", buckets: HOLD_BUCKETS, registers });
     stats.observe = {
       evaluation: (seconds, events) => {
@@ -184,6 +186,7 @@ export class EngineMetrics {
       },
       unlockLatency: (seconds) => this.unlockLatency.observe(seconds),
       reorderHold: (seconds) => hold.observe(seconds),
+      webhookDelivery: (seconds) => webhook.observe(seconds),
     };
 
     this.#http = {

@@ -69,9 +69,11 @@ export type Observers = {
   unlockLatency(seconds: number): void;
   /** How long an event waited in the reorder window. */
   reorderHold(seconds: number): void;
+  /** From an unlock being published to a webhook receiver accepting it. */
+  webhookDelivery(seconds: number): void;
 };
 
-const NO_OBSERVERS: Observers = { evaluation: () => {}, unlockLatency: () => {}, reorderHold: () => {} };
+const NO_OBSERVERS: Observers = { evaluation: () => {}, unlockLatency: () => {}, reorderHold: () => {}, webhookDelivery: () => {} };
 
 export class Stats {
   /** Set by the metrics registry; no-ops before. */
@@ -102,6 +104,8 @@ export class Stats {
   leasesAcquired = 0;
   /** Requests refused for rate (per key, per tenant, failed authentications) or quota. */
   readonly rateLimited = new KeyedCounts();
+  /** Webhook delivery attempts by outcome (delivered, retrying, dead_letter). */
+  readonly webhookAttempts = new KeyedCounts();
   /** Server-sent-event streams of unlocks open now, and those that ended, by why (client, slow, failed, server). */
   sseStreams = 0;
   readonly sseEnded = new KeyedCounts();

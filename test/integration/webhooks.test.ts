@@ -282,6 +282,15 @@ describe("webhooks", () => {
     expect(log.some((e) => e.outcome === "retrying" && (e.status === 500 || e.status === 429 || e.status === 503 || e.error))).toBe(true);
     expect(log.every((e) => typeof e.latency_ms === "number")).toBe(true);
 
+    // The delivering process's metrics count the same: every delivery, the retries, each timed from its unlock.
+    const line = child!.output.find((l) => l.includes('"msg":"serving /metrics"'));
+    const text = await (await fetch((JSON.parse(line!) as { url: string }).url)).text();
+    const value = (series: RegExp) => Number(series.exec(text)?.[1] ?? Number.NaN);
+    const delivered = value(/^achd_webhook_attempts_total\{outcome="delivered"[^}]*\} (\S+)$/m);
+    expect(delivered).toBeGreaterThanOrEqual(stored.length + fives.length + t2.length);
+    expect(value(/^achd_webhook_attempts_total\{outcome="retrying"[^}]*\} (\S+)$/m)).toBeGreaterThan(10);
+    expect(value(/^achd_webhook_delivery_seconds_count\{[^}]*\} (\S+)$/m)).toBe(delivered);
+
     // Enabled by hand, the disabled webhook catches up from its creation on.
     const patched = await api(`/v1/tenants/t1/webhooks/${wOff.id}`, { method: "PATCH", json: { enabled: true } });
     expect(patched.status).toBe(200);

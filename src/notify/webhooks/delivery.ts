@@ -7,6 +7,7 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import type { KV } from "@nats-io/kv";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { Stats } from "../../metrics/mod.ts";
 import type { Config, Timings } from "../../config/mod.ts";
 import { Streams, watchChanges } from "../../nats/mod.ts";
 import { background } from "../../util/lifecycle.ts";
@@ -35,6 +36,8 @@ export type WebhookDeliveryOptions = {
   /** `leaseTtl`, `renewEvery`, `fence`, `shutdownGrace` are used. */
   timings: Pick<Timings, "leaseTtl" | "renewEvery" | "fence" | "shutdownGrace">;
   log: Logger;
+  /** Counts attempts and times deliveries (the process's metrics). */
+  stats?: Pick<Stats, "webhookAttempts" | "observe">;
 };
 
 /**
@@ -200,6 +203,7 @@ export class WebhookDelivery {
         onDeadLetter: (rec, last) => this.#onDeadLetter(rec, last),
         onDelivered: (rec) => this.#deadInARow.delete(rec.id),
         exists: async (rec) => (await this.#o.registry.get(rec.tenant, rec.id)) !== undefined,
+        ...(this.#o.stats ? { stats: this.#o.stats } : {}),
       });
       this.#runners.set(id, runner);
       runner.start();

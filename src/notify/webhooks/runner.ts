@@ -9,6 +9,7 @@ import type { Agent as HttpAgent } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../../config/mod.ts";
+import type { Stats } from "../../metrics/mod.ts";
 import { isNotFound, Streams } from "../../nats/mod.ts";
 import type { UnlockEvent } from "../../core/mod.ts";
 import { settlesWithin, sleep } from "../../util/lifecycle.ts";
@@ -51,6 +52,8 @@ export type RunnerDeps = {
   onDelivered(w: WebhookRecord): void;
   /** Whether the webhook still exists (checked after its consumer was made again). */
   exists(w: WebhookRecord): Promise<boolean>;
+  /** Counts attempts by outcome and times each delivery from the unlock's publishing. */
+  stats?: Pick<Stats, "webhookAttempts" | "observe">;
 };
 
 type Held = { msg: JsMsg; user: string };
@@ -246,6 +249,8 @@ export class WebhookRunner {
       if (r.outcome === "ok") {
         h.msg.ack();
         this.#journal(entry("delivered"));
+        const published = Date.parse(unlock.processed_at);
+        if (Number.isFinite(published)) this.#deps.stats?.observe.webhookDelivery(Math.max(0, Date.now() - published) / 1000);
         this.#deps.onDelivered(w);
         return true;
       }
@@ -282,6 +287,7 @@ export class WebhookRunner {
   }
 
   #journal(e: WebhookLogEntry): void {
+    this.#deps.stats?.webhookAttempts.add([e.outcome]);
     logAttempt(this.#deps.js, this.#w.tenant, this.#w.id, e).catch((err: unknown) => this.#log.debug({ err: String(err) }, "delivery log entry not written"));
   }
 
