@@ -1,3 +1,11 @@
+/**
+ * Starting and stopping the engine: the embedded server, the connections,
+ * the topology, rules, workers, webhook delivery, metrics and the API.
+ *
+ * Longer than the house's ~300 lines on purpose: start-up is one ordered
+ * sequence and stop undoes it in reverse (and a failed start undoes what it
+ * had started); with both in one place, a new part is added to each at once.
+ */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { FastifyInstance } from "fastify";

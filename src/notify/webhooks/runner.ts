@@ -3,6 +3,10 @@
  * a queue per user (one delivery at a time per user, so a user's unlocks
  * arrive in order; other users go on meanwhile), retries with back-off,
  * the dead-letter list when retries run out.
+ *
+ * Longer than the house's ~300 lines on purpose: the consumer, the per-user
+ * queues, the in-progress keep-alive and the retry loop share the messages
+ * in hand, and whether one is acknowledged depends on all of them.
  */
 import { setMaxListeners } from "node:events";
 import type { Agent as HttpAgent } from "node:http";
