@@ -21,7 +21,7 @@ export type SseResult = {
  * `app.opened`), `rate` per second, and times each delivery to each client.
  */
 export async function measureSse(stack: Stack, clients: number, unlocks: number, rate: number, onProgress?: OnProgress): Promise<SseResult> {
-  const { child, url: listening } = startAchd(stack, { ACH_WORKER_ID: "bench-sse" });
+  const { child, url: listening, stop } = startAchd(stack, { ACH_WORKER_ID: "bench-sse" });
   const streams: AbortController[] = [];
   try {
     const url = await listening;
@@ -34,33 +34,19 @@ export async function measureSse(stack: Stack, clients: number, unlocks: number,
       const ctrl = new AbortController();
       streams.push(ctrl);
       // Opened as fast as the API's per-key request rate lets one client (the bench) open them.
-      let res = await fetch(`${url}/v1/tenants/${tenant}/unlocks/stream`, { signal: ctrl.signal });
-      while (res.status === 429) {
-        await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get("retry-after") ?? 1)));
+      let res: Response;
+      for (;;) {
         res = await fetch(`${url}/v1/tenants/${tenant}/unlocks/stream`, { signal: ctrl.signal });
+        if (res.status !== 429) break;
+        await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get("retry-after") ?? 1)));
       }
       if (res.status !== 200) throw new Error(`stream ${i} answered ${res.status}: ${await res.text()}`);
-      void (async () => {
-        const dec = new TextDecoder();
-        let buf = "";
-        try {
-          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-            buf += dec.decode(chunk, { stream: true });
-            let at: number;
-            while ((at = buf.indexOf("\n\n")) >= 0) {
-              const block = buf.slice(0, at);
-              buf = buf.slice(at + 2);
-              const data = /^data: (.*)$/m.exec(block)?.[1];
-              if (!data) continue;
-              const t = sentAt.get((JSON.parse(data) as { user_id: string }).user_id);
-              if (t !== undefined) latencies.push(performance.now() - t);
-              deliveries++;
-            }
-          }
-        } catch {
-          // Aborted at the end.
-        }
-      })();
+      void readSse(res.body as unknown as AsyncIterable<Uint8Array>, (e) => {
+        if (e.event !== "unlock") return;
+        const t = sentAt.get((JSON.parse(e.data) as { user_id: string }).user_id);
+        if (t !== undefined) latencies.push(performance.now() - t);
+        deliveries++;
+      });
       if (i % 100 === 99) onProgress?.(i + 1, clients + unlocks);
     }
     const open = await rssOf(child.pid!);
@@ -82,7 +68,36 @@ export async function measureSse(stack: Stack, clients: number, unlocks: number,
     };
   } finally {
     for (const s of streams) s.abort();
-    child.kill("SIGTERM");
-    await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once("exit", r)));
+    await stop();
+  }
+}
+
+/** One server-sent event: its fields as sent (comments left out). */
+export type SseEvent = { id?: string; event?: string; data: string };
+
+/** Reads a `text/event-stream` body, handing over each event (a block with an `event:` line), until it ends or is aborted. */
+export async function readSse(body: AsyncIterable<Uint8Array>, onEvent: (e: SseEvent) => void): Promise<void> {
+  const dec = new TextDecoder();
+  let buf = "";
+  try {
+    for await (const chunk of body) {
+      buf += dec.decode(chunk, { stream: true });
+      let at: number;
+      while ((at = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, at);
+        buf = buf.slice(at + 2);
+        const e: SseEvent = { data: "" };
+        for (const line of block.split("\n")) {
+          if (line.startsWith(":")) continue;
+          const [k, ...v] = line.split(": ");
+          if (k === "id") e.id = v.join(": ");
+          else if (k === "event") e.event = v.join(": ");
+          else if (k === "data") e.data += v.join(": ");
+        }
+        if (e.event) onEvent(e);
+      }
+    }
+  } catch {
+    // Aborted by the reader.
   }
 }

@@ -106,8 +106,8 @@ export async function rssOf(pid: number): Promise<number> {
 
 const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
 
-/** Starts `achd start` as a child with `env` added; resolves with the child and its API's URL once it listens. */
-export function startAchd(stack: Stack, env: Record<string, string>): { child: ChildProcess; url: Promise<string> } {
+/** Starts `achd start` as a child with `env` added: the child, its API's URL once it listens, and a stop that waits for its exit. */
+export function startAchd(stack: Stack, env: Record<string, string>): { child: ChildProcess; url: Promise<string>; stop(): Promise<void> } {
   const child = spawn(process.execPath, [ACHD, "start"], {
     env: { ...process.env, NATS_URL: stack.url, ACH_AUTH: "none", PORT: "0", ACH_RULES: BENCH_RULES, ACH_PARTITIONS: String(stack.config.partitions), ACH_LOG_JSON: "1", LOG_LEVEL: "info", ACH_METRICS_PORT: "-1", ...env },
     stdio: ["ignore", "pipe", "inherit"],
@@ -124,5 +124,9 @@ export function startAchd(stack: Stack, env: Record<string, string>): { child: C
     child.stdout!.setEncoding("utf8").on("data", onData);
     child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`achd start exited (${code})`))));
   });
-  return { child, url };
+  const stop = async () => {
+    child.kill("SIGTERM");
+    if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once("exit", r));
+  };
+  return { child, url, stop };
 }

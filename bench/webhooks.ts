@@ -79,7 +79,7 @@ export async function measureWebhooks(stack: Stack, unlocks: number, rate: numbe
   await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
   const hook = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hooks`;
 
-  const { child, url: listening } = startAchd(stack, { ACH_WORKER_ID: "bench-webhooks", ACH_WEBHOOKS_ALLOW_PRIVATE: "true" });
+  const { url: listening, stop } = startAchd(stack, { ACH_WORKER_ID: "bench-webhooks", ACH_WEBHOOKS_ALLOW_PRIVATE: "true" });
   try {
     const url = await listening;
     const reg = await fetch(`${url}/v1/tenants/${tenant}/webhooks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ url: hook }) });
@@ -118,8 +118,7 @@ export async function measureWebhooks(stack: Stack, unlocks: number, rate: numbe
     await new Promise((r) => setTimeout(r, 500));
     return { unlocks, rate, achievedRate: (sent - failed) / elapsed, failedPublishes: failed, deliveries: seen.size, deliveredRate: seen.size ? seen.size / ((lastReceipt - t0) / 1000) : 0, duplicates, signatureFailures, latency: percentiles(latencies) };
   } finally {
-    child.kill("SIGTERM");
-    await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once("exit", r)));
+    await stop();
     receiver.closeAllConnections();
     await new Promise((r) => receiver.close(r));
   }

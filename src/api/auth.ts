@@ -117,7 +117,7 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
 }
 
 /** A 429 with `Retry-After` (whole seconds, at least 1), counted by the limit that refused it. */
-export function tooMany(stats: Pick<Stats, "rateLimited">, limit: "key" | "tenant" | "auth" | "quota", reply: FastifyReply, retryAfterSeconds: number, message: string) {
+export function tooMany(stats: Pick<Stats, "rateLimited">, limit: "key" | "tenant" | "auth" | "quota" | "streams", reply: FastifyReply, retryAfterSeconds: number, message: string) {
   stats.rateLimited.add([limit]);
   reply.header("retry-after", String(Math.max(1, Math.ceil(retryAfterSeconds))));
   return deny(reply, 429, "too_many_requests", message);

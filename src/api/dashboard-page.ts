@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,12 +8,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 function webDir(): string {
   for (const up of ["../../web/dashboard/", "../../../web/dashboard/"]) {
     const dir = fileURLToPath(new URL(up, import.meta.url));
-    try {
-      readFileSync(join(dir, "index.html"));
-      return dir;
-    } catch {
-      // Not here: try the next level up.
-    }
+    if (existsSync(join(dir, "index.html"))) return dir;
   }
   throw new Error(`the dashboard page (web/dashboard/index.html) is missing next to ${fileURLToPath(import.meta.url)}`);
 }
@@ -67,11 +62,11 @@ export function dashboardPageRoutes(app: FastifyInstance): void {
   app.get("/dashboard/", page, async (_req, reply) => send(reply, index));
   app.get<{ Params: { file: string } }>(
     "/dashboard/assets/:file",
-    { ...PUBLIC, schema: { summary: "The dashboard's scripts and stylesheets (a fixed list of files)", tags, params: { type: "object", properties: { file: { type: "string" } } } } },
+    { ...PUBLIC, schema: { summary: "The dashboard's scripts and stylesheets (a fixed list of files)", tags, params: { type: "object", properties: { file: { type: "string", maxLength: 64 } } } } },
     async (req, reply) => {
       // A name from the list or nothing: no path is ever built from the request.
       const a = assets.get(req.params.file);
-      if (!a) return reply.code(404).send({ error: "not_found", message: `no dashboard asset ${JSON.stringify(req.params.file)}` });
+      if (!a) return reply.code(404).send({ error: "not_found", message: `no dashboard asset ${JSON.stringify(req.params.file.slice(0, 64))}` });
       return send(reply, a);
     },
   );

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { Scopes } from "../auth/mod.ts";
 import { clusterStatus, type PartitionStatus } from "../cluster/mod.ts";
+import { Streams } from "../nats/mod.ts";
 import { deadLetterCounts, type DeadLetterCounts } from "../pipeline/mod.ts";
 import type { ApiContext } from "./context.ts";
 
@@ -33,7 +34,15 @@ export function metricsRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }
   if (!dashboard) return;
   const partitions = cachedFor<PartitionStatus[]>(PARTITIONS_FOR_MS, async () => (await clusterStatus(ctx.jsm, ctx.leases, ctx.members, ctx.config.partitions, Date.now())).partitions);
-  const dlq = cachedFor<DeadLetterCounts>(DLQ_FOR_MS, () => deadLetterCounts(ctx.js, ctx.jsm));
+  // Counting reads up to 100,000 letters' headers: while the DLQ stream is as it was (no letter added, redriven or
+  // aged out), the last count stands.
+  let counted: { at: string; counts: DeadLetterCounts } | undefined;
+  const dlq = cachedFor<DeadLetterCounts>(DLQ_FOR_MS, async () => {
+    const { state } = await ctx.jsm.streams.info(Streams.Dlq);
+    const at = `${state.first_seq}/${state.last_seq}/${state.messages}`;
+    if (counted?.at !== at) counted = { at, counts: await deadLetterCounts(ctx.js, ctx.jsm) };
+    return counted.counts;
+  });
   app.get(
     "/v1/dashboard",
     {

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Scopes } from "../auth/mod.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import { serveUnlockStream, type UnlockFilter } from "../notify/mod.ts";
+import { tooMany } from "./auth.ts";
 import type { ApiContext } from "./context.ts";
 
 type Query = { user?: string; backfill?: string; last_event_id?: string; token?: string };
@@ -30,6 +31,9 @@ export function unlockStreamRoutes(app: FastifyInstance, ctx: ApiContext): void 
   const fanout = ctx.unlocks;
   if (!fanout) return;
   const open = new Set<() => void>();
+  // Each open stream holds a socket and a listener: a tenant (or the admins, "*") may hold this many at once.
+  const perTenant = new Map<string, number>();
+  const most = ctx.config.http.sse.maxPerTenant;
   // A stream never ends by itself: end them all before the server closes, or its close would wait for them.
   app.addHook("preClose", async () => {
     for (const end of open) end();
@@ -46,11 +50,18 @@ export function unlockStreamRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const lastId = raw === undefined ? undefined : Number(raw);
     if (lastId !== undefined && !(Number.isInteger(lastId) && lastId >= 0)) return reply.code(400).send({ error: "bad_request", message: `Last-Event-ID ${JSON.stringify(raw)} is not a stream position (a whole number)` });
     const filter: UnlockFilter = { ...(tenant ? { tenant } : {}), ...(user ? { user } : {}), backfill: backfill === "include" };
+    const holder = tenant ?? "*";
+    const held = perTenant.get(holder) ?? 0;
+    if (held >= most) return tooMany(ctx.stats, "streams", reply, 5, `${tenant ? `tenant ${tenant}` : "the admin stream"} has ${most} unlock streams open, the most it may (http.sse.maxPerTenant); close one first`);
+    perTenant.set(holder, held + 1);
     reply.hijack();
     ctx.stats.sseStreams++;
     const onEnd = (why: string) => {
       ctx.stats.sseStreams--;
       ctx.stats.sseEnded.add([why]);
+      const left = (perTenant.get(holder) ?? 1) - 1;
+      if (left > 0) perTenant.set(holder, left);
+      else perTenant.delete(holder);
     };
     const end = serveUnlockStream({ res: reply.raw, fanout, js: ctx.js, jsm: ctx.jsm, log: ctx.log, onEnd }, filter, lastId, { heartbeatMs: ctx.config.http.sse.heartbeat, maxBufferedBytes: ctx.config.http.sse.maxBufferedBytes });
     open.add(end);

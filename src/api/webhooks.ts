@@ -1,19 +1,21 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { Scopes } from "../auth/mod.ts";
 import { ID_TOKEN } from "../events/mod.ts";
-import { WebhookDeadLetterNotFoundError, WebhookDisabledError, WebhookRequestError, webhookView, type WebhookRegistry } from "../notify/webhooks/mod.ts";
+import { MAX_FILTER, MAX_URL, WEBHOOK_ID, WebhookDeadLetterNotFoundError, WebhookDisabledError, WebhookRequestError, webhookView, type WebhookRegistry } from "../notify/webhooks/mod.ts";
 import { ErrorJson } from "./docs.ts";
 
 const ACCESS = { access: { scope: Scopes.Webhooks, tenant: "param" as const } };
 const tags = ["webhooks"];
-const idParams = { type: "object", properties: { tenant: { type: "string" }, id: { type: "string", description: "wh_ and 16 hex characters" } } };
+// Documentation: the handlers check every input themselves (docs.ts turns schema validation off), with the same bounds.
+const idParams = { type: "object", properties: { tenant: { type: "string" }, id: { type: "string", pattern: WEBHOOK_ID.source, description: "wh_ and 16 hex characters" } } };
 const notFound = { 404: { description: "no such webhook for this tenant", ...ErrorJson } };
 const webhookBody = {
   type: "object",
   properties: {
-    url: { type: "string", description: "https:// or http:// URL whose host resolves to public addresses only (unless webhooks.allowPrivate)" },
-    achievements: { type: ["array", "null"], items: { type: "string" }, description: "only unlocks of these achievements (leave out, or null, for every unlock)" },
+    url: { type: "string", maxLength: MAX_URL, description: "https:// or http:// URL whose host resolves to public addresses only (unless webhooks.allowPrivate)" },
+    achievements: { type: ["array", "null"], maxItems: MAX_FILTER, items: { type: "string" }, description: "only unlocks of these achievements (leave out, or null, for every unlock)" },
     enabled: { type: "boolean" },
+    backfill: { type: "boolean", description: "backfilled unlocks too (marked backfill: true); by default they stay quiet" },
   },
 };
 

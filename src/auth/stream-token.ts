@@ -28,16 +28,17 @@ export class StreamTokens {
 
   #key(): Promise<Buffer> {
     this.#secret ??= (async () => {
-      for (;;) {
+      // Read, else make; a create that loses to another process reads theirs. Three rounds are plenty.
+      for (let round = 0; round < 3; round++) {
         const e = await this.kv.get(SECRET_KEY);
         if (e && e.operation === "PUT") return Buffer.from(dec.decode(e.value), "base64url");
         try {
           await this.kv.create(SECRET_KEY, enc.encode(randomBytes(32).toString("base64url")));
         } catch (err) {
-          // Another process made it first: read theirs.
           if (!isCasFailure(err)) throw err;
         }
       }
+      throw new Error(`the stream-token secret (${SECRET_KEY} in the keys bucket) could neither be read nor made`);
     })().catch((err: unknown) => {
       this.#secret = undefined;
       throw err;

@@ -22,7 +22,7 @@ export type CoordinatorDeps = {
   /** The engine's signal: aborting it ends the coordinator's loops (as {@link Coordinator.stop} does). */
   signal?: AbortSignal;
   /** Counts renewals (done, failed), leases lost and leases acquired. */
-  stats?: Pick<Stats, "leaseRenewals" | "leaseRenewalFailures" | "leasesLost" | "leasesAcquired">;
+  stats: Pick<Stats, "leaseRenewals" | "leaseRenewalFailures" | "leasesLost" | "leasesAcquired">;
 };
 
 /** A partition this worker holds; `wroteBefore` is when earlier workers under the same lease last wrote (see `#resume`). */
@@ -143,12 +143,10 @@ export class Coordinator {
             log.warn({ partition: p, err: String(err) }, "lease renewal failed");
             return undefined;
           });
-          const stats = this.#d.stats;
-          if (stats) {
-            if (ok) stats.leaseRenewals++;
-            else stats.leaseRenewalFailures++;
-            if (ok === false) stats.leasesLost++;
-          }
+          const { stats } = this.#d;
+          if (ok) stats.leaseRenewals++;
+          else stats.leaseRenewalFailures++;
+          if (ok === false) stats.leasesLost++;
           // The worker's fence stopped its writes at renewedAt + ttl/2 at the latest. Not awaited: the partition
           // finishes the step in hand, which must not hold up the next round of the other leases' renewals.
           if (ok === false) this.#letGoAside(p, o, "lease lost; partition stopped");
@@ -209,7 +207,7 @@ export class Coordinator {
       }
       owned.starting = false;
       if (this.#owned.get(p) !== owned) continue;
-      if (this.#d.stats) this.#d.stats.leasesAcquired++;
+      this.#d.stats.leasesAcquired++;
       log.info({ partition: p, epoch: lease.revision, since: lease.since }, "partition acquired");
     }
   }

@@ -22,13 +22,15 @@ const dec = new TextDecoder();
  * its epoch: strictly increasing across owners.
  */
 export class LeaseTable {
+  /** `keyOf` names a lease's key: `p.<partition>` for partitions; one fixed key for a single lease (webhook delivery). */
   constructor(
     private readonly kv: KV,
     readonly workerId: string,
+    private readonly keyOf: (partition: number) => string = (p) => `p.${p}`,
   ) {}
 
   #key(partition: number): string {
-    return `p.${partition}`;
+    return this.keyOf(partition);
   }
 
   /**

@@ -77,6 +77,8 @@ export const ConfigSchema = z
             heartbeat: Duration.default(15_000),
             /** A client whose unsent output stays past this many bytes for 5 s (or grows past eight times it) is disconnected with a reason. */
             maxBufferedBytes: z.number().int().min(16_384).max(64 * 1_048_576).default(1_048_576),
+            /** Streams one tenant (or the admins' every-tenant stream) may hold open at once in a process; more: 429. */
+            maxPerTenant: z.number().int().min(1).max(100_000).default(2_000),
           })
           .strict()
           .prefault({}),

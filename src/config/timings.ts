@@ -11,7 +11,7 @@ export const RESTART_BACKOFF_MS = 1_000;
 /** Pause between attempts to reach NATS at start (within `nats.connectTimeout`). */
 export const CONNECT_RETRY_MS = 250;
 /** An idle partition asks its consumer this often whether messages wait that are not being delivered. */
-export const STALL_CHECK_MS = 20_000;
+const STALL_CHECK_MS = 20_000;
 
 /**
  * Every timing the engine derives from its configuration, in milliseconds,

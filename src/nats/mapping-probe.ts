@@ -23,7 +23,6 @@ function missingMappingError(version: [number, number, number], P: number, why: 
   );
 }
 
-
 /**
  * Finds out whether the server maps events to partitions, and refuses a
  * mapping that is wrong or missing. Before 2.10 the mapping must live in the

@@ -12,3 +12,4 @@ export { isAlive, processStartTime } from "./process.ts";
 export { acquireStoreLock, lockFile, StoreLockedError, type LockHolder } from "./store-lock.ts";
 export { claimStore } from "./ownership.ts";
 export { currentEntries, watchChanges } from "./kv.ts";
+export { readOrdered } from "./read.ts";

@@ -69,7 +69,6 @@ function ps(pid: number, field: string): string | undefined {
   }
 }
 
-
 async function gone(pid: number, withinMs: number): Promise<boolean> {
   const deadline = Date.now() + withinMs;
   while (isAlive(pid)) {

@@ -10,8 +10,6 @@ import { sleep } from "../util/lifecycle.ts";
 import type { Logger } from "../util/log.ts";
 import { isSlowAnswer } from "./errors.ts";
 
-/** How long start-up keeps asking a server that does not answer (each step), unless a caller says otherwise. */
-
 /**
  * A start-up step got no conclusive answer within its bound: the server is
  * slow, busy or unreachable. Nothing is known to be wrong with its setup.
@@ -33,7 +31,6 @@ export class StartupTimeoutError extends Error {
     );
   }
 }
-
 
 /**
  * Runs `fn` (which must be safe to repeat) until it succeeds; retries

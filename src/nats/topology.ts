@@ -211,7 +211,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
 }
 
 /** How many delivery outcomes the log keeps per webhook (older ones are dropped by the stream). */
-export const WEBHOOK_LOG_PER_WEBHOOK = 100;
+const WEBHOOK_LOG_PER_WEBHOOK = 100;
 
 /**
  * The webhook dead-letter list and delivery log. Dead letters stay until
@@ -219,7 +219,7 @@ export const WEBHOOK_LOG_PER_WEBHOOK = 100;
  * the newest {@link WEBHOOK_LOG_PER_WEBHOOK} outcomes of each webhook, for
  * a week.
  */
-export async function ensureWebhookStreams(jsm: JetStreamManager, config: Config): Promise<void> {
+async function ensureWebhookStreams(jsm: JetStreamManager, config: Config): Promise<void> {
   await ensureStream(jsm, {
     name: Streams.WebhookDlq,
     description: "achd webhook deliveries given up on",

@@ -108,6 +108,14 @@ export function serveUnlockStream(
   return () => close("server stopping", "server");
 }
 
+function parsed(m: { json<T>(): T }): UnlockEvent | undefined {
+  try {
+    return m.json<UnlockEvent>();
+  } catch {
+    return undefined;
+  }
+}
+
 /** Resolves when `res` can take more, or is closed. */
 function writable(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
@@ -134,11 +142,10 @@ async function catchUp(d: { res: ServerResponse; js: JetStreamClient; jsm: JetSt
       got++;
       if (stopped()) return;
       const where = parseUnlockedSubject(m.subject);
-      if (where && m.seq <= end) {
-        const body = m.json<UnlockEvent>();
-        // The client takes each batch before the next is read: a catch-up never piles up in memory.
-        if (matches(filter, { ...where, body }) && !send(m.seq, m.string())) await writable(d.res);
-      }
+      // A body that is not JSON is skipped here as the live reader skips it (fanout.ts).
+      const body = where && m.seq <= end ? parsed(m) : undefined;
+      // The client takes each batch before the next is read: a catch-up never piles up in memory.
+      if (where && body && matches(filter, { ...where, body }) && !send(m.seq, m.string())) await writable(d.res);
       if (m.seq >= end || m.info.pending === 0) done = true;
     }
     if (done || got === 0 || stopped()) return;

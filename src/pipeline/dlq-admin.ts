@@ -1,7 +1,7 @@
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { DLQ_PREFIX, EVENT_TYPE, eventSubject, EVENTS_PREFIX, ID_TOKEN } from "../events/mod.ts";
-import { Streams } from "../nats/mod.ts";
+import { readOrdered, Streams } from "../nats/mod.ts";
 import { DlqHeaders, producerHeaders } from "./dlq.ts";
 
 /** One dead letter, as listed by `achd dlq list` and `GET /v1/dlq`. */
@@ -58,7 +58,7 @@ function summary(seq: number, h: MsgHdrs | undefined, data: Uint8Array): DeadLet
   };
 }
 
-/** The most dead letters a filtered listing or {@link deadLetterCounts} reads: the newest this many. */
+/** The most dead letters a reason-filtered listing reads (from its start), and {@link deadLetterCounts} counts (the newest). */
 export const DLQ_SCAN_MAX = 100_000;
 
 /**
@@ -69,30 +69,14 @@ export const DLQ_SCAN_MAX = 100_000;
  */
 export async function listDeadLetters(js: JetStreamClient, opts: { tenant?: string; reason?: string; limit?: number; from?: number } = {}): Promise<DeadLetterSummary[]> {
   const limit = opts.limit ?? 100;
-  const c = await js.consumers.get(Streams.Dlq, {
-    filter_subjects: opts.tenant ? `${DLQ_PREFIX}.${opts.tenant}.>` : `${DLQ_PREFIX}.>`,
-    ...(opts.from ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from } : {}),
-  });
   const out: DeadLetterSummary[] = [];
-  try {
-    const pending = (await c.info()).num_pending;
-    let left = opts.reason ? Math.min(pending, DLQ_SCAN_MAX) : Math.min(limit, pending);
-    while (left > 0 && out.length < limit) {
-      let got = 0;
-      // Each batch is read to its end (or to the last letter wanted): the ordered consumer's next fetch follows on.
-      const msgs = await c.fetch({ max_messages: Math.min(left, 1000), expires: 5000 });
-      for await (const m of msgs) {
-        got++;
-        left--;
-        const s = summary(m.seq, m.headers, m.data);
-        if (!opts.reason || s.reason === opts.reason) out.push(s);
-        if (out.length >= limit || left === 0) break;
-      }
-      if (got === 0) break;
-    }
-  } finally {
-    await c.delete().catch(() => undefined);
-  }
+  const consumer = { filter_subjects: opts.tenant ? `${DLQ_PREFIX}.${opts.tenant}.>` : `${DLQ_PREFIX}.>`, ...(opts.from ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from } : {}) };
+  await readOrdered(js, Streams.Dlq, consumer, opts.reason ? DLQ_SCAN_MAX : limit, (m) => {
+    // The reason is a header: a letter of another reason is passed over before its body is read.
+    if (opts.reason && m.headers?.get(DlqHeaders.Reason) !== opts.reason) return;
+    out.push(summary(m.seq, m.headers, m.data));
+    return out.length < limit;
+  }, { size: 1000, expires: 5000 });
   return out;
 }
 
@@ -110,27 +94,12 @@ export async function deadLetterCounts(js: JetStreamClient, jsm: JetStreamManage
   const counts: DeadLetterCounts = { depth: state.messages, by_reason: {}, by_tenant: {} };
   if (state.messages === 0) return counts;
   const start = Math.max(state.first_seq, state.last_seq - DLQ_SCAN_MAX + 1);
-  const c = await js.consumers.get(Streams.Dlq, { headers_only: true, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start });
-  try {
-    let left = Math.min((await c.info()).num_pending, DLQ_SCAN_MAX);
-    while (left > 0) {
-      let got = 0;
-      const msgs = await c.fetch({ max_messages: Math.min(left, 10_000), expires: 2000 });
-      for await (const m of msgs) {
-        got++;
-        left--;
-        const reason = m.headers?.get(DlqHeaders.Reason) || "unknown";
-        const tenant = m.subject.split(".")[2] ?? "_";
-        counts.by_reason[reason] = (counts.by_reason[reason] ?? 0) + 1;
-        counts.by_tenant[tenant] = (counts.by_tenant[tenant] ?? 0) + 1;
-        if (left === 0) break;
-      }
-      // Letters deleted (redriven) since the count began: nothing more comes.
-      if (got === 0) break;
-    }
-  } finally {
-    await c.delete().catch(() => undefined);
-  }
+  await readOrdered(js, Streams.Dlq, { headers_only: true, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start }, DLQ_SCAN_MAX, (m) => {
+    const reason = m.headers?.get(DlqHeaders.Reason) || "unknown";
+    const tenant = m.subject.split(".")[2] ?? "_";
+    counts.by_reason[reason] = (counts.by_reason[reason] ?? 0) + 1;
+    counts.by_tenant[tenant] = (counts.by_tenant[tenant] ?? 0) + 1;
+  }, { size: 10_000, expires: 2000 });
   return counts;
 }
 

@@ -3,4 +3,4 @@ export { DEAD_LETTER_MAX_BYTES, DeadLetters, DlqHeaders, type DeadLetter } from 
 export { UnlockSink } from "./unlocks.ts";
 export { StoppedError } from "./retry.ts";
 export { PartitionWorker, type WorkerDeps } from "./partition.ts";
-export { deadLetterCounts, DeadLetterNotFoundError, DLQ_SCAN_MAX, listDeadLetters, RedriveError, redriveDeadLetter, showDeadLetter, type DeadLetterCounts } from "./dlq-admin.ts";
+export { deadLetterCounts, DeadLetterNotFoundError, listDeadLetters, RedriveError, redriveDeadLetter, showDeadLetter, type DeadLetterCounts } from "./dlq-admin.ts";

@@ -84,12 +84,12 @@ export class PartitionWorker {
     return this.#lastWriteAt;
   }
 
-  /** False once stopped (or once it stopped itself because its lease was not renewed in time). */
   /** Events held in the reorder window now. */
   get held(): number {
     return this.#buffer.size;
   }
 
+  /** False once stopped (or once it stopped itself because its lease was not renewed in time). */
   get running(): boolean {
     return this.#running;
   }

@@ -12,40 +12,15 @@ import { Streams } from "../../src/nats/mod.ts";
 import { apiFetch, eventually, startTestEngine } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";
 import { ev, publishAll } from "../helpers/stream.ts";
+import { readSse, type SseEvent } from "../../bench/sse.ts";
 
-type SseEvent = { id?: string; event?: string; data: string };
-
-/** A minimal SSE reader over fetch: the events received so far, and a way to stop. */
+/** A reader of one stream over fetch: the events received so far, and a way to stop. */
 async function openStream(url: string, headers: Record<string, string>): Promise<{ status: number; events: SseEvent[]; close(): void; ended: Promise<void> }> {
   const ctrl = new AbortController();
   const res = await fetch(url, { headers, signal: ctrl.signal });
   const events: SseEvent[] = [];
   if (!res.ok || !res.body) return { status: res.status, events, close: () => ctrl.abort(), ended: Promise.resolve() };
-  const ended = (async () => {
-    const dec = new TextDecoder();
-    let buf = "";
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += dec.decode(chunk, { stream: true });
-        let i: number;
-        while ((i = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const e: SseEvent = { data: "" };
-          for (const line of block.split("\n")) {
-            if (line.startsWith(":")) continue;
-            const [k, ...v] = line.split(": ");
-            if (k === "id") e.id = v.join(": ");
-            else if (k === "event") e.event = v.join(": ");
-            else if (k === "data") e.data += v.join(": ");
-          }
-          if (e.event) events.push(e);
-        }
-      }
-    } catch {
-      // Aborted by close().
-    }
-  })();
+  const ended = readSse(res.body as unknown as AsyncIterable<Uint8Array>, (e) => void events.push(e));
   return { status: res.status, events, close: () => ctrl.abort(), ended };
 }
 

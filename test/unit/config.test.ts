@@ -67,7 +67,7 @@ describe("loadConfig defaults", () => {
       maxDepth: 32,
       requestTimeout: 10_000,
       rateLimit: { perKey: 100, perTenant: 300, window: 1000 },
-      sse: { heartbeat: 15_000, maxBufferedBytes: 1_048_576 },
+      sse: { heartbeat: 15_000, maxBufferedBytes: 1_048_576, maxPerTenant: 2_000 },
       quota: { eventsPerSecond: 2000, burst: 10_000 },
     });
     expect(c.metrics).toEqual({ enabled: true, maxTenants: 100, access: "key", host: "127.0.0.1", port: 9464, publishInterval: 1000 });

@@ -238,10 +238,12 @@ function draw(d) {
   $("dlq-badge").textContent = num(depth);
   $("dlq-kind-events").textContent = depth ? num(depth) : "";
   fillReasons(reasons.map(([r]) => r));
-  // The console's list follows the DLQ: a new letter or a redrive elsewhere shows without a click.
-  if (depth !== lastDepth) {
+  // The console's list follows the DLQ: a new letter or a redrive elsewhere shows without a click, re-read at most
+  // every few seconds (a steady flow of dead letters changes the depth at every poll).
+  if (depth !== lastDepth && !$("dlq").hidden && Date.now() - dlqLoadedAt > WHD_REFRESH_MS) {
     lastDepth = depth;
-    if (!$("dlq").hidden) void loadDeadLetters();
+    dlqLoadedAt = Date.now();
+    void loadDeadLetters();
   }
   // The webhook dead letters have no count in /v1/dashboard: their list is read again every few seconds while it shows.
   if (!$("dlq").hidden && Date.now() - whdLoadedAt > WHD_REFRESH_MS) void loadWebhookDead();
@@ -499,6 +501,8 @@ $("dlq-redrive-body").addEventListener("click", () => void redrive(true));
 // ---- webhook deliveries given up on (GET /v1/webhooks/dead, POST …/dead/:seq/redeliver) ----
 
 const WHD_REFRESH_MS = 5000;
+/** When the events' dead-letter list was last read because the depth changed. */
+let dlqLoadedAt = 0;
 
 function showKind(kind) {
   $("dlq").dataset.kind = kind;

@@ -65,7 +65,7 @@ export function urlHost(url: URL): string {
  * should be found now, not after a day of retries.
  */
 export async function checkWebhookUrl(raw: string, allowPrivate: boolean): Promise<URL> {
-  if (raw.length > 2048) throw new WebhookAddressError("url: at most 2048 characters");
+  if (raw.length > MAX_URL) throw new WebhookAddressError(`url: at most ${MAX_URL} characters`);
   let url: URL;
   try {
     url = new URL(raw);
@@ -116,3 +116,6 @@ export function safeLookup(hostname: string, options: LookupOneOptions | LookupA
     callback(null, ok[0]!.address, ok[0]!.family);
   });
 }
+
+/** The longest webhook URL taken. */
+export const MAX_URL = 2048;

@@ -12,7 +12,7 @@ import type { Config, Timings } from "../../config/mod.ts";
 import { Streams, watchChanges } from "../../nats/mod.ts";
 import { background } from "../../util/lifecycle.ts";
 import type { Logger } from "../../util/log.ts";
-import { NamedLease } from "./lease.ts";
+import { LeaseTable, type Held } from "../../cluster/mod.ts";
 import { WEBHOOK_ID, type WebhookRecord } from "./record.ts";
 import type { WebhookRegistry } from "./registry.ts";
 import { WebhookRunner } from "./runner.ts";
@@ -51,7 +51,9 @@ export type WebhookDeliveryOptions = {
 export class WebhookDelivery {
   readonly #o: WebhookDeliveryOptions;
   readonly #log: Logger;
-  readonly #lease: NamedLease;
+  /** The one lease of webhook delivery: a lease table whose only key is {@link WEBHOOK_LEASE_KEY}. */
+  readonly #leases: LeaseTable;
+  #held: Held | undefined;
   readonly #runners = new Map<string, WebhookRunner>();
   /** Dead letters in a row, per webhook. */
   readonly #deadInARow = new Map<string, number>();
@@ -73,12 +75,12 @@ export class WebhookDelivery {
   constructor(opts: WebhookDeliveryOptions) {
     this.#o = opts;
     this.#log = opts.log.child({ component: "webhooks" });
-    this.#lease = new NamedLease(opts.leases, WEBHOOK_LEASE_KEY, opts.owner);
+    this.#leases = new LeaseTable(opts.leases, opts.owner, () => WEBHOOK_LEASE_KEY);
   }
 
   /** Whether this process delivers now. */
   get delivering(): boolean {
-    return this.#lease.held;
+    return this.#held !== undefined;
   }
 
   /** The webhooks being delivered now, by id. */
@@ -91,7 +93,7 @@ export class WebhookDelivery {
     this.#stopWatch = await watchChanges(
       this.#o.registry.kv,
       () => {
-        if (!this.#lease.held) return;
+        if (!this.#held) return;
         this.#reconcileAgain = true;
         this.#kick();
       },
@@ -117,35 +119,34 @@ export class WebhookDelivery {
     })();
   }
 
-  #mayDeliver = (): boolean => this.#lease.held && Date.now() - this.#renewedAt < this.#o.timings.fence && !this.#stopped;
+  #mayDeliver = (): boolean => this.#held !== undefined && Date.now() - this.#renewedAt < this.#o.timings.fence && !this.#stopped;
 
   /** One round: renew or take the lease; while held, bring the runners in line with the bucket. */
   async #step(): Promise<void> {
     if (this.#stopped) return;
     const now = Date.now();
-    if (this.#lease.held) {
+    if (this.#held) {
       let ok = false;
       try {
-        ok = await this.#lease.renew(Math.max(this.#o.timings.renewEvery, this.#o.timings.fence - (Date.now() - this.#renewedAt)));
+        ok = await this.#leases.renew(this.#held, Date.now(), Math.max(this.#o.timings.renewEvery, this.#o.timings.fence - (Date.now() - this.#renewedAt)));
       } catch (err) {
         this.#log.warn({ err: String(err) }, "webhook lease renewal failed");
         if (Date.now() - this.#renewedAt < this.#o.timings.fence) return;
-        this.#lease.drop();
       }
       if (ok) this.#renewed(now);
       else {
+        this.#held = undefined;
         this.#log.warn({ owner: this.#o.owner }, "webhook delivery lease lost; stopping deliveries");
         await this.#stopRunners(0);
         return;
       }
     } else {
-      let got = false;
       try {
-        got = await this.#lease.acquire(now);
+        this.#held = await this.#leases.acquire(0, now);
       } catch (err) {
         this.#log.warn({ err: String(err) }, "could not ask for the webhook delivery lease");
       }
-      if (!got) return;
+      if (!this.#held) return;
       this.#renewed(now);
       this.#log.info({ owner: this.#o.owner }, "webhook delivery lease taken; delivering webhooks");
       this.#lastReconcile = 0;
@@ -261,7 +262,10 @@ export class WebhookDelivery {
     this.#stopWatch?.();
     await this.#running;
     await Promise.all([this.#stopRunners(this.#o.timings.shutdownGrace), ...this.#stopping]);
-    await this.#lease.release().catch(() => undefined);
+    const held = this.#held;
+    this.#held = undefined;
+    // Not given back: the next holder waits out the lease's TTL instead; said, so that wait is explained.
+    if (held) await this.#leases.release(held).catch((err: unknown) => this.#log.warn({ err: String(err) }, "webhook delivery lease not given back; the next holder takes it once it expires"));
     this.#agents.http.destroy();
     this.#agents.https.destroy();
   }

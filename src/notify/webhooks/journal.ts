@@ -8,8 +8,7 @@
  * itself (age, messages per subject) with nothing to clean up.
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { isNotFound, Streams } from "../../nats/mod.ts";
-import { WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PREFIX } from "../../nats/mod.ts";
+import { isNotFound, readOrdered, Streams, WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PREFIX } from "../../nats/mod.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -73,34 +72,23 @@ export async function logAttempt(js: JetStreamClient, tenant: string, id: string
 
 /** Reads the messages of one subject of `stream` in order, from `from`, at most `limit`. */
 async function readSubject<T>(js: JetStreamClient, stream: string, subject: string, limit: number, from?: number): Promise<{ seq: number; value: T }[]> {
-  const c = await js.consumers.get(stream, { filter_subjects: subject, ...(from ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from } : {}) });
   const out: { seq: number; value: T }[] = [];
-  try {
-    let left = Math.min(limit, (await c.info()).num_pending);
-    while (left > 0) {
-      let got = 0;
-      const msgs = await c.fetch({ max_messages: Math.min(left, 500), expires: 5000 });
-      for await (const m of msgs) {
-        got++;
-        left--;
-        out.push({ seq: m.seq, value: JSON.parse(dec.decode(m.data)) as T });
-        if (left === 0) break;
-      }
-      if (got === 0) break;
-    }
-  } finally {
-    await c.delete().catch(() => undefined);
-  }
+  await readOrdered(js, stream, { filter_subjects: subject, ...(from ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from } : {}) }, limit, (m) => void out.push({ seq: m.seq, value: JSON.parse(dec.decode(m.data)) as T }));
   return out;
 }
 
-/** A webhook's dead letters, oldest first (without their payloads), from sequence `from`. */
-export async function listDeadLetters(js: JetStreamClient, tenant: string, id: string, opts: { limit?: number; from?: number } = {}): Promise<(Omit<WebhookDeadLetter, "payload"> & { seq: number })[]> {
-  const rows = await readSubject<WebhookDeadLetter>(js, Streams.WebhookDlq, dlqSubject(tenant, id), opts.limit ?? 100, opts.from);
+/** Dead letters on `subject` (one webhook's, a tenant's or all), oldest first, without their payloads, from sequence `from`. */
+async function deadLettersOn(js: JetStreamClient, subject: string, opts: { limit?: number; from?: number }): Promise<(Omit<WebhookDeadLetter, "payload"> & { seq: number })[]> {
+  const rows = await readSubject<WebhookDeadLetter>(js, Streams.WebhookDlq, subject, opts.limit ?? 100, opts.from);
   return rows.map(({ seq, value }) => {
     const { payload: _payload, ...rest } = value;
     return { seq, ...rest };
   });
+}
+
+/** A webhook's dead letters, oldest first (without their payloads), from sequence `from`. */
+export function listDeadLetters(js: JetStreamClient, tenant: string, id: string, opts: { limit?: number; from?: number } = {}): Promise<(Omit<WebhookDeadLetter, "payload"> & { seq: number })[]> {
+  return deadLettersOn(js, dlqSubject(tenant, id), opts);
 }
 
 /**
@@ -108,13 +96,8 @@ export async function listDeadLetters(js: JetStreamClient, tenant: string, id: s
  * without their payloads, from sequence `from`: the admin's view across
  * webhooks.
  */
-export async function listAllDeadLetters(js: JetStreamClient, opts: { tenant?: string; limit?: number; from?: number } = {}): Promise<(Omit<WebhookDeadLetter, "payload"> & { seq: number })[]> {
-  const subject = opts.tenant ? `${WEBHOOK_DLQ_PREFIX}.${opts.tenant}.*` : `${WEBHOOK_DLQ_PREFIX}.>`;
-  const rows = await readSubject<WebhookDeadLetter>(js, Streams.WebhookDlq, subject, opts.limit ?? 100, opts.from);
-  return rows.map(({ seq, value }) => {
-    const { payload: _payload, ...rest } = value;
-    return { seq, ...rest };
-  });
+export function listAllDeadLetters(js: JetStreamClient, opts: { tenant?: string; limit?: number; from?: number } = {}): Promise<(Omit<WebhookDeadLetter, "payload"> & { seq: number })[]> {
+  return deadLettersOn(js, opts.tenant ? `${WEBHOOK_DLQ_PREFIX}.${opts.tenant}.*` : `${WEBHOOK_DLQ_PREFIX}.>`, opts);
 }
 
 /** Dead letter `seq` of webhook `id` of `tenant`; throws {@link WebhookDeadLetterNotFoundError} for any other. */
@@ -137,7 +120,8 @@ export async function removeDeadLetter(jsm: JetStreamManager, seq: number): Prom
 
 /** The newest `limit` entries of a webhook's delivery log, newest first. */
 export async function readLog(js: JetStreamClient, tenant: string, id: string, limit = 100): Promise<WebhookLogEntry[]> {
-  const rows = await readSubject<WebhookLogEntry>(js, Streams.WebhookLog, logSubject(tenant, id), 1000);
+  // The log stream keeps the newest 100 entries a subject: all of them are read.
+  const rows = await readSubject<WebhookLogEntry>(js, Streams.WebhookLog, logSubject(tenant, id), 100);
   return rows
     .map((r) => r.value)
     .reverse()

@@ -3,11 +3,10 @@
  * webhooks, their delivery (one durable consumer per webhook, in one
  * process of the deployment at a time) and the outbound bounds.
  */
-export { checkWebhookUrl, isPrivateAddress, WebhookAddressError } from "./address.ts";
-export { WebhookDelivery, WEBHOOK_LEASE_KEY, type WebhookDeliveryOptions } from "./delivery.ts";
-export { WebhookDeadLetterNotFoundError, type WebhookDeadLetter, type WebhookLogEntry } from "./journal.ts";
-export { NamedLease, type NamedLeaseRecord } from "./lease.ts";
-export { newWebhookSecret, WEBHOOK_ID, webhookConsumerName, webhookView, WebhookRequestError, type WebhookRecord, type WebhookView } from "./record.ts";
-export { MAX_WEBHOOKS_PER_TENANT, WEBHOOK_ACK_WAIT_MS, WebhookDisabledError, WebhookRegistry, type Redelivery } from "./registry.ts";
+export { isPrivateAddress, MAX_URL } from "./address.ts";
+export { WebhookDelivery, WEBHOOK_LEASE_KEY } from "./delivery.ts";
+export { WebhookDeadLetterNotFoundError } from "./journal.ts";
+export { MAX_FILTER, WEBHOOK_ID, webhookView, WebhookRequestError, type WebhookView } from "./record.ts";
+export { WebhookDisabledError, WebhookRegistry } from "./registry.ts";
 export { backoff, retryCap } from "./runner.ts";
-export { MAX_RESPONSE_BYTES, parseRetryAfter, sendWebhook, signedHeaders, type AttemptResult } from "./send.ts";
+export { parseRetryAfter, sendWebhook, signedHeaders } from "./send.ts";

@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { AckPolicy, DeliverPolicy, type ConsumerConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import { ID_TOKEN } from "../../events/mod.ts";
+import { ID_TOKEN, UNLOCKED_PREFIX } from "../../events/mod.ts";
 
 /** A registered webhook, as stored in the `ach_webhooks` bucket under `<tenant>.<id>`. */
 export type WebhookRecord = {
@@ -72,7 +72,7 @@ export function webhookConsumerConfig(w: Pick<WebhookRecord, "id" | "tenant" | "
   return {
     durable_name: webhookConsumerName(w.id),
     description: `achd webhook ${w.id} of ${w.tenant}`,
-    filter_subject: `ach.unlocked.${w.tenant}.>`,
+    filter_subject: `${UNLOCKED_PREFIX}.${w.tenant}.>`,
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(ackWaitMs),
     max_ack_pending: 1000,

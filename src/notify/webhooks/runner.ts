@@ -16,6 +16,7 @@ import type { Config } from "../../config/mod.ts";
 import type { Stats } from "../../metrics/mod.ts";
 import { isNotFound, Streams } from "../../nats/mod.ts";
 import type { UnlockEvent } from "../../core/mod.ts";
+import { parseUnlockedSubject } from "../../events/mod.ts";
 import { settlesWithin, sleep } from "../../util/lifecycle.ts";
 import type { Logger } from "../../util/log.ts";
 import { addDeadLetter, logAttempt, type WebhookLogEntry } from "./journal.ts";
@@ -76,6 +77,8 @@ export class WebhookRunner {
   readonly #active = new Set<string>();
   /** Users waiting for a free slot. */
   readonly #ready: string[] = [];
+  /** The users in {@link #ready}, to look them up without a scan. */
+  readonly #waiting = new Set<string>();
   readonly #tasks = new Set<Promise<void>>();
   /** Stopping: no new attempts; pauses end at once. */
   readonly #stopping = new AbortController();
@@ -94,10 +97,6 @@ export class WebhookRunner {
     this.#w = w;
     this.#deps = deps;
     this.#log = deps.log.child({ webhook: w.id, tenant: w.tenant });
-  }
-
-  get record(): WebhookRecord {
-    return this.#w;
   }
 
   /** Takes a changed URL, filter or secret for the attempts from now on. */
@@ -165,7 +164,7 @@ export class WebhookRunner {
       had.msg = m;
       return;
     }
-    const user = m.subject.split(".")[3] ?? "_";
+    const user = parseUnlockedSubject(m.subject)?.user ?? "_";
     this.#held.set(m.seq, { msg: m, user });
     let q = this.#queues.get(user);
     if (!q) this.#queues.set(user, (q = []));
@@ -174,14 +173,16 @@ export class WebhookRunner {
   }
 
   #schedule(user: string): void {
-    if (this.#active.has(user) || this.#ready.includes(user)) return;
+    if (this.#active.has(user) || this.#waiting.has(user)) return;
     this.#ready.push(user);
+    this.#waiting.add(user);
     this.#pump();
   }
 
   #pump(): void {
     while (this.#active.size < this.#deps.config.webhooks.concurrency && this.#ready.length > 0 && !this.#stopping.signal.aborted) {
       const user = this.#ready.shift()!;
+      this.#waiting.delete(user);
       this.#active.add(user);
       const task = this.#drain(user).then((emptied) => {
         this.#tasks.delete(task);
@@ -219,12 +220,11 @@ export class WebhookRunner {
    */
   async #deliver(h: Held): Promise<boolean> {
     const body = dec.decode(h.msg.data);
-    let unlock: UnlockEvent;
-    try {
-      unlock = JSON.parse(body) as UnlockEvent;
-    } catch {
-      this.#log.error({ seq: h.msg.seq }, "an unlock in the stream is not JSON; skipped");
-      h.msg.ack();
+    const unlock = unlockOf(body);
+    if (!unlock) {
+      // Nothing to sign or send (no unlock id): kept as a dead letter at once, as a rejected event is, never retried.
+      const error = "not an unlock body (JSON with unlock_id, user_id and achievement_id)";
+      await this.#deadLetter(h, { unlock_id: `(seq ${h.msg.seq})`, user_id: h.user, achievement_id: "" }, body, 0, { outcome: "fail", latencyMs: 0, error }, Date.now());
       return true;
     }
     if (!wants(this.#w, unlock)) {
@@ -267,27 +267,32 @@ export class WebhookRunner {
           continue;
         }
       }
-      // Given up on: kept as a dead letter before it is acknowledged, so a crash in between repeats it (same msg id).
-      await addDeadLetter(this.#deps.js, {
-        webhook_id: w.id,
-        tenant: w.tenant,
-        unlock_id: unlock.unlock_id,
-        user_id: unlock.user_id,
-        achievement_id: unlock.achievement_id,
-        unlock_seq: h.msg.seq,
-        attempts: attempt,
-        last_status: r.status ?? null,
-        last_error: r.error ?? "",
-        first_attempt_at: new Date(started).toISOString(),
-        failed_at: new Date().toISOString(),
-        payload: body,
-      });
-      h.msg.ack();
+      await this.#deadLetter(h, unlock, body, attempt, r, started);
       this.#journal(entry("dead_letter"));
-      this.#log.warn({ unlock_id: unlock.unlock_id, attempts: attempt, status: r.status, err: r.error }, "webhook delivery given up on; kept as a dead letter");
-      this.#deps.onDeadLetter(w, r);
       return true;
     }
+  }
+
+  /** Keeps a delivery given up on as a dead letter, then acknowledges it (a crash in between repeats it: same msg id). */
+  async #deadLetter(h: Held, unlock: Pick<UnlockEvent, "unlock_id" | "user_id" | "achievement_id">, body: string, attempts: number, r: AttemptResult, started: number): Promise<void> {
+    const w = this.#w;
+    await addDeadLetter(this.#deps.js, {
+      webhook_id: w.id,
+      tenant: w.tenant,
+      unlock_id: unlock.unlock_id,
+      user_id: unlock.user_id,
+      achievement_id: unlock.achievement_id,
+      unlock_seq: h.msg.seq,
+      attempts,
+      last_status: r.status ?? null,
+      last_error: r.error ?? "",
+      first_attempt_at: new Date(started).toISOString(),
+      failed_at: new Date().toISOString(),
+      payload: body,
+    });
+    h.msg.ack();
+    this.#log.warn({ unlock_id: unlock.unlock_id, attempts, status: r.status, err: r.error }, "webhook delivery given up on; kept as a dead letter");
+    this.#deps.onDeadLetter(w, r);
   }
 
   #journal(e: WebhookLogEntry): void {
@@ -308,5 +313,15 @@ export class WebhookRunner {
     if (!(await settlesWithin(all, graceMs))) this.#abort.abort();
     await all;
     await this.#messages?.close().catch(() => undefined);
+  }
+}
+
+/** The unlock in a message's body, when it is one (an id to sign with, a user and an achievement); undefined otherwise. */
+function unlockOf(body: string): UnlockEvent | undefined {
+  try {
+    const u = JSON.parse(body) as Partial<UnlockEvent> | null;
+    return u && typeof u.unlock_id === "string" && typeof u.user_id === "string" && typeof u.achievement_id === "string" ? (u as UnlockEvent) : undefined;
+  } catch {
+    return undefined;
   }
 }

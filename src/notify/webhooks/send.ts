@@ -77,12 +77,19 @@ export function sendWebhook(url: URL, body: string, headers: Record<string, stri
     };
     const https_ = url.protocol === "https:";
     const agent = opts.agents ? (https_ ? opts.agents.https : opts.agents.http) : undefined;
-    const req = (https_ ? https : http).request(url, {
-      method: "POST",
-      headers: { "content-type": "application/json", "user-agent": "achd-webhooks", ...headers, "content-length": String(Buffer.byteLength(body)) },
-      ...(agent ? { agent } : {}),
-      ...(opts.allowPrivate ? {} : { lookup: safeLookup as never }),
-    });
+    let req: http.ClientRequest;
+    try {
+      req = (https_ ? https : http).request(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", "user-agent": "achd-webhooks", ...headers, "content-length": String(Buffer.byteLength(body)) },
+        ...(agent ? { agent } : {}),
+        ...(opts.allowPrivate ? {} : { lookup: safeLookup as never }),
+      });
+    } catch (err) {
+      // A request Node refuses to make (an invalid header value): it will not get better.
+      resolve({ outcome: "fail", latencyMs: took(), error: (err as Error).message });
+      return;
+    }
     const timer = setTimeout(() => {
       req.destroy();
       done({ outcome: "retry", error: `no answer within ${opts.timeoutMs} ms` });
