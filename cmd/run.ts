@@ -39,7 +39,9 @@ async function run(overrides: ConfigInput): Promise<void> {
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   engine = await startEngine(config, log);
+  // Every part is up (workers, webhook delivery, metrics, API): a signal from now on stops it gracefully.
   if (engine.httpUrl) log.info(`ready: API at ${engine.httpUrl}, NATS at ${engine.natsUrl}; Ctrl-C stops`);
+  else log.info(`ready: workers, NATS at ${engine.natsUrl}${engine.metricsUrl ? `, metrics at ${engine.metricsUrl}` : ""}; Ctrl-C stops`);
 }
 
 /** Runs `achd start|worker|api`: returns "running" once the engine is up (the process then ends on a signal). */

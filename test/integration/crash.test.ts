@@ -49,7 +49,8 @@ describe("kill -9 in the middle of a stream", () => {
     expect(rewound).toBeGreaterThan(0);
 
     const last = startChild(nats.url);
-    await last.waitFor("workers started");
+    // Fully started (workers, webhook delivery, metrics): a SIGTERM during start-up exits without a graceful stop.
+    await last.waitFor('"msg":"ready: ');
     await eventually(() => drained(nats.jsm, PARTITIONS), 60_000, "all partitions drained");
     await last.kill("SIGTERM");
     expect(last.output.join("\n")).toMatch(/"msg":"stopped"/);
