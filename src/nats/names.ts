@@ -28,6 +28,8 @@ export const Buckets = {
   Keys: "ach_keys",
   /** Webhooks by `<tenant>.<webhook id>`: URL, signing secret, filter, enabled. */
   Webhooks: "ach_webhooks",
+  /** History runs: reports (`r.<id>`) of shadow runs, backfills and rebuilds, and backfill checkpoints (`b.<run key>`). */
+  History: "ach_history",
 } as const;
 
 /** Subjects of the webhook dead letters: `<prefix>.<tenant>.<webhook id>`. */

@@ -28,7 +28,7 @@ export class TopologyError extends Error {
 }
 
 /** Handles on the buckets the engine uses. */
-export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV; tenants: KV; keys: KV; webhooks: KV };
+export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV; tenants: KV; keys: KV; webhooks: KV; history: KV };
 
 const PARTITIONS_RE = /partitions=(\d+)/;
 
@@ -202,12 +202,13 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   const tenants = await bucket(Buckets.Tenants);
   const keys = await bucket(Buckets.Keys);
   const webhooks = await bucket(Buckets.Webhooks);
+  const history = await bucket(Buckets.History);
   await ensureWebhookStreams(jsm, config);
   const current = await partitionConsumers(jsm);
   for (let k = 0; k < config.partitions; k++) {
     if (!current.has(k)) await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
   }
-  return { state, unlocks, rules, seen, leases, workers, tenants, keys, webhooks };
+  return { state, unlocks, rules, seen, leases, workers, tenants, keys, webhooks, history };
 }
 
 /** How many delivery outcomes the log keeps per webhook (older ones are dropped by the stream). */

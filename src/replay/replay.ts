@@ -1,4 +1,4 @@
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createRequire } from "node:module";
@@ -6,7 +6,8 @@ import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { PARTITIONED_PREFIX, type EventLimits } from "../events/mod.ts";
-import { Buckets, isProbe, Streams } from "../nats/mod.ts";
+import { Buckets, Streams } from "../nats/mod.ts";
+import { fileThenStream, streamEvents, type StreamRange } from "../history/source.ts";
 import { unlockRecordKey, type FingerprintSpec } from "../core/mod.ts";
 import type { RuleBook, Unlock } from "../rules/mod.ts";
 import { Shard, type ShardChunk, type ShardInit, type ShardResult } from "./shard.ts";
@@ -20,17 +21,23 @@ export type Replay = {
   duplicates: number;
   /** In event-time order of unlocking (then by id). */
   unlocks: Unlock[];
+  /** The candidate book's unlocks, in the same order (when one was given). */
+  candidate?: Unlock[];
   /** Distinct users seen. */
   users: number;
   /** Threads that evaluated (each holds a share of the users). */
   threads: number;
-  /** Stream sequences covered. */
+  /** Stream sequences covered (first and last read; the range asked for when nothing was read). */
   fromSeq: number;
   toSeq: number;
+  /** True when the run was cancelled (its signal aborted) before the end: the counts cover what was read. */
+  cancelled: boolean;
 };
 
 export type ReplayOptions = {
   book: RuleBook;
+  /** A second book evaluated beside `book` over the same events (shadow runs). */
+  candidate?: RuleBook | undefined;
   maxBytes: number;
   /** The partition count the stream was created with (a message on another partition than its user's is rejected). */
   partitions: number;
@@ -39,9 +46,21 @@ export type ReplayOptions = {
   /** The config's `limits`, as the workers had them (default: their defaults); the horizon is checked against each message's stream time. */
   limits?: Partial<EventLimits> | undefined;
   /** First stream sequence to read (default: the first stored). */
-  fromSeq?: number;
+  fromSeq?: number | undefined;
+  /** Last stream sequence to read (default: the last stored when the run starts). */
+  toSeq?: number | undefined;
+  /** From this stream time on (epoch ms). */
+  fromTime?: number | undefined;
+  /** Only this tenant's events. */
+  tenant?: string | undefined;
+  /** Read a history export (JSONL) first, then the stream after its last sequence. */
+  file?: string | undefined;
   /** Evaluating threads (default: the cores but one, at most 4); 1 evaluates on the calling thread. */
-  threads?: number;
+  threads?: number | undefined;
+  /** Stops reading when aborted; the result says `cancelled`. */
+  signal?: AbortSignal | undefined;
+  /** At most this many events a second are read (a backfill's throttle; default: no limit). */
+  eventsPerSecond?: number | undefined;
   /** Told how many of the range's messages have been read, and how many it holds (for a progress bar). */
   onProgress?: ((done: number, total?: number) => void) | undefined;
 };
@@ -183,40 +202,48 @@ function partitionOf(subject: string): number {
  * workers use, on worker threads that each take a share of the partitions.
  * Nothing is written: the result is a sandbox to compare with what the
  * workers recorded (backfills, rule changes). Under the same rules it gives
- * the unlocks the workers gave (design.md guarantee 3).
+ * the unlocks the workers gave (design.md guarantee 3). With a `candidate`
+ * book, both are evaluated side by side over the one read.
  */
 export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, opts: ReplayOptions): Promise<Replay> {
   const info = await jsm.streams.info(Streams.Events);
-  const fromSeq = Math.max(opts.fromSeq ?? 1, info.state.first_seq);
-  const toSeq = info.state.last_seq;
+  const fromSeq = Math.max(opts.fromSeq ?? 1, opts.file ? 1 : info.state.first_seq);
+  const toSeq = Math.min(opts.toSeq ?? info.state.last_seq, info.state.last_seq);
   // By default one core is left to the reading thread and the server: on two cores, threads only share one.
   const threads = Math.max(1, opts.threads ?? Math.min(4, availableParallelism() - 1));
-  const out: Replay = { events: 0, rejected: 0, duplicates: 0, unlocks: [], users: 0, threads, fromSeq, toSeq };
-  if (info.state.messages === 0 || fromSeq > toSeq) return out;
-  const init: ShardInit = { rules: opts.book.all(), maxBytes: opts.maxBytes, partitions: opts.partitions, limits: opts.limits, recentIds: opts.recentIds ?? 1000, fingerprints: opts.fingerprints ?? [] };
-  const sink: Sink = threads > 1 ? new PoolSink(threads, init) : new InlineSink(init);
+  const out: Replay = { events: 0, rejected: 0, duplicates: 0, unlocks: [], users: 0, threads, fromSeq, toSeq, cancelled: false, ...(opts.candidate ? { candidate: [] } : {}) };
+  const range: StreamRange = { fromSeq, toSeq, fromTime: opts.fromTime, tenant: opts.tenant };
   // Every stored message is partitioned, so the range holds at most this many; the first message's pending count narrows it.
-  let total = Math.min(info.state.messages, toSeq - fromSeq + 1);
-  let read = 0;
+  let total = opts.file ? undefined : Math.max(0, Math.min(info.state.messages, toSeq - fromSeq + 1));
+  const source = opts.file ? fileThenStream(opts.file, js, jsm, range) : streamEvents(js, jsm, range, (t) => (total = t));
+  const init: ShardInit = {
+    rules: opts.book.all(),
+    maxBytes: opts.maxBytes,
+    partitions: opts.partitions,
+    limits: opts.limits,
+    recentIds: opts.recentIds ?? 1000,
+    fingerprints: opts.fingerprints ?? [],
+    ...(opts.candidate ? { candidate: opts.candidate.all() } : {}),
+  };
+  const sink: Sink = threads > 1 ? new PoolSink(threads, init) : new InlineSink(init);
+  const pace = opts.eventsPerSecond ? new Pace(opts.eventsPerSecond) : undefined;
+  let first = 0;
+  let last = 0;
   opts.onProgress?.(0, total);
   try {
-    const consumer = await js.consumers.get(Streams.Events, { filter_subjects: `${PARTITIONED_PREFIX}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
-    const messages = await consumer.consume({ max_messages: 10_000 });
-    for await (const m of messages) {
-      read++;
-      if (opts.onProgress) {
-        if (read === 1) total = 1 + Math.min(m.info.pending, toSeq - m.seq);
-        opts.onProgress(read, total);
+    for await (const e of source) {
+      if (opts.signal?.aborted) {
+        out.cancelled = true;
+        break;
       }
-      if (!isProbe(m.subject, m.headers)) {
-        out.events++;
-        // The stream's own timestamp: the time the worker checked the horizon against.
-        const wait = sink.add(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, m.seq, Math.floor(m.info.timestampNanos / 1e6));
-        if (wait) await wait;
-      }
-      if (m.seq >= toSeq || m.info.pending === 0) break;
+      if (!first) first = e.seq;
+      last = e.seq;
+      out.events++;
+      opts.onProgress?.(out.events, total);
+      const wait = sink.add(e.subject, e.data, e.msgId, e.seq, e.storedAt);
+      if (wait) await wait;
+      if (pace) await pace.take();
     }
-    await messages.close();
   } finally {
     const results = await sink.finish();
     for (const r of results) {
@@ -225,10 +252,42 @@ export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, o
       out.users += r.users;
       // One at a time: a spread of hundreds of thousands of arguments overflows the stack.
       for (const u of r.unlocks) out.unlocks.push(u);
+      if (out.candidate && r.candidate) for (const u of r.candidate) out.candidate.push(u);
     }
   }
-  out.unlocks.sort((a, b) => (a.unlocked_at < b.unlocked_at ? -1 : a.unlocked_at > b.unlocked_at ? 1 : a.unlock_id < b.unlock_id ? -1 : a.unlock_id > b.unlock_id ? 1 : 0));
+  if (first) {
+    out.fromSeq = first;
+    out.toSeq = last;
+  }
+  out.unlocks.sort(byTime);
+  out.candidate?.sort(byTime);
   return out;
+}
+
+/** Unlocks in event-time order of unlocking, then by id. */
+export function byTime(a: Unlock, b: Unlock): number {
+  return a.unlocked_at < b.unlocked_at ? -1 : a.unlocked_at > b.unlocked_at ? 1 : a.unlock_id < b.unlock_id ? -1 : a.unlock_id > b.unlock_id ? 1 : 0;
+}
+
+/**
+ * A steady pace of at most `perSecond` steps: each step takes a slot, and
+ * sleeps when it is ahead of the schedule (checked every few steps, so
+ * the cost is a timer per tens of events, not per event).
+ */
+export class Pace {
+  readonly #perSecond: number;
+  readonly #t0 = performance.now();
+  #n = 0;
+  constructor(perSecond: number) {
+    this.#perSecond = perSecond;
+  }
+  async take(): Promise<void> {
+    this.#n++;
+    if (this.#n % Math.max(1, Math.floor(this.#perSecond / 100)) !== 0) return;
+    const due = this.#t0 + (this.#n / this.#perSecond) * 1000;
+    const ahead = due - performance.now();
+    if (ahead > 1) await new Promise((r) => setTimeout(r, ahead));
+  }
 }
 
 /** How a replay's unlocks compare with the unlock records the workers wrote. */

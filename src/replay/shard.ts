@@ -13,13 +13,15 @@ export type ShardInit = {
   limits?: Partial<EventLimits> | undefined;
   recentIds: number;
   fingerprints: readonly FingerprintSpec[];
+  /** A second rule book evaluated beside the first over the same messages (a shadow run's candidate). */
+  candidate?: { tenant: string; version: RuleVersion }[] | undefined;
 };
 
 /** A run of messages for one shard: bodies back to back in `data`, `ends[i]` where body i ends, `times[i]` when the stream stored it (epoch ms). */
 export type ShardChunk = { subjects: string[]; msgIds: (string | undefined)[]; seqs: number[]; times: number[]; ends: number[]; data: Uint8Array };
 
 /** What a shard reports at the end. */
-export type ShardResult = { unlocks: Unlock[]; rejected: number; duplicates: number; users: number };
+export type ShardResult = { unlocks: Unlock[]; rejected: number; duplicates: number; users: number; candidate?: Unlock[] };
 
 /** Rebuilds a rule book from {@link RuleBook.all}. */
 export function bookOf(rules: ShardInit["rules"]): RuleBook {
@@ -35,19 +37,23 @@ export function bookOf(rules: ShardInit["rules"]): RuleBook {
 /** One shard of a replay: the users whose events it is sent, evaluated in stream order. */
 export class Shard {
   readonly #ev: InMemoryEvaluator;
+  readonly #candidate: InMemoryEvaluator | undefined;
   readonly #decode: DecodeOptions;
   rejected = 0;
 
   constructor(init: ShardInit) {
     this.#ev = new InMemoryEvaluator(bookOf(init.rules), init.recentIds, init.fingerprints);
+    this.#candidate = init.candidate ? new InMemoryEvaluator(bookOf(init.candidate), init.recentIds, init.fingerprints) : undefined;
     this.#decode = { maxBytes: init.maxBytes, partitions: init.partitions, limits: init.limits };
   }
 
   /** Decodes and applies one stored message; `storedAt` is the stream's timestamp of it (epoch ms), as the worker uses. */
   add(subject: string, data: Uint8Array, msgId: string | undefined, seq: number, storedAt: number): void {
     const res = decodeMessage(subject, data, msgId, { ...this.#decode, storedAt });
-    if (res.ok) this.#ev.apply(res.value, seq);
-    else this.rejected++;
+    if (res.ok) {
+      this.#ev.apply(res.value, seq);
+      this.#candidate?.apply(res.value, seq);
+    } else this.rejected++;
   }
 
   apply(c: ShardChunk): void {
@@ -60,7 +66,7 @@ export class Shard {
   }
 
   result(): ShardResult {
-    return { unlocks: this.#ev.unlocks, rejected: this.rejected, duplicates: this.#ev.duplicates, users: this.#ev.states.size };
+    return { unlocks: this.#ev.unlocks, rejected: this.rejected, duplicates: this.#ev.duplicates, users: this.#ev.states.size, ...(this.#candidate ? { candidate: this.#candidate.unlocks } : {}) };
   }
 }
 

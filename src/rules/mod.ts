@@ -7,6 +7,6 @@ export { compileCondition, ConditionError, MAX_CONDITION_DEPTH } from "./conditi
 export { compileRuleSet, RuleBook, TenantRules, type RuleSet, type RuleSource, type RuleVersion } from "./ruleset.ts";
 export { checkRuleBook, checkRuleSet, type RuleIssue } from "./validate.ts";
 export { addPeriod, streakStats, SUM_SCALE, TRIGGER_LIMIT } from "./kinds/mod.ts";
-export { emptyEvalState, evaluate, needsOrdering, progressOf, unlockId, type EvalState, type Evaluation, type Progress, type Unlock } from "./evaluate.ts";
+export { achievementKey, emptyEvalState, evaluate, needsOrdering, progressOf, unlockId, type EvalState, type Evaluation, type Progress, type Unlock, type UnlockRef } from "./evaluate.ts";
 export { checkedRuleFiles, checkRuleFile, loadRules, readRuleFiles, RulesError, type FileRule, type RuleProblem } from "./files.ts";
 export { MAX_LIST, MAX_REWARD_BYTES, MAX_RULE_BYTES, MAX_TARGET, MAX_TIERS } from "./bounds.ts";

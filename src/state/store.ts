@@ -23,7 +23,7 @@ export class CorruptStateError extends Error {
     const why = opts?.cause instanceof Error ? `${opts.cause.name}: ${opts.cause.message}` : String(opts?.cause);
     super(
       `the stored state of user ${user} of tenant ${tenant} (key ${key} in bucket ach_state) cannot be read (${why}). ` +
-        `Its events go to the DLQ as processing_failed; to rebuild it, delete the key (nats kv del ach_state ${key}) and redrive the user's dead letters`,
+        `Its events go to the DLQ as processing_failed; rebuild it from the events log (achd users rebuild ${tenant} ${user}, or POST /v1/tenants/${tenant}/users/${user}/rebuild), then redrive the user's dead letters`,
       opts,
     );
   }
@@ -86,9 +86,12 @@ export class StateStore {
     const e = await this.#kv.get(key);
     const stored = e && e.operation === "PUT" && e.length > 0;
     const revision = stored ? e.revision : (e?.revision ?? 0);
+    // Decoded before it is cached: unreadable bytes are not kept, so a state rebuilt
+    // in the bucket (achd users rebuild) is read again on the user's next event.
+    const state = stored ? decodeStored(key, e.value) : emptyUserState();
     // Copy: the entry's bytes are a view into the message it came in.
     this.#cache?.set(key, { bytes: stored ? e.value.slice() : undefined, revision });
-    return { state: stored ? decodeStored(key, e.value) : emptyUserState(), revision };
+    return { state, revision };
   }
 
   /**
