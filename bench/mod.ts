@@ -8,6 +8,7 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { loadRules, readRuleFiles } from "../src/rules/mod.ts";
 import { reconcile, replayStream } from "../src/replay/mod.ts";
+import { measureHistory, type HistoryResult } from "./history.ts";
 import { measureCeiling, type CeilingResult } from "./ceiling.ts";
 import { measureSse, type SseResult } from "./sse.ts";
 import { instrumentationCost, type InstrumentationCost } from "./metrics-cost.ts";
@@ -17,7 +18,7 @@ import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";
 import { BENCH_RULES, preload, startStack, type Phase } from "./stack.ts";
 import { DEFAULT_WORKLOAD, workload, type Workload } from "./workload.ts";
 
-export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "latency", "metrics", "sse", "webhooks", "memory"] as const;
+export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "history", "latency", "metrics", "sse", "webhooks", "memory"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type BenchOptions = {
@@ -90,6 +91,7 @@ export type BenchResults = {
   engine?: ThroughputResult & { ratioToCeiling?: number; ratioToBatchedCeiling?: number };
   replay?: { count: number; seconds: number; perSecond: number; unlocks: number; threads: number; ratioToEngine?: number; sameUnlocksAsEngine?: boolean };
   latency?: LatencyResult[];
+  history?: HistoryResult;
   /** The engine's throughput without metrics and with them (scraped every second), runs alternating on fresh stacks. */
   metrics?: { runs: { enabled: boolean; perSecond: number }[]; off: number; on: number; cost: number; instrumentation: InstrumentationCost };
   sse?: SseResult;
@@ -142,13 +144,13 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
     await attempt("evaluator", () => void (res.evaluator = measureEvaluator(w, BENCH_RULES, phase?.("evaluator", "events"))));
   }
 
-  if (on("ceiling") || on("engine") || on("replay") || on("latency")) {
+  if (on("ceiling") || on("engine") || on("replay") || on("history") || on("latency")) {
     const stack = await startStack(opts.partitions, opts.sync);
     res.machine.natsServer = stack.nc.info?.version;
     try {
       // The latency section brings its own traffic: a backlog would only be in its way.
       let loaded = { count: 0, perSecond: 0 };
-      if (on("ceiling") || on("engine") || on("replay")) {
+      if (on("ceiling") || on("engine") || on("replay") || on("history")) {
         say(`loading ${w.events} events into the stream …`);
         loaded = await preload(stack.js, workload(w), 2000, phase?.("loading", "events", w.events));
         res.publish = loaded;
@@ -181,6 +183,11 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
           replay.sameUnlocksAsEngine = diff.notRecorded.length === 0 && diff.recordedOnly.length === 0;
         }
         res.replay = replay;
+      });
+      if (on("history")) await attempt("history", async () => {
+        say(`history: a shadow run and a backfill over the stream; live latency at 1,000 events/s alone and beside a throttled backfill, ${opts.loadSeconds} s each …`);
+        const background = workload({ ...w, seed: w.seed + 2, events: Number.MAX_SAFE_INTEGER / 2 });
+        res.history = await measureHistory(stack, background, opts.loadSeconds, opts.replayThreads, (step) => phase?.(step, "events"));
       });
       if (on("latency")) await attempt("latency", async () => {
         const engine = await startBenchEngine(stack);
@@ -306,6 +313,15 @@ export function summary(r: BenchResults): string {
       lines.push(`| ${n(l.offered)} | ${n(l.achieved)}${l.failed ? ` (${n(l.failed)} publishes timed out)` : ""} | ${f(l.direct)} | ${f(l.sequence)} | ${l.offered === 1000 ? "no-reorder p99 ≤ 20 ms" : ""} |`);
     }
     lines.push("");
+  }
+  if (r.history) {
+    const h = r.history;
+    const f = (p: LatencyResult["direct"]) => `${n(p.p50, 1)} / ${n(p.p99, 1)} / ${n(p.p999, 1)} (${p.n})`;
+    lines.push("| History | figure |", "|---|---|");
+    lines.push(`| shadow run (candidate beside the versions in force, one read): events/s | ${n(h.shadow.perSecond)} (${n(h.shadow.events)} events in ${n(h.shadow.seconds, 1)} s; ${n(h.shadow.gainUsers)} users gain, ${n(h.shadow.moveUsers)} move) |`);
+    lines.push(`| backfill of a new rule, unthrottled: events/s (evaluation and recording) | ${n(h.backfill.perSecond)} (${n(h.backfill.recorded)} unlocks recorded of ${n(h.backfill.implied)} implied, in ${n(h.backfill.seconds, 1)} s) |`);
+    lines.push(`| live no-reorder p50 / p99 / p99.9 ms at 1,000 events/s, alone | ${f(h.live.alone.direct)} |`);
+    lines.push(`| the same beside a backfill (200 unlocks/s, 20,000 events/s)${h.live.backfillRunning ? "" : " — the backfill ended before the measurement did"} | ${f(h.live.duringBackfill.direct)} |`, "");
   }
   if (r.metrics) {
     const m = r.metrics;

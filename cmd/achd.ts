@@ -11,6 +11,9 @@ const USAGE = `usage: achd <command> [--help]
   worker                     run partition workers only
   api                        run the HTTP API only
   rules validate [path]      validate rules (default: the configured rules path)
+  rules shadow <file|rule-id@version> [--rule ID] [--tenant T] [--json] [--samples N] [--from-file F] [--threads N]
+                             try a candidate rule version over the stored events beside the versions in force
+                             (writes nothing but its report): who would gain, lose or move an unlock
   partition <tenant> <user>  print the partition of a user
   nats-config [--partitions N] [--engine-nkey PUB]
                              print the mapping a nats-server 2.9 config needs and the authorization
@@ -38,11 +41,23 @@ const USAGE = `usage: achd <command> [--help]
                              re-evaluate the stored events in memory (writes nothing); report the
                              unlocks those rules give that are not recorded, and the reverse;
                              N evaluating threads (default: the cores but one, at most 4)
+  backfill <rule-id[@version]> [--tenant T] [--from TIME] [--rate N] [--events-rate N] [--from-file F] [--threads N] [--json]
+                             record the unlocks history implies under a stored rule version and that are not
+                             recorded yet: backdated, quiet (backfill: true), at most N unlocks/s (default 200),
+                             exactly once; Ctrl-C stops it, the same command again resumes
+  users rebuild <tenant> <user> [--force] [--from-file F] [--json]
+                             recompute a user's stored state from their events in the log (recorded unlocks kept)
+  users as-of <tenant> <user> <time> [--from-file F]
+                             what a user had at an event time, computed from the log (JSON)
+  history export [--tenant T] [--user U] [--out FILE]
+                             every stored event as JSON lines (a history export, for --from-file)
+  history horizon            how far back the events stream goes, and what an event costs in it
   bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--out DIR] [--no-progress]
                              the benchmark (sections: achd bench --help; docs/benchmarks.md)
-replay and bench (and simulate with --progress) show how far they are on stderr: a bar with rate and
-ETA on a terminal, else a line every 2 s; --no-progress turns it off. Results stay on stdout.
-Exit codes: 0 ok, 1 failure, 2 wrong usage.
+replay, rules shadow, backfill, history export and bench (and simulate with --progress) show how far
+they are on stderr: a bar with rate and ETA on a terminal, else a line every 2 s; --no-progress turns
+it off. Results stay on stdout.
+Exit codes: 0 ok, 1 failure, 2 wrong usage, 130 cancelled with Ctrl-C (rules shadow, backfill).
 Configuration: config/achd.yaml (or ACH_CONFIG) and environment variables; see README.md.`;
 
 /** Each command and the file that runs it. */
@@ -61,6 +76,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<Outcome> | Outcome> =
   status: async (a) => (await import("./status.ts")).statusCmd(a),
   config: async (a) => (await import("./config.ts")).configCmd(a),
   replay: async (a) => (await import("./replay.ts")).replayCmd(a),
+  backfill: async (a) => (await import("./backfill.ts")).backfillCmd(a),
+  users: async (a) => (await import("./users.ts")).usersCmd(a),
+  history: async (a) => (await import("./history.ts")).historyCmd(a),
   bench: async (a) => (await import("./bench.ts")).benchCmd(a),
 };
 

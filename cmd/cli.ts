@@ -6,6 +6,7 @@
  *   0  done
  *   1  failed (a server, a file, a rule or the config said no)
  *   2  used wrongly (unknown command or option, a missing or malformed argument)
+ *   130  cancelled with Ctrl-C (SIGINT) by a command that stops cleanly on it
  */
 import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -13,8 +14,8 @@ import { ConfigError, type Config } from "../src/config/mod.ts";
 import { natsAuthOptions } from "../src/nats/mod.ts";
 import { RulesError } from "../src/rules/mod.ts";
 
-/** A command's exit code: 0 ok, 1 failure, 2 usage. */
-export type ExitCode = 0 | 1 | 2;
+/** A command's exit code: 0 ok, 1 failure, 2 usage, 130 cancelled (Ctrl-C). */
+export type ExitCode = 0 | 1 | 2 | 130;
 
 /** What a command gives back: an exit code, or `"running"` for a service that ends on a signal. */
 export type Outcome = ExitCode | "running";

@@ -21,6 +21,7 @@ import { Coordinator, LeaseTable, Membership } from "./cluster/mod.ts";
 import { DeadLetters, PartitionWorker, UnlockSink } from "./pipeline/mod.ts";
 import { UnlockFanout, WebhookDelivery, WebhookRegistry } from "./notify/mod.ts";
 import { DashboardFeed, EngineMetrics, publishSnapshots, serveMetrics, Stats, takeSnapshot } from "./metrics/mod.ts";
+import { HistoryStore } from "./history/mod.ts";
 import { RuleRegistry } from "./registry/mod.ts";
 import { randomUUID } from "node:crypto";
 import { checkedRuleFiles, type RuleBook } from "./rules/mod.ts";
@@ -258,7 +259,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       await dashboard.start();
       await fanout.start();
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, tenants: new TenantRegistry(buckets.tenants), webhooks, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, history: new HistoryStore(buckets.history), buckets: { state: buckets.state, seen: buckets.seen, unlocks: buckets.unlocks, history: buckets.history }, tenants: new TenantRegistry(buckets.tenants), webhooks, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });

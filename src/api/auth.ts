@@ -78,7 +78,7 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
   const perKey = limiter(rateLimit.perKey, (req) => `k:${req.principal!.id}`);
   const perTenant = limiter(rateLimit.perTenant, (req) => `t:${req.principal!.tenant ?? "(admin)"}`);
   // Failed authentications per client address: guessing keys gets slow quickly.
-  const failures = app.createRateLimit({ max: 60, timeWindow: 60_000, keyGenerator: (req) => `ip:${req.ip}` });
+  const failures = rateLimit.authFailures > 0 ? app.createRateLimit({ max: rateLimit.authFailures, timeWindow: 60_000, keyGenerator: (req) => `ip:${req.ip}` }) : undefined;
   if (!keys) log.warn("auth.mode is none: the HTTP API takes requests without keys (local development only)");
 
   app.addHook("onRequest", async (req, reply) => {
@@ -96,8 +96,8 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
       const m = typeof h === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
       const record = m ? await keys.verify(m[1]!) : undefined;
       if (!record) {
-        const f = await failures(req);
-        if (!f.isAllowed && f.isExceeded) return tooMany(stats, "auth", reply, f.ttlInSeconds, "too many failed authentications from this address");
+        const f = failures ? await failures(req) : undefined;
+        if (f && !f.isAllowed && f.isExceeded) return tooMany(stats, "auth", reply, f.ttlInSeconds, "too many failed authentications from this address");
         return deny(reply, 401, "unauthorized", h ? "the API key is not valid (unknown, revoked or mistyped)" : "an API key is required: Authorization: Bearer <key>");
       }
       p = { id: record.id, tenant: record.tenant, scopes: record.scopes };

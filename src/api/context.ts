@@ -1,7 +1,9 @@
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ApiKeys, StreamTokens } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
+import type { HistoryStore } from "../history/mod.ts";
 import type { DeadLetters } from "../pipeline/mod.ts";
 import type { DashboardFeed, EngineMetrics, Stats } from "../metrics/mod.ts";
 import type { UnlockFanout, WebhookRegistry } from "../notify/mod.ts";
@@ -34,6 +36,15 @@ export type ApiContext = {
   tenants: TenantRegistry;
   /** Every tenant's webhooks: registry, delivery log, dead letters (the webhooks routes). */
   webhooks: WebhookRegistry;
+  /** Reports of history runs: shadow runs, backfills, rebuilds (bucket `ach_history`). */
+  history: HistoryStore;
+  /**
+   * The buckets as stored, for the history routes: a rebuild replaces a
+   * user's state (`ach_state`) with compare-and-set and archives its seen
+   * ids (`ach_seen`); a backfill creates unlock records (`ach_unlocks`) and
+   * checkpoints (`ach_history`).
+   */
+  buckets: { state: KV; seen: KV; unlocks: KV; history: KV };
   /** API keys; undefined in `auth.mode: none` (every request is let through). */
   keys: ApiKeys | undefined;
   /** This process's Prometheus metrics (`/metrics`); the HTTP requests are counted there too. */

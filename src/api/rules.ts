@@ -25,7 +25,8 @@ function view(v: RuleVersion, scope: string): Record<string, unknown> {
   };
 }
 
-function invalid(reply: FastifyReply, err: RulesError) {
+/** 400 `invalid_rule` with every problem of a rule, by path. */
+export function invalid(reply: FastifyReply, err: RulesError) {
   return reply.code(400).send({
     error: "invalid_rule",
     message: err.message,

@@ -14,6 +14,7 @@ import { webhookRoutes } from "./webhooks.ts";
 import type { ApiContext } from "./context.ts";
 import { eventRoutes } from "./events.ts";
 import { healthRoutes } from "./health.ts";
+import { historyRoutes } from "./history.ts";
 import { installDocs } from "./docs.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { unlockStreamRoutes } from "./unlocks.ts";
@@ -77,6 +78,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
   keyRoutes(app, ctx);
   tenantRoutes(app, ctx);
   webhookRoutes(app, ctx);
+  historyRoutes(app, ctx);
   metricsRoutes(app, ctx);
   unlockStreamRoutes(app, ctx);
   dashboardPageRoutes(app);

@@ -67,6 +67,8 @@ export const ConfigSchema = z
             perKey: z.number().int().min(0).default(100),
             perTenant: z.number().int().min(0).default(300),
             window: Duration.default(1_000),
+            /** Failed authentications per client address per minute (0: no limit); over it: 429, so guessing keys gets slow quickly. */
+            authFailures: z.number().int().min(0).default(60),
           })
           .strict()
           .prefault({}),

@@ -29,7 +29,7 @@ export type BackfillDeps = {
   records: UnlockRecords;
   store: HistoryStore;
   /** User state (bucket `ach_state`): each backfilled unlock is marked unlocked there too. */
-  state?: StateRecords | undefined;
+  state: StateRecords;
 };
 
 /** The user-state bucket as a backfill uses it: read, and write with compare-and-set. */
@@ -149,7 +149,9 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
   await d.store.save(report);
   const t0 = performance.now();
   const r = await replayStream(d.js, d.jsm, { ...o, book, toSeq: cp.to_seq });
-  const inScope = (u: Unlock) => u.rule_id === id && (o.scope === "*" || u.tenant_id === o.scope);
+  // A shared rule's backfill leaves alone the tenants that replace the rule with a version of their own.
+  const own = new Set(o.book.all().filter((x) => x.tenant !== "*" && x.version.rule.id === id).map((x) => x.tenant));
+  const inScope = (u: Unlock) => u.rule_id === id && (o.scope === "*" ? !own.has(u.tenant_id) : u.tenant_id === o.scope);
   const implied = r.unlocks.filter(inScope);
   Object.assign(report.coverage, { from_seq: r.fromSeq, to_seq: r.toSeq, events: r.events, users: r.users, rejected: r.rejected, duplicates: r.duplicates });
   report.implied = implied.length;
@@ -208,7 +210,7 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
         tier(u).already_recorded++;
       }
     }
-    if (d.state) await markUnlocked(d.state, u, report);
+    await markUnlocked(d.state, u, report);
     cp.done = i + 1;
     o.onRecord?.(cp.done, implied.length);
     if (cp.done % CHECKPOINT_EVERY === 0 || performance.now() - lastSave > 1000) {
@@ -224,7 +226,7 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
     let lost = 0;
     for await (const k of await d.records.keys(o.scope === "*" ? (o.tenant ? `${o.tenant}.>` : ">") : `${o.scope}.>`)) {
       const [tenant, , achievement] = k.split(".");
-      if (achievement !== id || (o.tenant && tenant !== o.tenant) || impliedKeys.has(k)) continue;
+      if (achievement !== id || (o.tenant && tenant !== o.tenant) || (o.scope === "*" && own.has(tenant!)) || impliedKeys.has(k)) continue;
       lost++;
       if (report.samples.would_lose.length < SAMPLES) report.samples.would_lose.push(k);
     }

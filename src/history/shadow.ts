@@ -162,7 +162,9 @@ export async function shadowRun(js: JetStreamClient, jsm: JetStreamManager, o: S
   const seconds = (performance.now() - t0) / 1000;
   const rows = diffUnlocks(r.unlocks, r.candidate ?? [], o.samples ?? SAMPLES);
   const inForce = new Set<number>();
-  for (const u of r.unlocks) if (u.rule_id === o.version.rule.id) inForce.add(u.rule_version);
+  // Versions of the candidate's own scope only: a tenant's own version of a shared rule is another rule.
+  const own = new Set(o.book.all().filter((x) => x.tenant !== "*" && x.version.rule.id === o.version.rule.id).map((x) => x.tenant));
+  for (const u of r.unlocks) if (u.rule_id === o.version.rule.id && (o.scope === "*" ? !own.has(u.tenant_id) : u.tenant_id === o.scope)) inForce.add(u.rule_version);
   const scoped = o.scope === "*" ? o.book.all().filter((x) => x.tenant === "*").map((x) => x.version) : o.book.forTenant(o.scope).history().map((h) => h.version);
   for (const v of scoped) if (v.rule.id === o.version.rule.id && v.rule.enabled) inForce.add(v.version);
   const sum = (k: keyof ShadowReport["totals"]) => rows.reduce((a, x) => a + x[k], 0);

@@ -65,6 +65,8 @@ export type ReplayOptions = {
   onProgress?: ((done: number, total?: number) => void) | undefined;
 };
 
+/** Events read between turns given to the event loop (its I/O and timers). */
+const YIELD_EVERY = 500;
 /** Messages per chunk sent to a thread, and chunks a thread may have queued before reading waits. */
 const CHUNK = 1000;
 const QUEUED = 4;
@@ -243,6 +245,9 @@ export async function replayStream(js: JetStreamClient, jsm: JetStreamManager, o
       const wait = sink.add(e.subject, e.data, e.msgId, e.seq, e.storedAt);
       if (wait) await wait;
       if (pace) await pace.take();
+      // Buffered messages come through the iterator as resolved promises: without a turn of the event loop now and
+      // then, a run on the calling thread (an API request's) would keep every socket and timer of the process waiting.
+      if (out.events % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
     }
   } finally {
     const results = await sink.finish();

@@ -2,8 +2,8 @@
  * The operations dashboard in a real browser (Debian's chromium driven by
  * playwright-core) against a real engine: sign in, watch known events show
  * up as the right numbers, the unlock feed, the partition table and the DLQ,
- * then correct and redrive a dead letter from the page and see it applied.
- * No console errors. Leaves a screenshot in ACH_ARTIFACTS (default: the temp
+ * then correct and redrive a dead letter from the page and see it applied,
+ * and the history runs listed with their numbers. No console errors. Leaves a screenshot in ACH_ARTIFACTS (default: the temp
  * folder's achd-test-artifacts/), and in docs/ with ACH_UPDATE_SCREENSHOT=1.
  */
 import { existsSync, mkdirSync } from "node:fs";
@@ -185,6 +185,20 @@ describe("the dashboard in a browser", () => {
     // A redrive body must be { body: <object> }.
     expect((await apiFetch(engine, "/v1/dlq/1/redrive", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: "text" }) })).status).toBe(400);
   });
+
+  it("lists the newest history runs with their numbers: a rebuild and a shadow run", async () => {
+    const post = (path: string, body: unknown) => apiFetch(engine, path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect((await post("/v1/tenants/acme/users/dash-user/rebuild", {})).status).toBe(200);
+    expect((await post("/v1/tenants/acme/rules/first-lesson/shadow", { version: 1 })).status).toBe(200);
+    await page.click(".tab[data-tab=overview]");
+    // The panel is read again every 10 s.
+    await eventually(async () => ((await page.locator("#history tbody tr").count()) >= 2 ? true : undefined), 20_000, "two history runs listed");
+    const rows = await page.locator("#history tbody tr").allInnerTexts();
+    expect(rows[0]).toMatch(/shadow[\s\S]*first-lesson v1 · acme[\s\S]*done[\s\S]*0 users gain · 0 lose · 0 move/);
+    expect(rows[1]).toMatch(/rebuild[\s\S]*acme \/ dash-user[\s\S]*done[\s\S]*rules changed · 0 delivered/);
+    expect(await page.locator("#history-empty").isVisible()).toBe(false);
+    expect(errors).toEqual([]);
+  }, 60_000);
 
   it("keeps a screenshot of the page under some traffic", async () => {
     // Twelve seconds of mixed events at a changing rate, some sent twice, so the charts and tables have something to show.

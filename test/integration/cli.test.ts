@@ -3,16 +3,24 @@
  * every command answers `--help` with its own usage (exit 0); malformed
  * numbers, unknown options and commands and wrong argument counts are usage
  * errors (exit 2) naming what was wrong; a failure is exit 1. None of these
- * needs a NATS server.
+ * needs a NATS server, but the history commands' run, which has one of its own.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { Kvm } from "@nats-io/kv";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/mod.ts";
+import { decodeState, userKey } from "../../src/core/mod.ts";
 import { partitionOf } from "../../src/events/mod.ts";
+import { Buckets, ensureTopology } from "../../src/nats/mod.ts";
+import { RuleRegistry } from "../../src/registry/mod.ts";
+import { readRuleFiles } from "../../src/rules/mod.ts";
+import { testConfig } from "../helpers/engine.ts";
+import { startTestNats, type TestNats } from "../helpers/nats.ts";
+import { ev, publishAll } from "../helpers/stream.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/achd.js", import.meta.url));
 const CONFIG = fileURLToPath(new URL("../fixtures/achd.test.yaml", import.meta.url));
@@ -24,8 +32,13 @@ type Run = { code: number; stdout: string; stderr: string };
 
 /** Runs `achd …args` to its end. */
 function achd(...args: string[]): Promise<Run> {
+  return achdWith(ENV, ...args);
+}
+
+/** Runs `achd …args` with `env` to its end. */
+function achdWith(env: NodeJS.ProcessEnv, ...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: ENV, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -60,6 +73,14 @@ describe("achd command line", () => {
     ["status"],
     ["config"],
     ["replay"],
+    ["rules", "shadow"],
+    ["backfill"],
+    ["users"],
+    ["users", "rebuild"],
+    ["users", "as-of"],
+    ["history"],
+    ["history", "export"],
+    ["history", "horizon"],
     ["bench"],
   ];
 
@@ -105,6 +126,14 @@ describe("achd command line", () => {
     [["keys", "revoke"], /takes 1 argument, got 0/],
     [["status", "--watch"], /Unknown option '--watch'/],
     [["start", "--port", "1"], /Unknown option '--port'/],
+    [["rules", "shadow", "no-such-file.yaml"], /rule-id@version.*"no-such-file.yaml"/],
+    [["rules", "shadow", RULES], /holds \d+ rules .*--rule ID/],
+    [["rules", "shadow", "first-lesson@1", "--tenant", "a.b"], /--tenant.*"a\.b"/],
+    [["backfill", "first-lesson", "--rate", "0"], /--rate.*1 to 100000/],
+    [["backfill", "first-lesson", "--from", "yesterday"], /--from must be an RFC 3339 time/],
+    [["backfill", "first-lesson", "--from-file", "/nonexistent/export.jsonl"], /--from-file .*no such file/],
+    [["users", "as-of", "acme", "u1", "yesterday"], /<time> must be an RFC 3339 time/],
+    [["history", "export", "--user", "u1"], /--user needs --tenant/],
   ])("achd %j is a usage error (exit 2) naming what is wrong", async ([args, message], { expect }) => {
     const r = await achd(...args);
     expect(r.stdout).toBe("");
@@ -170,4 +199,81 @@ describe("achd command line", () => {
     expect(r.stderr).toContain(bad);
     expect(r.stderr).toContain("broken-rule");
   });
+});
+
+describe("achd history commands, against a server", () => {
+  let nats: TestNats;
+  let env: NodeJS.ProcessEnv;
+  const dir = mkdtempSync(join(tmpdir(), "achd-cli-history-"));
+  // Tenant globex has only the shared rules: g1 three long lessons, g2 one, g3 two.
+  const at = (s: number) => new Date(Date.UTC(2026, 3, 13, 10, 0, s)).toISOString();
+  const events = [
+    ...[1, 2, 3].map((s) => ev("globex", "g1", "lesson.completed", { duration_seconds: 900 }, { occurred_at: at(s) })),
+    ev("globex", "g2", "lesson.completed", { duration_seconds: 900 }, { occurred_at: at(4) }),
+    ...[5, 6].map((s) => ev("globex", "g3", "lesson.completed", { duration_seconds: 900 }, { occurred_at: at(s) })),
+  ];
+
+  beforeAll(async () => {
+    nats = await startTestNats(4);
+    const config = testConfig(nats.url);
+    // The topology and the registry as an engine leaves them, but no worker: nothing is evaluated or recorded.
+    const buckets = await ensureTopology(nats.nc, nats.jsm, config);
+    await new RuleRegistry(buckets.rules).syncFiles(readRuleFiles(RULES), Date.now());
+    await publishAll(nats.js, events);
+    env = { ...ENV, NATS_URL: nats.url };
+  }, 30_000);
+  afterAll(async () => {
+    await nats?.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("exports, shadows, backfills (once), answers as-of, rebuilds a corrupt state and tells the horizon", async () => {
+    const exported = join(dir, "history.jsonl");
+    const ex = await achdWith(env, "history", "export", "--out", exported, "--no-progress");
+    expect(ex).toMatchObject({ code: 0, stdout: "" });
+    const lines = readFileSync(exported, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { seq: number; body: string });
+    expect(lines.map((l) => JSON.parse(l.body).event_id)).toEqual(events.map((e) => e.event_id));
+
+    // five-lessons at target 2 instead of 5: g1 and g3 gain it, read from the export (then the stream after it).
+    const candidate = join(dir, "candidate.yaml");
+    writeFileSync(candidate, 'tenant: "*"\nrules:\n  - id: five-lessons\n    type: count\n    event: lesson.completed\n    target: 2\n');
+    const sh = await achdWith(env, "rules", "shadow", candidate, "--json", "--from-file", exported, "--no-progress");
+    expect(sh.stderr).toBe("");
+    expect(sh.code).toBe(0);
+    const report = JSON.parse(sh.stdout) as { status: string; candidate: { version: number }; totals: { gain: number; lose: number }; achievements: { achievement_id: string; gain: number }[]; coverage: { events: number } };
+    expect(report).toMatchObject({ status: "done", candidate: { version: 2 }, totals: { gain: 2, lose: 0 }, coverage: { events: 6 } });
+    expect(report.achievements.find((r) => r.achievement_id === "five-lessons")?.gain).toBe(2);
+    const md = await achdWith(env, "rules", "shadow", "five-lessons@1", "--no-progress");
+    expect(md.code).toBe(0);
+    expect(md.stdout).toMatch(/^## Shadow run .*: five-lessons v1/);
+
+    // first-lesson for g1, g2, g3: recorded by the first run, found recorded by the second.
+    const first = await achdWith(env, "backfill", "first-lesson", "--json", "--rate", "1000", "--no-progress");
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({ status: "done", implied: 3, recorded: 3, already_recorded: 0 });
+    const again = await achdWith(env, "backfill", "first-lesson", "--no-progress");
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain("Recorded 0 backdated unlocks (marked backfill: true); 3 were recorded already.");
+    // Marked in the user's state too: a worker will not unlock it again.
+    const state = await new Kvm(nats.nc).open(Buckets.State);
+    expect(Object.keys(decodeState((await state.get(userKey("globex", "g2")))!.value).eval.unlocked)).toEqual(["first-lesson"]);
+
+    const asOf = await achdWith(env, "users", "as-of", "globex", "g1", "2026-04-13T10:00:01.500Z");
+    expect(asOf.code, asOf.stderr).toBe(0);
+    const then = JSON.parse(asOf.stdout) as { computed_from: string; coverage: { applied_before: number }; unlocked: { achievement_id: string }[] };
+    expect(then).toMatchObject({ computed_from: "history", coverage: { applied_before: 1 } });
+    expect(then.unlocked.map((u) => u.achievement_id)).toEqual(["first-lesson"]);
+
+    await state.put(userKey("globex", "g1"), new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
+    const rb = await achdWith(env, "users", "rebuild", "globex", "g1");
+    expect(rb.code, rb.stderr).toBe(0);
+    expect(rb.stdout).toMatch(/previous: +corrupt: /);
+    const rebuilt = decodeState((await state.get(userKey("globex", "g1")))!.value);
+    expect(Object.keys(rebuilt.eval.unlocked)).toContain("first-lesson");
+
+    const hz = await achdWith(env, "history", "horizon");
+    expect(hz.code).toBe(0);
+    expect(JSON.parse(hz.stdout)).toMatchObject({ first_seq: 1, messages: events.length, complete: true });
+    expect(hz.stderr).toMatch(/per million events/);
+  }, 60_000);
 });

@@ -93,6 +93,14 @@ const MATRIX: Record<string, Row> = {
   "GET /v1/tenants/:tenant/webhooks/:id/dead": { method: "GET", path: "/v1/tenants/tA/webhooks/wh_0000000000000000/dead", expect: tenant("webhooks", 404) },
   "POST /v1/tenants/:tenant/webhooks/:id/dead/:seq/redeliver": { method: "POST", path: "/v1/tenants/tA/webhooks/wh_0000000000000000/dead/1/redeliver", expect: tenant("webhooks", 404) },
   "GET /v1/webhooks/dead": { method: "GET", path: "/v1/webhooks/dead", expect: admin(200) },
+  // History: a shadow run or backfill of a version that is not stored is refused before anything runs.
+  "POST /v1/tenants/:tenant/rules/:id/shadow": { method: "POST", path: "/v1/tenants/tA/rules/nope/shadow", body: { version: 999 }, expect: tenant("rules", 404) },
+  "POST /v1/tenants/:tenant/rules/:id/backfill": { method: "POST", path: "/v1/tenants/tA/rules/nope/backfill", body: { version: 999 }, expect: tenant("rules", 404) },
+  // A user without events: the rebuild writes an empty state and reports it.
+  "POST /v1/tenants/:tenant/users/:user/rebuild": { method: "POST", path: "/v1/tenants/tA/users/nobody/rebuild", body: {}, expect: admin(200) },
+  "GET /v1/history/reports": { method: "GET", path: "/v1/history/reports", expect: admin(200) },
+  "GET /v1/history/reports/:id": { method: "GET", path: "/v1/history/reports/nope", expect: admin(404) },
+  "DELETE /v1/history/reports/:id": { method: "DELETE", path: "/v1/history/reports/nope", expect: admin(404) },
 };
 
 describe("HTTP API keys and scopes", () => {
@@ -113,7 +121,8 @@ describe("HTTP API keys and scopes", () => {
 
   beforeAll(async () => {
     nats = await startTestNats(4);
-    engine = await startTestEngine(nats.url, { http: { rateLimit: { perKey: 0, perTenant: 0 } } });
+    // The matrix alone makes more unauthenticated requests than one address may fail in a minute by default.
+    engine = await startTestEngine(nats.url, { http: { rateLimit: { perKey: 0, perTenant: 0, authFailures: 1000 } } });
     keys.none = undefined;
     keys.admin = adminKey(engine.config.dataDir);
     keys["A:events"] = (await newKey({ tenant: "tA", scopes: ["events:write"], name: "producer" })).key;

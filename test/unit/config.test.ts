@@ -66,7 +66,7 @@ describe("loadConfig defaults", () => {
       maxBodyBytes: 1_048_576,
       maxDepth: 32,
       requestTimeout: 10_000,
-      rateLimit: { perKey: 100, perTenant: 300, window: 1000 },
+      rateLimit: { perKey: 100, perTenant: 300, window: 1000, authFailures: 60 },
       sse: { heartbeat: 15_000, maxBufferedBytes: 1_048_576, maxPerTenant: 2_000 },
       quota: { eventsPerSecond: 2000, burst: 10_000 },
     });

@@ -1,4 +1,5 @@
-// The operations dashboard: polls GET /v1/dashboard every second and draws it;
+// The operations dashboard: polls GET /v1/dashboard every second and draws it,
+// and the newest history reports (GET /v1/history/reports) every 10 seconds;
 // the dead-letter console lists, opens and redrives dead letters over /v1/dlq, and
 // lists and redelivers webhook deliveries given up on over /v1/webhooks/dead.
 // Everything from the server is put in the page as text (textContent), never as
@@ -215,6 +216,60 @@ function drawTenants(list) {
   ]);
 }
 
+// ---- history runs (GET /v1/history/reports): shadow runs, backfills, rebuilds ----
+
+const HISTORY_REFRESH_MS = 10_000;
+const HISTORY_SHOWN = 10;
+let historyLoadedAt = 0;
+let historyLoading = false;
+
+/** What a report is about: the rule and its version (and tenant), or the user. */
+function historySubject(r) {
+  if (r.kind === "rebuild") return `${r.tenant_id} / ${r.user_id}`;
+  const version = r.kind === "shadow" ? r.candidate?.version : r.version;
+  const scope = r.scope ? ` · ${r.scope}` : " · shared";
+  return `${r.rule_id ?? "–"}${version !== undefined ? ` v${version}` : ""}${scope}`;
+}
+
+/** A report's headline numbers (none yet while it runs). */
+function historyNumbers(r) {
+  if (r.kind === "shadow") {
+    const t = r.totals;
+    return t ? `${num(t.gain_users)} users gain · ${num(t.lose_users)} lose · ${num(t.move_users)} move` : "–";
+  }
+  if (r.kind === "backfill") {
+    if (r.status === "running" && !r.implied) return "evaluating…";
+    return `${num(r.recorded)} recorded · ${num(r.already_recorded)} already recorded · ${r.would_lose === null || r.would_lose === undefined ? "–" : num(r.would_lose)} would lose`;
+  }
+  if (r.kind === "rebuild") return `${num(r.rules_changed?.length)} rules changed · ${num(r.delivered?.length)} delivered`;
+  return "–";
+}
+
+async function loadHistory() {
+  if (historyLoading) return;
+  historyLoading = true;
+  historyLoadedAt = Date.now();
+  try {
+    const { reports } = await api("/v1/history/reports");
+    const list = (reports ?? []).slice(0, HISTORY_SHOWN);
+    rows($("history").tBodies[0], list, (r) => [
+      el("td", { class: "small", title: r.created_at ?? "" }, r.created_at ? new Date(r.created_at).toLocaleString([], { hour12: false }) : "–"),
+      el("td", {}, el("span", { class: "kind" }, r.kind)),
+      el("td", { class: "clip", title: r.id }, historySubject(r)),
+      el("td", {}, el("span", { class: `state state-${r.status ?? "done"}`, title: r.error ?? "" }, r.status ?? "done")),
+      el("td", { class: "small" }, historyNumbers(r)),
+    ]);
+    $("history-empty").hidden = list.length > 0;
+    $("history-error").hidden = true;
+  } catch (err) {
+    if (err instanceof AuthError) return signIn(err.message);
+    $("history-error").hidden = false;
+    $("history-error").textContent = `Could not list history reports: ${err.message}`;
+  } finally {
+    historyLoading = false;
+  }
+}
+
 let lastDepth = null;
 
 function draw(d) {
@@ -233,6 +288,7 @@ function draw(d) {
   $("dlq-depth-label").textContent = d.dlq ? `${num(d.dlq.depth)} in the DLQ` : "";
   drawFeed(d.recent_unlocks ?? []);
   drawTenants(d.tenants ?? []);
+  if (!$("overview").hidden && Date.now() - historyLoadedAt > HISTORY_REFRESH_MS) void loadHistory();
   const depth = d.dlq?.depth ?? null;
   $("dlq-badge").hidden = !depth;
   $("dlq-badge").textContent = num(depth);
