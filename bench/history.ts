@@ -6,14 +6,19 @@
 import { Kvm } from "@nats-io/kv";
 import type { Engine } from "../src/engine.ts";
 import { backfill, HistoryStore, shadowRun } from "../src/history/mod.ts";
-import { Buckets } from "../src/nats/mod.ts";
+import { Buckets, partitionsDrained } from "../src/nats/mod.ts";
 import { loadRules, RuleSchema, type RuleVersion } from "../src/rules/mod.ts";
 import { measureLatency, startBenchEngine, type LatencyResult } from "./engine.ts";
-import type { OnProgress, Stack } from "./stack.ts";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { RuleRegistry } from "../src/registry/mod.ts";
+import { BENCH_RULES, until, type OnProgress, type Stack } from "./stack.ts";
 import type { EventInput } from "../src/events/mod.ts";
 
 export type HistoryResult = {
   shadow: { events: number; seconds: number; perSecond: number; gainUsers: number; loseUsers: number; moveUsers: number };
+  /** Bytes the events stream holds per stored event (the history horizon's cost). */
+  bytesPerEvent: number;
   backfill: { events: number; seconds: number; perSecond: number; implied: number; recorded: number; unlocksPerSecond: number; eventsPerSecondCap: number };
   /** Publish → unlock at the same offered load: alone, then with a backfill running. */
   live: { alone: LatencyResult; duringBackfill: LatencyResult; backfillRunning: boolean };
@@ -21,6 +26,8 @@ export type HistoryResult = {
 
 /** The backfill's throttle in the latency comparison: what an operator would leave it at. */
 const LIVE_BACKFILL = { unlocksPerSecond: 200, eventsPerSecond: 20_000 };
+
+const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
 
 const version = (raw: unknown, v: number): RuleVersion => ({ rule: RuleSchema.parse({ ...(raw as object), version: v }), version: v, effectiveFrom: Number.NEGATIVE_INFINITY });
 
@@ -44,15 +51,28 @@ export async function measureHistory(stack: Stack, background: Iterator<EventInp
 
   const engine: Engine = await startBenchEngine(stack);
   try {
+    // The stream's backlog first (the engine has not seen it when this section runs alone): latency is measured on a caught-up engine.
+    const drain = progress?.("history: the live engine catching up");
+    await until(async () => {
+      drain?.(engine.stats.received);
+      return partitionsDrained(stack.jsm, c.partitions);
+    }, 500);
     const alone = await measureLatency(stack, background, 1000, seconds, "h0", Math.min(5, seconds / 2), progress?.("history: live alone"));
-    // Another new rule, throttled, running beside the live load.
-    const running = backfill(deps, { ...base, scope: "*", version: version({ id: "bench-backfill-live", type: "count", event: "app.opened", target: 15 }, 1), ...LIVE_BACKFILL });
+    // Another new rule, published, then backfilled by `achd backfill` in a process of its own (as an operator
+    // runs it), throttled, beside the live load.
+    await new RuleRegistry(await kvm.open(Buckets.Rules)).put("*", { id: "bench-backfill-live", type: "count", event: "app.opened", target: 15 }, Date.now());
+    const child = spawn(process.execPath, [ACHD, "backfill", "bench-backfill-live", "--rate", String(LIVE_BACKFILL.unlocksPerSecond), "--events-rate", String(LIVE_BACKFILL.eventsPerSecond), "--no-progress", "--json"], {
+      env: { ...process.env, NATS_URL: stack.url, ACH_AUTH: "none", ACH_RULES: BENCH_RULES, ACH_PARTITIONS: String(c.partitions), LOG_LEVEL: "warn" },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     let done = false;
-    void running.then(() => (done = true), () => (done = true));
+    void exited.then(() => (done = true));
     const duringBackfill = await measureLatency(stack, background, 1000, seconds, "h1", 0, progress?.("history: live beside a backfill"));
     const backfillRunning = !done;
-    await running;
-    return { shadow, backfill: bf, live: { alone, duringBackfill, backfillRunning } };
+    const code = await exited;
+    if (code !== 0) throw new Error(`achd backfill exited ${code}`);
+    return { shadow, bytesPerEvent: s.coverage.horizon.messages ? s.coverage.horizon.bytes / s.coverage.horizon.messages : 0, backfill: bf, live: { alone, duringBackfill, backfillRunning } };
   } finally {
     await engine.stop();
   }

@@ -319,6 +319,7 @@ export function summary(r: BenchResults): string {
     const f = (p: LatencyResult["direct"]) => `${n(p.p50, 1)} / ${n(p.p99, 1)} / ${n(p.p999, 1)} (${p.n})`;
     lines.push("| History | figure |", "|---|---|");
     lines.push(`| shadow run (candidate beside the versions in force, one read): events/s | ${n(h.shadow.perSecond)} (${n(h.shadow.events)} events in ${n(h.shadow.seconds, 1)} s; ${n(h.shadow.gainUsers)} users gain, ${n(h.shadow.moveUsers)} move) |`);
+    lines.push(`| events stream: bytes per stored event (a million events: ${n(h.bytesPerEvent, 0)} MB of history) | ${n(h.bytesPerEvent, 0)} |`);
     lines.push(`| backfill of a new rule, unthrottled: events/s (evaluation and recording) | ${n(h.backfill.perSecond)} (${n(h.backfill.recorded)} unlocks recorded of ${n(h.backfill.implied)} implied, in ${n(h.backfill.seconds, 1)} s) |`);
     lines.push(`| live no-reorder p50 / p99 / p99.9 ms at 1,000 events/s, alone | ${f(h.live.alone.direct)} |`);
     lines.push(`| the same beside a backfill (200 unlocks/s, 20,000 events/s)${h.live.backfillRunning ? "" : " — the backfill ended before the measurement did"} | ${f(h.live.duringBackfill.direct)} |`, "");
