@@ -9,4 +9,4 @@ export { applyEvents, chunksCovering, chunksToLoad, type Applied, type SeenChunk
 export { fingerprintMatch, fingerprintOf, type FingerprintSpec } from "./fingerprint.ts";
 export { seenChunkKey, unlockRecordKey, userKey } from "./keys.ts";
 export { unlockEvent, type UnlockEvent } from "./unlock-event.ts";
-export { decodeState, emptyUserState, encodeState, type UserState } from "./user-state.ts";
+export { decodeState, emptyUserState, encodeState, unlockedKey, withUnlock, type UserState } from "./user-state.ts";

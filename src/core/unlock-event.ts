@@ -18,10 +18,12 @@ export type UnlockEvent = {
   trigger_event_ids: string[];
   title?: string;
   reward?: Record<string, unknown>;
+  /** Recorded by a backfill (backdated): notifications leave it out unless asked for it. */
+  backfill?: true;
 };
 
-/** Builds the published body of an unlock. */
-export function unlockEvent(u: Unlock, processedAt: Date): UnlockEvent {
+/** Builds the published body of an unlock; `backfill` marks one a backfill records. */
+export function unlockEvent(u: Unlock, processedAt: Date, backfill = false): UnlockEvent {
   return {
     unlock_id: u.unlock_id,
     tenant_id: u.tenant_id,
@@ -37,5 +39,6 @@ export function unlockEvent(u: Unlock, processedAt: Date): UnlockEvent {
     trigger_event_ids: u.trigger_event_ids,
     ...(u.title ? { title: u.title } : {}),
     ...(u.reward ? { reward: u.reward } : {}),
+    ...(backfill ? { backfill: true as const } : {}),
   };
 }

@@ -1,4 +1,4 @@
-import { emptyEvalState, type EvalState, type Unlock } from "../rules/mod.ts";
+import { achievementKey, emptyEvalState, type EvalState, type Unlock, type UnlockRef } from "../rules/mod.ts";
 
 /**
  * Everything the engine keeps per (tenant, user), stored as one KV value and
@@ -85,4 +85,24 @@ export function decodeState(b: Uint8Array): UserState {
   const s = JSON.parse(dec.decode(b)) as UserState;
   if (s.v !== 1) throw new Error(`unknown user state version ${String(s.v)}`);
   return s;
+}
+
+/** An unlock as a state, a record or a published event names it. */
+type UnlockFields = UnlockRef & { achievement_id: string; period?: string };
+
+/** The key of an unlock among a state's unlocked achievements (`id`, `id:tier`, plus `#<occurrence>` for a repeatable rule's). */
+export function unlockedKey(u: UnlockFields): string {
+  return achievementKey(u.achievement_id, u.tier, u.period ? u.occurrence : undefined);
+}
+
+/**
+ * The state with `u` among its unlocked achievements — an unlock recorded
+ * outside the state's own evaluation (a backfill, a record kept by a
+ * rebuild) — or undefined when the state has it already. Pure.
+ */
+export function withUnlock(s: UserState, u: UnlockFields): UserState | undefined {
+  const k = unlockedKey(u);
+  if (s.eval.unlocked[k]) return undefined;
+  const ref: UnlockRef = { unlock_id: u.unlock_id, rule_id: u.rule_id, rule_version: u.rule_version, tier: u.tier, occurrence: u.occurrence, unlocked_at: u.unlocked_at, trigger_event_ids: u.trigger_event_ids };
+  return { ...s, eval: { ...s.eval, unlocked: { ...s.eval.unlocked, [k]: ref } } };
 }

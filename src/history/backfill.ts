@@ -7,36 +7,24 @@
  */
 import { createHash } from "node:crypto";
 import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstream";
-import { decodeState, emptyUserState, encodeState, unlockEvent, unlockRecordKey, userKey, type UserState } from "../core/mod.ts";
+import { decodeState, emptyUserState, encodeState, unlockRecordKey, userKey, withUnlock, type UserState } from "../core/mod.ts";
 import { unlockedSubject } from "../events/mod.ts";
-import { isCasFailure, readOrdered, Streams } from "../nats/mod.ts";
+import { isCasFailure, readOrdered, Streams, type KvStore } from "../nats/mod.ts";
 import { Pace, replayStream, type ReplayOptions } from "../replay/mod.ts";
-import { achievementKey, type RuleBook, type RuleVersion, type Unlock, type UnlockRef } from "../rules/mod.ts";
+import { UnlockSink } from "../pipeline/unlocks.ts";
+import type { RuleBook, RuleVersion, Unlock } from "../rules/mod.ts";
 import { reportId, type Checkpoint, type HistoryStore, type ReportBase } from "./reports.ts";
-import { SAMPLES, withVersion, type Coverage, type UnlockSample } from "./shadow.ts";
+import { SAMPLES, unlockSample, withVersion, type Coverage, type UnlockSample } from "./shadow.ts";
 import { streamHorizon } from "./source.ts";
-
-/** The unlock records a backfill reads and writes (the `ach_unlocks` bucket, or anything with its create-only semantics). */
-export type UnlockRecords = {
-  get(key: string): Promise<{ operation: string } | null>;
-  create(key: string, data: Uint8Array): Promise<number>;
-  keys(filter?: string): Promise<AsyncIterable<string>>;
-};
 
 export type BackfillDeps = {
   js: JetStreamClient & { publish(subject: string, data: Uint8Array, opts: { msgID: string }): Promise<PubAck> };
   jsm: JetStreamManager;
-  records: UnlockRecords;
+  /** Unlock records (bucket `ach_unlocks`): create-only, listed for `would_lose`. */
+  records: KvStore & { keys(filter?: string): Promise<AsyncIterable<string>> };
   store: HistoryStore;
   /** User state (bucket `ach_state`): each backfilled unlock is marked unlocked there too. */
-  state: StateRecords;
-};
-
-/** The user-state bucket as a backfill uses it: read, and write with compare-and-set. */
-export type StateRecords = {
-  get(key: string): Promise<{ operation: string; revision: number; value: Uint8Array; length: number } | null>;
-  create(key: string, data: Uint8Array): Promise<number>;
-  update(key: string, data: Uint8Array, revision: number): Promise<number>;
+  state: KvStore;
 };
 
 export type BackfillOptions = Omit<ReplayOptions, "candidate" | "book" | "fromSeq" | "toSeq"> & {
@@ -87,11 +75,6 @@ export function backfillKey(scope: string, version: RuleVersion, tenant?: string
     .update([scope, tenant ?? "", version.rule.id, String(version.version), fromTime === undefined ? "" : String(fromTime)].join("\u0000"))
     .digest("hex")
     .slice(0, 24);
-}
-
-/** The published body of a backfilled unlock: the unlock event, marked. */
-export function backfillBody(u: Unlock, now: Date): Uint8Array {
-  return enc.encode(JSON.stringify({ ...unlockEvent(u, now), backfill: true }));
 }
 
 /** Unlock ids already on the unlocks stream for one user (a resumed run's check of the unlocks a crash may have left published but unrecorded). */
@@ -175,6 +158,7 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
     const k = `${u.tenant_id}.${u.user_id}`;
     if (!published.has(k)) published.set(k, await publishedIds(d.js, u.tenant_id, u.user_id));
   }
+  const sink = new UnlockSink(d.js, d.records);
   const pace = new Pace(o.unlocksPerSecond);
   let lastSave = performance.now();
   for (let i = cp.done; i < implied.length; i++) {
@@ -189,26 +173,15 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
     await pace.take();
     const u = implied[i]!;
     const rec = await d.records.get(unlockRecordKey(u));
-    if (rec && rec.operation === "PUT") {
+    // Recorded before, or (false) by a live worker meanwhile: its publish and ours carried the same message id.
+    const mine = !(rec && rec.operation === "PUT") && (await sink.deliverBackfilled(u, published.get(`${u.tenant_id}.${u.user_id}`)?.has(u.unlock_id) === true));
+    if (mine) {
+      cp.recorded++;
+      tier(u).recorded++;
+      if (report.samples.recorded.length < SAMPLES) report.samples.recorded.push(unlockSample(u));
+    } else {
       cp.already_recorded++;
       tier(u).already_recorded++;
-    } else {
-      const body = backfillBody(u, new Date());
-      if (!published.get(`${u.tenant_id}.${u.user_id}`)?.has(u.unlock_id)) await d.js.publish(unlockedSubject(u.tenant_id, u.user_id), body, { msgID: u.unlock_id });
-      let mine = true;
-      await d.records.create(unlockRecordKey(u), body).catch((err: unknown) => {
-        // A live worker recorded it meanwhile: its publish and ours carried the same message id.
-        if (!isCasFailure(err)) throw err;
-        mine = false;
-      });
-      if (mine) {
-        cp.recorded++;
-        tier(u).recorded++;
-        if (report.samples.recorded.length < SAMPLES) report.samples.recorded.push({ tenant_id: u.tenant_id, user_id: u.user_id, unlock_id: u.unlock_id, occurrence: u.occurrence, unlocked_at: u.unlocked_at, rule_version: u.rule_version, trigger_event_ids: u.trigger_event_ids });
-      } else {
-        cp.already_recorded++;
-        tier(u).already_recorded++;
-      }
     }
     await markUnlocked(d.state, u, report);
     cp.done = i + 1;
@@ -247,24 +220,23 @@ const MARK_ATTEMPTS = 10;
  * once the unlocks stream's duplicate window has passed), and prerequisites
  * and composites see it. Nothing is written when the state has it already.
  */
-async function markUnlocked(kv: StateRecords, u: Unlock, report: BackfillReport): Promise<void> {
+async function markUnlocked(kv: KvStore, u: Unlock, report: BackfillReport): Promise<void> {
   const key = userKey(u.tenant_id, u.user_id);
-  const k = achievementKey(u.achievement_id, u.tier, u.period ? u.occurrence : undefined);
   for (let attempt = 1; ; attempt++) {
     const e = await kv.get(key);
     let state: UserState;
     try {
       state = e && e.operation === "PUT" && e.length > 0 ? decodeState(e.value) : emptyUserState();
     } catch {
+      // Reported, not thrown: the unlock is recorded; `achd users rebuild` mends the state and keeps it.
       if (!report.unreadable_states.includes(key) && report.unreadable_states.length < SAMPLES) report.unreadable_states.push(key);
       return;
     }
-    if (state.eval.unlocked[k]) return;
-    const ref: UnlockRef = { unlock_id: u.unlock_id, rule_id: u.rule_id, rule_version: u.rule_version, tier: u.tier, occurrence: u.occurrence, unlocked_at: u.unlocked_at, trigger_event_ids: u.trigger_event_ids };
-    const next = encodeState({ ...state, eval: { ...state.eval, unlocked: { ...state.eval.unlocked, [k]: ref } } });
+    const next = withUnlock(state, u);
+    if (!next) return;
     try {
-      if (e) await kv.update(key, next, e.revision);
-      else await kv.create(key, next);
+      if (e) await kv.update(key, encodeState(next), e.revision);
+      else await kv.create(key, encodeState(next));
       return;
     } catch (err) {
       if (!isCasFailure(err) || attempt >= MARK_ATTEMPTS) throw err;

@@ -10,7 +10,7 @@ import { isCasFailure } from "../nats/mod.ts";
 export type ReportBase = { kind: "shadow" | "backfill" | "rebuild"; id: string; created_at: string; status?: "running" | "done" | "cancelled" | "failed" };
 
 /** Reports listed by {@link HistoryStore.list}, at most. */
-export const REPORTS_LISTED = 50;
+const REPORTS_LISTED = 50;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

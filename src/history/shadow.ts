@@ -60,7 +60,8 @@ export type ShadowRow = {
   samples: { gain: UnlockSample[]; lose: UnlockSample[]; move: MoveSample[] };
 };
 
-const sample = (u: Unlock): UnlockSample => ({ tenant_id: u.tenant_id, user_id: u.user_id, unlock_id: u.unlock_id, occurrence: u.occurrence, unlocked_at: u.unlocked_at, rule_version: u.rule_version, trigger_event_ids: u.trigger_event_ids });
+/** An unlock as a report's sample. */
+export const unlockSample = (u: Unlock): UnlockSample => ({ tenant_id: u.tenant_id, user_id: u.user_id, unlock_id: u.unlock_id, occurrence: u.occurrence, unlocked_at: u.unlocked_at, rule_version: u.rule_version, trigger_event_ids: u.trigger_event_ids });
 const when = (u: Unlock) => ({ unlocked_at: u.unlocked_at, rule_version: u.rule_version, trigger_event_ids: u.trigger_event_ids });
 
 /**
@@ -68,7 +69,7 @@ const when = (u: Unlock) => ({ unlocked_at: u.unlocked_at, rule_version: u.rule_
  * tenant, user, achievement, tier and occurrence): rows for every
  * achievement and tier either gives, sorted by achievement and tier. Pure.
  */
-export function diffUnlocks(now: readonly Unlock[], candidate: readonly Unlock[], samples = SAMPLES): ShadowRow[] {
+function diffUnlocks(now: readonly Unlock[], candidate: readonly Unlock[], samples = SAMPLES): ShadowRow[] {
   const rows = new Map<string, ShadowRow & { users: { gain: Set<string>; lose: Set<string>; move: Set<string> } }>();
   const row = (u: Unlock) => {
     const k = `${u.achievement_id}\u0000${u.tier ?? ""}`;
@@ -89,7 +90,7 @@ export function diffUnlocks(now: readonly Unlock[], candidate: readonly Unlock[]
     if (!c) {
       r.lose++;
       r.users.lose.add(user);
-      if (r.samples.lose.length < samples) r.samples.lose.push(sample(u));
+      if (r.samples.lose.length < samples) r.samples.lose.push(unlockSample(u));
     } else if (c.unlocked_at !== u.unlocked_at) {
       r.move++;
       r.users.move.add(user);
@@ -102,7 +103,7 @@ export function diffUnlocks(now: readonly Unlock[], candidate: readonly Unlock[]
     if (mine.has(k)) continue;
     r.gain++;
     r.users.gain.add(`${c.tenant_id}.${c.user_id}`);
-    if (r.samples.gain.length < samples) r.samples.gain.push(sample(c));
+    if (r.samples.gain.length < samples) r.samples.gain.push(unlockSample(c));
   }
   return [...rows.values()]
     .map(({ users, ...r }) => ({ ...r, gain_users: users.gain.size, lose_users: users.lose.size, move_users: users.move.size }))
@@ -198,7 +199,7 @@ export async function shadowRun(js: JetStreamClient, jsm: JetStreamManager, o: S
 const cell = (n: number, users: number) => (n === 0 ? "0" : users === n ? String(n) : `${n} (${users} users)`);
 
 /** A coverage line for people: range, events, users, time and horizon. */
-export function coverageLine(c: Coverage): string {
+function coverageLine(c: Coverage): string {
   const h = c.horizon;
   const horizon = h.complete ? "the stream holds all history" : `the stream holds events from seq ${h.first_seq}${h.oldest_stored_at ? ` (${h.oldest_stored_at})` : ""}; older ones are gone`;
   const age = h.max_age_ms ? `kept ${Math.round(h.max_age_ms / 3_600_000)} h` : "kept without age limit";

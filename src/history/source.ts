@@ -52,7 +52,7 @@ export type StreamRange = {
 const dec = new TextDecoder();
 
 /** The subject filter of a range: every partitioned event, a tenant's, or a user's. */
-export function rangeFilter(r: Pick<StreamRange, "tenant" | "user">): string {
+function rangeFilter(r: Pick<StreamRange, "tenant" | "user">): string {
   if (r.user && !r.tenant) throw new Error("a user filter needs its tenant");
   return r.tenant ? `${PARTITIONED_PREFIX}.*.${r.tenant}.${r.user ? `${r.user}.` : ""}>` : `${PARTITIONED_PREFIX}.>`;
 }
@@ -104,7 +104,7 @@ export function exportLine(e: StoredEvent): string {
 }
 
 /** A line of an export file that cannot be read back: which line, and why. */
-export class ExportFileError extends Error {
+class ExportFileError extends Error {
   override name = "ExportFileError";
 }
 
@@ -115,7 +115,7 @@ const enc = new TextEncoder();
  * file order, optionally one tenant's or user's events only. Lines must
  * come in increasing `seq` (a file is one stream's history).
  */
-export async function* fileEvents(path: string, r: Pick<StreamRange, "tenant" | "user" | "fromSeq" | "toSeq" | "fromTime"> = {}): AsyncGenerator<StoredEvent> {
+async function* fileEvents(path: string, r: Pick<StreamRange, "tenant" | "user" | "fromSeq" | "toSeq" | "fromTime"> = {}): AsyncGenerator<StoredEvent> {
   const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity });
   const prefix = r.tenant ? `.${r.tenant}.${r.user ? `${r.user}.` : ""}` : undefined;
   let n = 0;

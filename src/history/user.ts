@@ -5,11 +5,13 @@
  */
 import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { applyEvents, chunksCovering, decodeState, emptyUserState, encodeState, userKey, type FingerprintSpec, type SeenChunk, type UserState } from "../core/mod.ts";
+import { decodeState, emptyUserState, encodeState, unlockedKey, userKey, withUnlock, type FingerprintSpec, type SeenChunk, type UnlockEvent, type UserState } from "../core/mod.ts";
 import { decodeMessage, type EventLimits } from "../events/mod.ts";
 import { isCasFailure } from "../nats/mod.ts";
 import { UnlockSink } from "../pipeline/unlocks.ts";
-import { achievementKey, progressOf, type EvalState, type Progress, type RuleBook, type RuleSet, type Unlock } from "../rules/mod.ts";
+import { progressOf, type EvalState, type Progress, type RuleBook, type RuleSet, type Unlock } from "../rules/mod.ts";
+import { InMemoryEvaluator } from "../sim/mod.ts";
+import { SeenArchive } from "../state/mod.ts";
 import { periodLabel } from "../util/time.ts";
 import { reportId, type HistoryStore, type ReportBase } from "./reports.ts";
 import { fileThenStream, streamEvents, streamHorizon, type Horizon } from "./source.ts";
@@ -40,37 +42,25 @@ export type UserRun = {
 };
 
 /**
- * Evaluates one user's stored events in stream order, as replay does (both
- * phases at once), keeping those `keep` accepts. The user's events are
- * read through a subject filter: the server sends nothing else.
+ * Evaluates one user's stored events in stream order, as replay does (the
+ * in-memory evaluator, both phases at once), keeping those `keep` accepts.
+ * The user's events are read through a subject filter: the server sends
+ * nothing else.
  */
-export async function evaluateUser(js: JetStreamClient, jsm: JetStreamManager, tenant: string, user: string, o: UserEvalOptions, keep: (occurredAt: number) => boolean = () => true): Promise<UserRun> {
-  const rules = o.book.forTenant(tenant);
-  const archive = new Map<string, readonly string[]>();
-  const out: UserRun = { state: emptyUserState(), unlocks: [], chunks: [], events: 0, rejected: 0, duplicates: 0, from_seq: 0, to_seq: 0 };
+async function evaluateUser(js: JetStreamClient, jsm: JetStreamManager, tenant: string, user: string, o: UserEvalOptions, keep: (occurredAt: number) => boolean = () => true): Promise<UserRun> {
+  const ev = new InMemoryEvaluator(o.book, o.recentIds, o.fingerprints);
+  const out = { events: 0, rejected: 0, from_seq: 0, to_seq: 0 };
   const range = { tenant, user };
   for await (const e of o.file ? fileThenStream(o.file, js, jsm, range) : streamEvents(js, jsm, range)) {
     out.events++;
     if (!out.from_seq) out.from_seq = e.seq;
     out.to_seq = e.seq;
     const res = decodeMessage(e.subject, e.data, e.msgId, { maxBytes: o.maxBytes, partitions: o.partitions, limits: o.limits, storedAt: e.storedAt });
-    if (!res.ok) {
-      out.rejected++;
-      continue;
-    }
-    if (!keep(res.value.occurredAt)) continue;
-    const s = out.state;
-    const archived = s.arch ? new Set(chunksCovering(s, res.value.occurredAt).flatMap((c) => archive.get(`${c.phase}.${c.n}`) ?? [])) : new Set<string>();
-    const r = applyEvents(s, [{ seq: e.seq, ev: res.value }], rules, o.recentIds, "all", o.fingerprints, archived);
-    for (const c of r.chunks) {
-      archive.set(`${c.phase}.${c.n}`, c.ids);
-      out.chunks.push(c);
-    }
-    out.duplicates += r.duplicates + r.fingerprinted;
-    for (const u of r.unlocks) out.unlocks.push(u);
-    out.state = r.state;
+    if (!res.ok) out.rejected++;
+    else if (keep(res.value.occurredAt)) ev.apply(res.value, e.seq);
   }
-  return out;
+  const key = userKey(tenant, user);
+  return { ...out, state: ev.states.get(key) ?? emptyUserState(), unlocks: ev.unlocks, chunks: ev.chunksOf(key), duplicates: ev.duplicates };
 }
 
 /** An unlocked achievement as the achievements API shows it. */
@@ -223,15 +213,14 @@ export async function rebuildUser(d: RebuildDeps, tenant: string, user: string, 
       }
     }
     const run = await evaluateUser(d.js, d.jsm, tenant, user, o);
-    const state = run.state;
+    let state = run.state;
     // Recorded unlocks the log does not give stay unlocked (repeatable ones are kept by their records alone).
     const kept: string[] = [];
-    for (const [, body] of records) {
-      if (body.period) continue;
-      const k = achievementKey(body.achievement_id, body.tier);
-      if (state.eval.unlocked[k]) continue;
-      state.eval.unlocked[k] = { unlock_id: body.unlock_id, rule_id: body.rule_id, rule_version: body.rule_version, tier: body.tier, occurrence: body.occurrence, unlocked_at: body.unlocked_at, trigger_event_ids: body.trigger_event_ids };
-      kept.push(k);
+    for (const body of records.values()) {
+      const next = body.period ? undefined : withUnlock(state, body);
+      if (!next) continue;
+      state = next;
+      kept.push(unlockedKey(body));
     }
     const recordedIds = new Set([...records.values()].map((b) => b.unlock_id));
     const undelivered = run.unlocks.filter((u) => !recordedIds.has(u.unlock_id));
@@ -242,7 +231,8 @@ export async function rebuildUser(d: RebuildDeps, tenant: string, user: string, 
       ...(state.arch ? { arch: { e: state.arch.e.map(([n, a, b]) => [n + offset, a, b] as [number, number, number]), o: state.arch.o.map(([n, a, b]) => [n + offset, a, b] as [number, number, number]) } } : {}),
       outbox: undelivered,
     };
-    for (const c of run.chunks) await d.seen.put(`${key}.${c.phase}.${c.n + offset}`, new TextEncoder().encode(JSON.stringify({ ids: c.ids, from: c.from, to: c.to })));
+    const archive = new SeenArchive(d.seen);
+    for (const c of run.chunks) await archive.write(key, { ...c, n: c.n + offset });
     let revision: number;
     try {
       revision = e ? await d.state.update(key, encodeState(next), e.revision) : await d.state.create(key, encodeState(next));
@@ -276,16 +266,14 @@ export async function rebuildUser(d: RebuildDeps, tenant: string, user: string, 
   }
 }
 
-type RecordBody = { unlock_id: string; rule_id: string; rule_version: number; achievement_id: string; tier: string | null; occurrence: number; unlocked_at: string; trigger_event_ids: string[]; period?: string };
-
 /** The user's unlock records (bucket `ach_unlocks`), by key. */
-async function recordedUnlocks(kv: KV, tenant: string, user: string): Promise<Map<string, RecordBody>> {
-  const out = new Map<string, RecordBody>();
+async function recordedUnlocks(kv: KV, tenant: string, user: string): Promise<Map<string, UnlockEvent>> {
+  const out = new Map<string, UnlockEvent>();
   const keys: string[] = [];
   for await (const k of await kv.keys(`${tenant}.${user}.>`)) keys.push(k);
   for (const k of keys) {
     const e = await kv.get(k);
-    if (e && e.operation === "PUT") out.set(k, JSON.parse(dec.decode(e.value)) as RecordBody);
+    if (e && e.operation === "PUT") out.set(k, JSON.parse(dec.decode(e.value)) as UnlockEvent);
   }
   return out;
 }

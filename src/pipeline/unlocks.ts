@@ -32,6 +32,24 @@ export class UnlockSink {
     return !ack.duplicate;
   }
 
+  /**
+   * Publishes (unless `published`: the stream has it already) and records a
+   * backfilled unlock, marked `backfill: true`, in the same order as
+   * {@link deliver}; true when this call created the record (false: a
+   * worker recorded it meanwhile, under the same message id).
+   */
+  async deliverBackfilled(u: Unlock, published: boolean, now: Date = new Date()): Promise<boolean> {
+    const body = enc.encode(JSON.stringify(unlockEvent(u, now, true)));
+    if (!published) await this.js.publish(unlockedSubject(u.tenant_id, u.user_id), body, { msgID: u.unlock_id });
+    try {
+      await this.records.create(unlockRecordKey(u), body);
+      return true;
+    } catch (err) {
+      if (!isCasFailure(err)) throw err;
+      return false;
+    }
+  }
+
   /** Delivers an outbox entry found in stored state unless its record shows it was delivered. */
   async recover(u: Unlock, now: Date = new Date()): Promise<boolean> {
     const e = await this.records.get(unlockRecordKey(u));

@@ -1,6 +1,6 @@
 import { validateEvent, type EventLimits, type Rejection, type ValidEvent } from "../events/mod.ts";
 import { progressOf, type Progress, type RuleBook, type Unlock } from "../rules/mod.ts";
-import { applyEvents, chunksCovering, emptyUserState, unlockEvent, userKey, type FingerprintSpec, type UserState } from "../core/mod.ts";
+import { applyEvents, chunksCovering, emptyUserState, seenChunkKey, unlockEvent, userKey, type FingerprintSpec, type SeenChunk, type UserState } from "../core/mod.ts";
 
 /** What a simulation produced. */
 export type Simulation = {
@@ -26,8 +26,8 @@ export class InMemoryEvaluator {
   readonly states = new Map<string, UserState>();
   readonly unlocks: Unlock[] = [];
   duplicates = 0;
-  /** The seen-ids archive, in memory. */
-  readonly #archive = new Map<string, string[]>();
+  /** The seen-ids archive, in memory: each chunk by its KV key. */
+  readonly #archive = new Map<string, SeenChunk>();
 
   constructor(
     private readonly book: RuleBook,
@@ -40,12 +40,17 @@ export class InMemoryEvaluator {
     const e = ev.event;
     const key = userKey(e.tenant_id, e.user_id);
     const state = this.states.get(key) ?? emptyUserState();
-    const archived = state.arch ? new Set(chunksCovering(state, ev.occurredAt).flatMap((c) => this.#archive.get(`${key}.${c.phase}.${c.n}`) ?? [])) : NOTHING;
+    const archived = state.arch ? new Set(chunksCovering(state, ev.occurredAt).flatMap((c) => this.#archive.get(seenChunkKey(key, c.phase, c.n))?.ids ?? [])) : NOTHING;
     const r = applyEvents(state, [{ seq, ev }], this.book.forTenant(e.tenant_id), this.recentIds, "all", this.fingerprints, archived);
-    for (const c of r.chunks) this.#archive.set(`${key}.${c.phase}.${c.n}`, c.ids);
+    for (const c of r.chunks) this.#archive.set(seenChunkKey(key, c.phase, c.n), c);
     this.duplicates += r.duplicates + r.fingerprinted;
     for (const u of r.unlocks) this.unlocks.push(u);
     this.states.set(key, r.state.outbox.length ? { ...r.state, outbox: [] } : r.state);
+  }
+
+  /** The archived id chunks of one user (`tenant.user`), as the seen-ids archive would hold them (a rebuild writes them). */
+  chunksOf(key: string): SeenChunk[] {
+    return [...this.#archive].filter(([k]) => k.startsWith(`${key}.`)).map(([, c]) => c);
   }
 }
 
