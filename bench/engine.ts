@@ -71,7 +71,7 @@ export async function measureThroughput(stack: Stack, expected: number, onProgre
       duplicates: s.duplicates,
       unchanged: s.unchanged,
       conflicts: s.conflicts,
-      writesPerEvent: (s.stateWrites + 2 * s.unlocks) / expected,
+      writesPerEvent: (s.stateWrites + s.unlockWrites) / expected,
     };
   } finally {
     clearInterval(scrape);

@@ -175,7 +175,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
     );
     const stopWatch = await registry.watch(reload.trigger, (err) => log.error({ err }, "the rules bucket's watch failed; versions added from now on reach this process at its next start"));
 
-    const stats = new Stats(config.metrics.maxTenants);
+    const stats = new Stats(config.metrics.maxTenants, config.metrics.maxAchievements);
     const dlq = new DeadLetters(js, stats);
     // The hot path's reads and writes (state, seen ids, unlocks and their records) skip nats.js's per-request cost.
     const requests = new JsRequests(nc, timings.requestTimeout, timings.requestSweep);
@@ -185,7 +185,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       store: new StateStore(await FastKv.open(buckets.state, requests), config.worker.cacheUsers, config.worker.cacheMB * 2 ** 20),
       seen: new SeenArchive(await FastKv.open(buckets.seen, requests)),
       rules: () => rules,
-      unlocks: new UnlockSink(requests, await FastKv.open(buckets.unlocks, requests)),
+      unlocks: new UnlockSink(requests, await FastKv.open(buckets.unlocks, requests), stats),
       dlq,
       stats,
       log,
@@ -206,10 +206,10 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       consumers: async () => {
         const mine = new Set(owned().map((w) => w.partition));
         if (mine.size === 0) return new Map();
-        const all = await answerWithin(partitionConsumers(jsm), SCRAPE_NATS_MS);
+        const all = await answerWithin(partitionConsumers(jsm), SCRAPE_NATS_MS, (err) => log.debug({ err }, "consumer gauges left out of this scrape: NATS did not answer"));
         return all && new Map([...all].filter(([k]) => mine.has(k)).map(([k, ci]) => [k, { pending: ci.num_pending, ackPending: ci.num_ack_pending }]));
       },
-      dlqDepth: async () => (await answerWithin(jsm.streams.info(Streams.Dlq), SCRAPE_NATS_MS))?.state.messages,
+      dlqDepth: async () => (await answerWithin(jsm.streams.info(Streams.Dlq), SCRAPE_NATS_MS, (err) => log.debug({ err }, "DLQ gauge left out of this scrape: NATS did not answer")))?.state.messages,
     }, { process: processId });
     if (config.worker.enabled) {
       // Leases and heartbeats get their own connection: behind thousands of in-flight state writes on the
@@ -255,11 +255,11 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       }
       // One reader of the unlocks stream serves the dashboard's feed and every SSE client.
       fanout = new UnlockFanout({ js, jsm, log, backlog: 50 });
-      dashboard = new DashboardFeed({ nc, unlocks: fanout, intervalMs: config.metrics.publishInterval });
+      dashboard = new DashboardFeed({ nc, unlocks: fanout, intervalMs: config.metrics.publishInterval, log });
       await dashboard.start();
       await fanout.start();
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, history: new HistoryStore(buckets.history), buckets: { state: buckets.state, seen: buckets.seen, unlocks: buckets.unlocks, history: buckets.history }, tenants: new TenantRegistry(buckets.tenants), webhooks, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, history: new HistoryStore(buckets.history), buckets: { state: buckets.state, seen: buckets.seen, unlocks: buckets.unlocks }, tenants: new TenantRegistry(buckets.tenants), webhooks, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });

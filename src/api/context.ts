@@ -42,9 +42,9 @@ export type ApiContext = {
    * The buckets as stored, for the history routes: a rebuild replaces a
    * user's state (`ach_state`) with compare-and-set and archives its seen
    * ids (`ach_seen`); a backfill creates unlock records (`ach_unlocks`) and
-   * checkpoints (`ach_history`).
+   * marks them in users' state.
    */
-  buckets: { state: KV; seen: KV; unlocks: KV; history: KV };
+  buckets: { state: KV; seen: KV; unlocks: KV };
   /** API keys; undefined in `auth.mode: none` (every request is let through). */
   keys: ApiKeys | undefined;
   /** This process's Prometheus metrics (`/metrics`); the HTTP requests are counted there too. */

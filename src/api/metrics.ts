@@ -3,24 +3,12 @@ import { Scopes } from "../auth/mod.ts";
 import { clusterStatus, type PartitionStatus } from "../cluster/mod.ts";
 import { Streams } from "../nats/mod.ts";
 import { deadLetterCounts, type DeadLetterCounts } from "../pipeline/mod.ts";
+import { cachedFor } from "../util/coalesce.ts";
 import type { ApiContext } from "./context.ts";
 
 /** How long a partition table and DLQ count are reused (a dashboard polls every second; each costs NATS requests). */
 const PARTITIONS_FOR_MS = 1000;
 const DLQ_FOR_MS = 2000;
-
-/** Reuses an answer for `ms`, and shares one request among callers that ask at once; a failure is not kept. */
-function cachedFor<T>(ms: number, fn: () => Promise<T>): () => Promise<T> {
-  let last: { at: number; value: Promise<T> } | undefined;
-  return () => {
-    if (!last || Date.now() - last.at > ms) {
-      const value = fn();
-      last = { at: Date.now(), value };
-      value.catch(() => (last = undefined));
-    }
-    return last.value;
-  };
-}
 
 /** `GET /metrics` (Prometheus text format) and `GET /v1/dashboard` (what the dashboard page shows). */
 export function metricsRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -40,7 +28,7 @@ export function metricsRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const dlq = cachedFor<DeadLetterCounts>(DLQ_FOR_MS, async () => {
     const { state } = await ctx.jsm.streams.info(Streams.Dlq);
     const at = `${state.first_seq}/${state.last_seq}/${state.messages}`;
-    if (counted?.at !== at) counted = { at, counts: await deadLetterCounts(ctx.js, ctx.jsm) };
+    if (counted?.at !== at) counted = { at, counts: await deadLetterCounts(ctx.js, state) };
     return counted.counts;
   });
   app.get(

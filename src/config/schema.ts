@@ -171,6 +171,8 @@ export const ConfigSchema = z
         enabled: z.boolean().default(true),
         /** Tenants counted under their own label; the rest share the label `other` (bounds memory and series). */
         maxTenants: z.number().int().min(1).max(10_000).default(100),
+        /** Achievements counted under their own label, per tenant; the rest of that tenant's share the label `other`. */
+        maxAchievements: z.number().int().min(1).max(10_000).default(100),
         /**
          * Who may read `/metrics`: `key` (default) a key with the `metrics` scope (or admin), sent by Prometheus as a
          * bearer token; `public` anyone who reaches the API.

@@ -1,5 +1,6 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { UnlockEvent } from "../core/mod.ts";
+import type { Logger } from "../util/log.ts";
 import { STATS_PREFIX, type Buckets, type StatsSnapshot } from "./snapshot.ts";
 import type { TenantCounts } from "./stats.ts";
 
@@ -10,20 +11,31 @@ type Rates = Record<Rate, number>;
 
 /** How many of the newest unlocks the feed keeps. */
 const RECENT = 50;
+/** Seconds of per-second rates the feed keeps (the charts' width). */
+const WINDOW_S = 600;
 /** Processes remembered at most (their last totals stay in the sums after they stop sending). */
 const MAX_PROCESSES = 1000;
 
 /** The dashboard's view built from the processes' snapshots and the unlocks stream (partitions and the DLQ are added by the route). */
 export type DashboardView = {
   now: string;
-  processes: { id: string; worker: boolean; api: boolean; partitions: number[]; seen_ms_ago: number }[];
+  /** The live processes only (snapshots within three intervals, at least 5 s); `stale` when one has missed two snapshots in a row. */
+  processes: { id: string; worker: boolean; api: boolean; partitions: number[]; seen_ms_ago: number; stale: boolean }[];
   series: { t: number[] } & Record<Rate, number[]>;
   totals: { received: number; applied: number; duplicates: number; rejected: number; unlocks: number; late: number };
   latency: { count: number; p50: number | null; p90: number | null; p99: number | null };
   top_achievements: { tenant: string; achievement: string; unlocks: number }[];
   tenants: { tenant: string; received: number; applied: number; rejected: number; unlocks: number; events_per_s: number }[];
-  recent_unlocks: UnlockEvent[];
+  recent_unlocks: RecentUnlock[];
 };
+
+/** What the dashboard shows of one unlock (its reward and trigger ids stay out of the once-a-second view). */
+export type RecentUnlock = Pick<UnlockEvent, "unlock_id" | "tenant_id" | "user_id" | "achievement_id" | "tier" | "title" | "rule_id" | "rule_version" | "unlocked_at" | "processed_at">;
+
+function recentOf(u: UnlockEvent): RecentUnlock {
+  const { unlock_id, tenant_id, user_id, achievement_id, tier, title, rule_id, rule_version, unlocked_at, processed_at } = u;
+  return { unlock_id, tenant_id, user_id, achievement_id, tier, ...(title === undefined ? {} : { title }), rule_id, rule_version, unlocked_at, processed_at };
+}
 
 /** Where the newest unlocks come from (the API process's reader of the unlocks stream, `notify/fanout.ts`). */
 export type UnlockSource = { listen(fn: (u: { body: UnlockEvent }) => void): () => void };
@@ -45,7 +57,7 @@ function rateFields(s: StatsSnapshot): Rates {
 const grown = (now: number, before: number) => (now >= before ? now - before : now);
 
 /** The `q` quantile of a cumulative histogram, interpolated within its bucket as Prometheus' histogram_quantile does. */
-export function quantile(b: Buckets, q: number): number | null {
+function quantile(b: Buckets, q: number): number | null {
   if (b.count === 0) return null;
   const rank = q * b.count;
   for (let i = 0; i < b.le.length; i++) {
@@ -77,26 +89,32 @@ function merged(all: Buckets[]): Buckets {
 /**
  * What the dashboard shows of the whole deployment, kept by the API: each
  * process's latest snapshot (`ach.stats.*`), per-second rates over the last
- * `windowS` seconds, and the newest unlocks from the process's reader of the
+ * ten minutes, and the newest unlocks from the process's reader of the
  * unlocks stream (which starts a few unlocks back, so the feed is full again
  * right after a restart of the API).
  */
 export class DashboardFeed {
   readonly #known = new Map<string, Known>();
   readonly #series: { t: number[] } & Record<Rate, number[]> = { t: [], received: [], applied: [], unlocks: [], rejected: [] };
-  readonly #recent: UnlockEvent[] = [];
+  readonly #recent: RecentUnlock[] = [];
   #sub: Subscription | undefined;
+  #subFailed = false;
   #stopUnlocks: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly d: { nc: NatsConnection; unlocks: UnlockSource; intervalMs: number; windowS?: number },
+    private readonly d: { nc: NatsConnection; unlocks: UnlockSource; intervalMs: number; log: Pick<Logger, "warn"> },
   ) {}
 
   async start(): Promise<void> {
     this.#sub = this.d.nc.subscribe(`${STATS_PREFIX}.*`, {
       callback: (err, msg) => {
-        if (err) return;
+        if (err) {
+          // Said once: the subscription ends with its error, and the page's sums stop growing.
+          if (!this.#subFailed) this.d.log.warn({ err }, "stats snapshots subscription failed; the dashboard's sums stop at what it had");
+          this.#subFailed = true;
+          return;
+        }
         try {
           this.#onSnapshot(msg.json<StatsSnapshot>(), Date.now());
         } catch {
@@ -107,7 +125,7 @@ export class DashboardFeed {
     this.#timer = setInterval(() => this.#sample(Date.now()), 1000);
     this.#timer.unref();
     this.#stopUnlocks = this.d.unlocks.listen((u) => {
-      this.#recent.unshift(u.body);
+      this.#recent.unshift(recentOf(u.body));
       if (this.#recent.length > RECENT) this.#recent.length = RECENT;
     });
   }
@@ -147,8 +165,7 @@ export class DashboardFeed {
     const s = this.#series;
     s.t.push(Math.floor(now / 1000));
     for (const k of RATES) s[k].push(Number(live.reduce((n, p) => n + p.rates[k], 0).toFixed(2)));
-    const keep = this.d.windowS ?? 600;
-    if (s.t.length > keep) for (const arr of [s.t, ...RATES.map((k) => s[k])]) arr.splice(0, arr.length - keep);
+    if (s.t.length > WINDOW_S) for (const arr of [s.t, ...RATES.map((k) => s[k])]) arr.splice(0, arr.length - WINDOW_S);
   }
 
   /** The view at `now`: totals over every process seen (each since it started), rates and the process list of the live ones. */
@@ -189,7 +206,9 @@ export class DashboardFeed {
     };
     return {
       now: new Date(now).toISOString(),
-      processes: [...live].map((k) => ({ id: k.snap.id, worker: k.snap.worker, api: k.snap.api, partitions: k.snap.partitions, seen_ms_ago: now - k.seen })).sort((a, b) => a.id.localeCompare(b.id)),
+      processes: [...live]
+        .map((k) => ({ id: k.snap.id, worker: k.snap.worker, api: k.snap.api, partitions: k.snap.partitions, seen_ms_ago: now - k.seen, stale: now - k.seen > 2 * this.d.intervalMs }))
+        .sort((a, b) => a.id.localeCompare(b.id)),
       series: { t: [...this.#series.t], ...(Object.fromEntries(RATES.map((k) => [k, [...this.#series[k]]])) as Record<Rate, number[]>) },
       totals,
       latency: { count: latency.count, p50: q(0.5), p90: q(0.9), p99: q(0.99) },

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { cachedFor } from "../util/coalesce.ts";
 import { type Keyed, type Stats, type TenantCounts } from "./stats.ts";
 
 /** What the registry reads from the running process at scrape time (each call bounded by its caller). */
@@ -84,7 +85,7 @@ export class EngineMetrics {
         },
       });
     keyed("achd_dead_letters_total", "Events sent to the DLQ, per tenant, reason (the rejection code) and origin (worker or http).", ["tenant", "reason", "origin"], () => stats.deadLetters.entries());
-    keyed("achd_unlocks_total", "Unlocks published for the first time, per tenant and achievement (tenants beyond metrics.maxTenants, and their achievements, count as other).", ["tenant", "achievement"], () => stats.unlocksBy.entries());
+    keyed("achd_unlocks_total", "Unlocks published for the first time, per tenant and achievement (tenants beyond metrics.maxTenants, and their achievements, count as other; so do a tenant's achievements beyond metrics.maxAchievements).", ["tenant", "achievement"], () => stats.unlocksBy.entries());
     keyed("achd_sse_streams_ended_total", "Server-sent-event streams of unlocks that ended, by why: client (it went away), slow (it could not keep up and was cut off), failed (its catch-up could not be read), server (stopping).", ["why"], () => stats.sseEnded.entries());
     keyed("achd_webhook_attempts_total", "Webhook delivery attempts of the delivering process, by outcome: delivered (a 2xx), retrying (it will be tried again), dead_letter (given up on).", ["outcome"], () => stats.webhookAttempts.entries());
     keyed("achd_http_rate_limited_total", "HTTP requests refused with 429, per limit: key, tenant (request rates), auth (failed authentications per address), quota (a tenant's event quota).", ["limit"], () => stats.rateLimited.entries());
@@ -137,11 +138,7 @@ export class EngineMetrics {
     });
     // Lag and ack-pending of the partitions this process owns (the owner reports them: summed over processes, each
     // partition once). One consumer listing serves both gauges of a scrape.
-    let listed: { at: number; answer: ReturnType<LiveSources["consumers"]> } | undefined;
-    const consumers = () => {
-      if (!listed || Date.now() - listed.at > 500) listed = { at: Date.now(), answer: live.consumers() };
-      return listed.answer;
-    };
+    const consumers = cachedFor(500, () => live.consumers());
     const fill = async (g: Gauge<"partition">, field: "pending" | "ackPending") => {
       const m = await consumers();
       g.reset();
@@ -170,8 +167,11 @@ export class EngineMetrics {
       help: "Messages in the DLQ stream (dead letters not yet redriven or purged).",
       registers,
       async collect() {
+        // Unanswered: left out of this scrape (as the consumer gauges are), not its last value shown as current
+        // (remove(): a gauge without labels would otherwise show 0).
         const n = await live.dlqDepth();
-        if (n !== undefined) this.set(n);
+        if (n === undefined) this.remove();
+        else this.set(n);
       },
     });
 

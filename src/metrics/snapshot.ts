@@ -28,7 +28,7 @@ export type StatsSnapshot = {
 };
 
 /** A histogram's buckets as plain numbers (prom-client's `get()`, which every version keeps). */
-export async function bucketsOf(h: Histogram): Promise<Buckets> {
+async function bucketsOf(h: Histogram): Promise<Buckets> {
   const { values } = await h.get();
   const out: Buckets = { le: [], counts: [], count: 0, sum: 0 };
   for (const v of values) {

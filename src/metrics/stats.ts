@@ -6,10 +6,12 @@
  * Per-tenant counters are bounded: the first `maxTenants` tenants seen get
  * their own counters, every later one shares {@link OTHER}. So 10,000
  * tenants that send one event each cost `maxTenants + 1` entries, in memory
- * and in label values.
+ * and in label values. Achievements are bounded the same way within each
+ * tenant: its first `maxAchievements` get their own counters, the rest share
+ * {@link OTHER}.
  */
 
-/** The bucket of the tenants beyond the cap (and of achievements of those tenants). */
+/** The bucket of the tenants beyond the cap, of achievements of those tenants, and of a tenant's achievements beyond its cap. */
 export const OTHER = "other";
 /** The tenant of a message whose subject names none (an unreadable subject, a body too large to parse). */
 export const UNKNOWN = "unknown";
@@ -80,10 +82,14 @@ export class Stats {
   observe: Observers = NO_OBSERVERS;
   /** Tenants with their own counters; the rest count under {@link OTHER}. */
   readonly maxTenants: number;
+  /** Achievements with their own counters per tenant; the rest of that tenant's count under {@link OTHER}. */
+  readonly maxAchievements: number;
   readonly #tenants = new Map<string, TenantCounts>();
+  /** The achievements kept apart, per tenant label. */
+  readonly #achievements = new Map<string, Set<string>>();
   /** Dead letters sent, by tenant, reason and origin (`worker` or `http`). */
   readonly deadLetters = new KeyedCounts();
-  /** Unlocks by tenant and achievement. */
+  /** Unlocks by tenant and achievement (each bounded, see {@link maxTenants} and {@link maxAchievements}). */
   readonly unlocksBy = new KeyedCounts();
   /** User states written (one compare-and-set each). */
   stateWrites = 0;
@@ -110,8 +116,9 @@ export class Stats {
   sseStreams = 0;
   readonly sseEnded = new KeyedCounts();
 
-  constructor(maxTenants = 100) {
+  constructor(maxTenants = 100, maxAchievements = 100) {
     this.maxTenants = maxTenants;
+    this.maxAchievements = maxAchievements;
   }
 
   /** The counters of `tenant` (or of {@link OTHER} once `maxTenants` tenants have their own). */
@@ -143,9 +150,20 @@ export class Stats {
   unlock(tenant: string, achievement: string): void {
     const t = this.tenant(tenant);
     t.unlocks++;
-    // Only a tenant with its own counters keeps its achievements apart: the label's values stay bounded.
+    // Only a tenant with its own counters keeps its achievements apart, and only its first maxAchievements: the
+    // label's values stay bounded.
     const label = this.tenantLabel(tenant);
-    this.unlocksBy.add([label, label === OTHER ? OTHER : achievement]);
+    this.unlocksBy.add([label, label === OTHER ? OTHER : this.#achievementLabel(label, achievement)]);
+  }
+
+  /** The label an achievement of tenant label `tenant` is counted under (itself or {@link OTHER}). */
+  #achievementLabel(tenant: string, achievement: string): string {
+    let kept = this.#achievements.get(tenant);
+    if (!kept) this.#achievements.set(tenant, (kept = new Set()));
+    if (kept.has(achievement)) return achievement;
+    if (kept.size >= this.maxAchievements || achievement === OTHER) return OTHER;
+    kept.add(achievement);
+    return achievement;
   }
 
   /** One counter summed over every tenant. */

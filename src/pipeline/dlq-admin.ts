@@ -1,5 +1,5 @@
 import type { MsgHdrs } from "@nats-io/transport-node";
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg, type StreamState } from "@nats-io/jetstream";
 import { DLQ_PREFIX, EVENT_TYPE, eventSubject, EVENTS_PREFIX, ID_TOKEN } from "../events/mod.ts";
 import { readOrdered, Streams } from "../nats/mod.ts";
 import { DlqHeaders, producerHeaders } from "./dlq.ts";
@@ -61,22 +61,35 @@ function summary(seq: number, h: MsgHdrs | undefined, data: Uint8Array): DeadLet
 /** The most dead letters a reason-filtered listing reads (from its start), and {@link deadLetterCounts} counts (the newest). */
 export const DLQ_SCAN_MAX = 100_000;
 
+/** Bodies a reason-filtered listing fetches at once, after its headers-only pass picked them. */
+const BODIES_AT_ONCE = 32;
+
 /**
  * Lists dead letters, oldest first, optionally for one tenant and one reason,
  * from sequence `from`. The tenant is a subject filter (the server skips the
- * rest); the reason is a header, so a reason filter reads letters until it
- * has `limit` of them, at most {@link DLQ_SCAN_MAX}.
+ * rest); the reason is a header, so a reason filter reads headers only until
+ * it has `limit` letters of that reason, at most {@link DLQ_SCAN_MAX}, then
+ * fetches just those letters' bodies (one removed meanwhile is left out).
  */
 export async function listDeadLetters(js: JetStreamClient, opts: { tenant?: string; reason?: string; limit?: number; from?: number } = {}): Promise<DeadLetterSummary[]> {
   const limit = opts.limit ?? 100;
-  const out: DeadLetterSummary[] = [];
   const consumer = { filter_subjects: opts.tenant ? `${DLQ_PREFIX}.${opts.tenant}.>` : `${DLQ_PREFIX}.>`, ...(opts.from ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from } : {}) };
-  await readOrdered(js, Streams.Dlq, consumer, opts.reason ? DLQ_SCAN_MAX : limit, (m) => {
-    // The reason is a header: a letter of another reason is passed over before its body is read.
-    if (opts.reason && m.headers?.get(DlqHeaders.Reason) !== opts.reason) return;
-    out.push(summary(m.seq, m.headers, m.data));
-    return out.length < limit;
-  }, { size: 1000, expires: 5000 });
+  const out: DeadLetterSummary[] = [];
+  if (!opts.reason) {
+    await readOrdered(js, Streams.Dlq, consumer, limit, (m) => void out.push(summary(m.seq, m.headers, m.data)), { size: 1000, expires: 5000 });
+    return out;
+  }
+  const seqs: number[] = [];
+  await readOrdered(js, Streams.Dlq, { ...consumer, headers_only: true }, DLQ_SCAN_MAX, (m) => {
+    if (m.headers?.get(DlqHeaders.Reason) === opts.reason) seqs.push(m.seq);
+    return seqs.length < limit;
+  }, { size: 10_000, expires: 5000 });
+  if (seqs.length === 0) return out;
+  const jsm = await js.jetstreamManager();
+  for (let i = 0; i < seqs.length; i += BODIES_AT_ONCE) {
+    const got = await Promise.all(seqs.slice(i, i + BODIES_AT_ONCE).map((seq) => jsm.streams.getMessage(Streams.Dlq, { seq })));
+    for (const m of got) if (m) out.push(summary(m.seq, m.header, m.data));
+  }
   return out;
 }
 
@@ -84,13 +97,14 @@ export async function listDeadLetters(js: JetStreamClient, opts: { tenant?: stri
 export type DeadLetterCounts = { depth: number; by_reason: Record<string, number>; by_tenant: Record<string, number> };
 
 /**
- * Counts the DLQ: `depth` is every letter in the stream; `by_reason` (the
+ * Counts the DLQ as of `state` (its stream info's state, which the caller
+ * has read, e.g. to tell whether the last count still stands): `depth` is
+ * every letter in the stream; `by_reason` (the
  * `Ach-Reason` header) and `by_tenant` (the subject's tenant token, `_` for
  * an invalid one) cover the newest {@link DLQ_SCAN_MAX} sequence numbers.
  * Reads headers only, so a letter costs its headers, not its body.
  */
-export async function deadLetterCounts(js: JetStreamClient, jsm: JetStreamManager): Promise<DeadLetterCounts> {
-  const { state } = await jsm.streams.info(Streams.Dlq);
+export async function deadLetterCounts(js: JetStreamClient, state: Pick<StreamState, "messages" | "first_seq" | "last_seq">): Promise<DeadLetterCounts> {
   const counts: DeadLetterCounts = { depth: state.messages, by_reason: {}, by_tenant: {} };
   if (state.messages === 0) return counts;
   const start = Math.max(state.first_seq, state.last_seq - DLQ_SCAN_MAX + 1);

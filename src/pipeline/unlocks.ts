@@ -3,6 +3,7 @@ import { isCasFailure, type KvStore } from "../nats/mod.ts";
 import { unlockedSubject } from "../events/mod.ts";
 import { unlockEvent, unlockRecordKey } from "../core/mod.ts";
 import type { Unlock } from "../rules/mod.ts";
+import type { Stats } from "../metrics/mod.ts";
 
 const enc = new TextEncoder();
 
@@ -15,11 +16,16 @@ const enc = new TextEncoder();
  * proves that its event was published, which is what {@link recover} relies
  * on: after a crash, an outbox entry with a record is done, one without is
  * published again.
+ *
+ * With `stats`, each delivery adds its two acknowledged writes to
+ * `stats.unlockWrites` (the worker's sink); without (the history commands'
+ * sinks, {@link deliverBackfilled} always), nothing is counted.
  */
 export class UnlockSink {
   constructor(
     private readonly js: { publish(subject: string, data: Uint8Array, opts: { msgID: string }): Promise<PubAck> },
     private readonly records: KvStore,
+    private readonly stats?: Pick<Stats, "unlockWrites">,
   ) {}
 
   /** Publishes and records one unlock; true when the event was new to the stream. */
@@ -29,6 +35,7 @@ export class UnlockSink {
     await this.records.create(unlockRecordKey(u), body).catch((err: unknown) => {
       if (!isCasFailure(err)) throw err;
     });
+    if (this.stats) this.stats.unlockWrites += 2;
     return !ack.duplicate;
   }
 
@@ -50,7 +57,7 @@ export class UnlockSink {
     }
   }
 
-  /** Delivers an outbox entry found in stored state unless its record shows it was delivered. */
+  /** Delivers an outbox entry found in stored state unless its record shows it was delivered (then nothing is written or counted). */
   async recover(u: Unlock, now: Date = new Date()): Promise<boolean> {
     const e = await this.records.get(unlockRecordKey(u));
     if (e && e.operation === "PUT") return false;

@@ -20,3 +20,24 @@ export function coalesced(fn: () => Promise<void>, onError: (err: unknown) => vo
     settled: () => running,
   };
 }
+
+/**
+ * Reuses `fn`'s answer for `ms` after it was asked, and shares one request
+ * among callers that ask meanwhile (a dashboard polling every second, two
+ * gauges of one scrape); a failure is not kept, so the next call asks again.
+ */
+export function cachedFor<T>(ms: number, fn: () => Promise<T>): () => Promise<T> {
+  let last: { at: number; value: Promise<T> } | undefined;
+  return () => {
+    if (!last || Date.now() - last.at > ms) {
+      const value = fn();
+      const entry = { at: Date.now(), value };
+      last = entry;
+      // Only this answer is dropped: a newer one asked meanwhile stays.
+      value.catch(() => {
+        if (last === entry) last = undefined;
+      });
+    }
+    return last.value;
+  };
+}

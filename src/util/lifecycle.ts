@@ -71,8 +71,16 @@ export async function settlesWithin(work: Promise<unknown>, ms: number, signal?:
   return settled;
 }
 
-/** `work`'s value if it resolves within `ms`; undefined if it fails or is late (a scrape must not hang on NATS). */
-export async function answerWithin<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
-  const guarded = work.catch(() => undefined);
+/**
+ * `work`'s value if it resolves within `ms`; undefined if it fails or is late
+ * (a scrape must not hang on NATS). A failure goes to `onError` (a debug log,
+ * say), so an answer that never comes can be told from one that was slow;
+ * a late failure is reported too.
+ */
+export async function answerWithin<T>(work: Promise<T>, ms: number, onError?: (err: unknown) => void): Promise<T | undefined> {
+  const guarded = work.catch((err: unknown) => {
+    onError?.(err);
+    return undefined;
+  });
   return (await settlesWithin(guarded, ms)) ? guarded : undefined;
 }

@@ -14,6 +14,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine.ts";
 import { eventMsgId, eventSubject } from "../../src/events/mod.ts";
+import { Streams } from "../../src/nats/mod.ts";
 import { deadLetterCounts } from "../../src/pipeline/mod.ts";
 import { adminKey, apiFetch, eventually, startTestEngine } from "../helpers/engine.ts";
 import { startTestNats, type TestNats } from "../helpers/nats.ts";
@@ -173,7 +174,7 @@ describe("the dashboard in a browser", () => {
     await publishRaw(nats.js, eventSubject("initech", "u1", "lesson.completed"), "{not json");
     await publishRaw(nats.js, eventSubject("initech", "u2", "lesson.completed"), JSON.stringify({ ...ev("initech", "u2", "lesson.completed"), occurred_at: "soon" }));
     const counts = await eventually(async () => {
-      const c = await deadLetterCounts(nats.js, nats.jsm);
+      const c = await deadLetterCounts(nats.js, (await nats.jsm.streams.info(Streams.Dlq)).state);
       return c.depth === 2 ? c : undefined;
     }, 20_000, "two dead letters");
     expect(counts).toEqual({ depth: 2, by_reason: { bad_json: 1, invalid_event: 1 }, by_tenant: { initech: 2 } });

@@ -70,7 +70,7 @@ describe("loadConfig defaults", () => {
       sse: { heartbeat: 15_000, maxBufferedBytes: 1_048_576, maxPerTenant: 2_000 },
       quota: { eventsPerSecond: 2000, burst: 10_000 },
     });
-    expect(c.metrics).toEqual({ enabled: true, maxTenants: 100, access: "key", host: "127.0.0.1", port: 9464, publishInterval: 1000 });
+    expect(c.metrics).toEqual({ enabled: true, maxTenants: 100, maxAchievements: 100, access: "key", host: "127.0.0.1", port: 9464, publishInterval: 1000 });
     expect(c.auth.mode).toBe("keys");
     expect(c.nats.credentials).toBeUndefined();
     expect(c.events).toEqual({ maxBytes: 65_536, maxAge: 7 * 86_400_000, duplicateWindow: 120_000 });

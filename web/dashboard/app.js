@@ -123,6 +123,40 @@ function recent(xs, n = 5) {
   return tail.length ? tail.reduce((a, b) => a + b, 0) / tail.length : null;
 }
 
+/**
+ * Runs `fn` (which handles its own errors) one call at a time: a call while a
+ * run is under way makes one more run after it, which sees every change made
+ * meanwhile. The returned promise ends with the run this call started (at
+ * once when it only asked for one more).
+ */
+function singleFlight(fn) {
+  let running = false;
+  let again = false;
+  const run = async () => {
+    if (running) return void (again = true);
+    running = true;
+    try {
+      await fn();
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        void run();
+      }
+    }
+  };
+  return run;
+}
+
+/** Shows `text` in the `<prefix>-result` box of a console (and opens its detail pane), in `tone` (ok, warn, bad). */
+function showResult(prefix, text, tone) {
+  const r = $(`${prefix}-result`);
+  r.hidden = false;
+  r.textContent = text;
+  r.className = `result ${tone}`;
+  $(`${prefix}-detail`).hidden = false;
+}
+
 // ---- the overview ----
 
 function drawHeader(d) {
@@ -131,7 +165,8 @@ function drawHeader(d) {
     ...ps.map((p) => {
       const roles = [p.worker ? "worker" : null, p.api ? "api" : null].filter(Boolean).join(" + ");
       const parts = Array.isArray(p.partitions) && p.partitions.length ? `p ${p.partitions.join(",")}` : "no partitions";
-      const stale = (p.seen_ms_ago ?? 0) > 5000;
+      // The server lists only live processes, and marks one that has missed snapshots.
+      const stale = p.stale === true;
       return el("span", { class: `proc${stale ? " stale" : ""}`, title: `last seen ${ago(p.seen_ms_ago)} ago` }, el("b", {}, p.id), ` ${roles} · ${parts}`);
     }),
   );
@@ -221,7 +256,6 @@ function drawTenants(list) {
 const HISTORY_REFRESH_MS = 10_000;
 const HISTORY_SHOWN = 10;
 let historyLoadedAt = 0;
-let historyLoading = false;
 
 /** What a report is about: the rule and its version (and tenant), or the user. */
 function historySubject(r) {
@@ -245,12 +279,10 @@ function historyNumbers(r) {
   return "–";
 }
 
-async function loadHistory() {
-  if (historyLoading) return;
-  historyLoading = true;
+const loadHistory = singleFlight(async () => {
   historyLoadedAt = Date.now();
   try {
-    const { reports } = await api("/v1/history/reports");
+    const { reports } = await api(`/v1/history/reports?limit=${HISTORY_SHOWN}`);
     const list = (reports ?? []).slice(0, HISTORY_SHOWN);
     rows($("history").tBodies[0], list, (r) => [
       el("td", { class: "small", title: r.created_at ?? "" }, r.created_at ? new Date(r.created_at).toLocaleString([], { hour12: false }) : "–"),
@@ -265,10 +297,8 @@ async function loadHistory() {
     if (err instanceof AuthError) return signIn(err.message);
     $("history-error").hidden = false;
     $("history-error").textContent = `Could not list history reports: ${err.message}`;
-  } finally {
-    historyLoading = false;
   }
-}
+});
 
 let lastDepth = null;
 
@@ -326,7 +356,7 @@ async function poll() {
     const problems = Array.isArray(d.problems) ? d.problems : [];
     $("problems").hidden = problems.length === 0;
     $("problems").textContent = problems.join(" · ");
-    const live = (d.processes ?? []).filter((p) => (p.seen_ms_ago ?? 0) < 5000).length;
+    const live = (d.processes ?? []).length;
     const engine = d.engine && d.engine !== "running" ? `${d.engine} · ` : "";
     status(`${engine}live · ${live} process${live === 1 ? "" : "es"} · ${time(d.now)}`, engine || problems.length ? "warn" : "ok");
   } catch (err) {
@@ -412,20 +442,16 @@ function fillReasons(reasons) {
   sel.value = chosen;
 }
 
-/** `ach.dlq.<tenant>.<user>` → "tenant / user". */
-const whose = (subject, dlqSubject) => {
+/** A letter's original subject, `ach.events.<tenant>.<user>.<type>` → "tenant / user"; "–" when it has none (an invalid id). */
+const whose = (subject) => {
   const m = /^ach\.events\.([^.]+)\.([^.]+)\./.exec(subject);
-  return m ? `${m[1]} / ${m[2]}` : dlqSubject ?? "–";
+  return m ? `${m[1]} / ${m[2]}` : "–";
 };
 
 let openSeq = null;
-let loading = false;
-let again = false;
 
-async function loadDeadLetters() {
-  // One request at a time; a call meanwhile (a redrive, a new filter) loads once more after it.
-  if (loading) return void (again = true);
-  loading = true;
+// One request at a time; a call meanwhile (a redrive, a new filter) loads once more after it.
+const loadDeadLetters = singleFlight(async () => {
   const q = new URLSearchParams({ limit: "200" });
   const tenant = $("dlq-tenant").value.trim();
   const reason = $("dlq-reason").value;
@@ -454,14 +480,8 @@ async function loadDeadLetters() {
   } catch (err) {
     if (err instanceof AuthError) signIn(err.message);
     else result(`Could not list dead letters: ${err.message}`, "bad");
-  } finally {
-    loading = false;
-    if (again) {
-      again = false;
-      void loadDeadLetters();
-    }
   }
-}
+});
 
 $("dlq-filter").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -469,13 +489,7 @@ $("dlq-filter").addEventListener("submit", (e) => {
 });
 $("dlq-reason").addEventListener("change", () => void loadDeadLetters());
 
-function result(text, tone) {
-  const r = $("dlq-result");
-  r.hidden = false;
-  r.textContent = text;
-  r.className = `result ${tone}`;
-  $("dlq-detail").hidden = false;
-}
+const result = (text, tone) => showResult("dlq", text, tone);
 
 async function openDeadLetter(seq) {
   try {
@@ -575,15 +589,11 @@ for (const b of $("dlq-kind").querySelectorAll(".seg")) b.addEventListener("clic
 let whdRows = new Map();
 let whdOpen = null;
 let whdLoadedAt = 0;
-let whdLoading = false;
-let whdAgain = false;
 
 /** "500" or "no answer" (a network error or a timeout has no status). */
 const lastAnswer = (d) => (d.last_status === null || d.last_status === undefined ? "no answer" : String(d.last_status));
 
-async function loadWebhookDead() {
-  if (whdLoading) return void (whdAgain = true);
-  whdLoading = true;
+const loadWebhookDead = singleFlight(async () => {
   whdLoadedAt = Date.now();
   const q = new URLSearchParams({ limit: "200" });
   const tenant = $("whd-tenant").value.trim();
@@ -614,27 +624,15 @@ async function loadWebhookDead() {
   } catch (err) {
     if (err instanceof AuthError) signIn(err.message);
     else whdResult(`Could not list webhook dead letters: ${err.message}`, "bad");
-  } finally {
-    whdLoading = false;
-    if (whdAgain) {
-      whdAgain = false;
-      void loadWebhookDead();
-    }
   }
-}
+});
 
 $("whd-filter").addEventListener("submit", (e) => {
   e.preventDefault();
   void loadWebhookDead();
 });
 
-function whdResult(text, tone) {
-  const r = $("whd-result");
-  r.hidden = false;
-  r.textContent = text;
-  r.className = `result ${tone}`;
-  $("whd-detail").hidden = false;
-}
+const whdResult = (text, tone) => showResult("whd", text, tone);
 
 function openWebhookDead(seq) {
   const d = whdRows.get(seq);

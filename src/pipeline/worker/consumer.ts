@@ -1,7 +1,7 @@
 import type { ConsumerMessages, JsMsg, StreamInfo } from "@nats-io/jetstream";
 import type { Timings } from "../../config/mod.ts";
 import { parseConsumerName, partitionConsumer, partitionConsumerConfig, Streams } from "../../nats/mod.ts";
-import { answerWithin, background, sleep, whenAborted } from "../../util/lifecycle.ts";
+import { answerWithin, background, sleep } from "../../util/lifecycle.ts";
 import type { Logger } from "../../util/log.ts";
 import { retrying, TransientError } from "../retry.ts";
 import type { HooksFor, WorkerDeps } from "./deps.ts";
@@ -67,14 +67,13 @@ export class PartitionConsumer {
 
   /**
    * Waits until a delivery arrives, the consumer fails, {@link wake} is
-   * called, or `ms` passes (when given). Its timer is cleared however the
-   * wait ends.
+   * called, or `ms` passes. Its timer is cleared however the wait ends.
    */
-  async idle(ms: number | undefined): Promise<void> {
+  async idle(ms: number): Promise<void> {
     const woken = new AbortController();
     this.#wake = () => woken.abort();
     try {
-      await (ms === undefined ? whenAborted(woken.signal) : sleep(ms, woken.signal));
+      await sleep(ms, woken.signal);
     } finally {
       this.#wake = undefined;
       woken.abort();
@@ -198,20 +197,19 @@ export class PartitionConsumer {
    * the consumer holds messages not yet delivered (a pull request lost with
    * a server or a network split). Asks the server at most once per
    * `quietMs`; an unanswered question is no stall. A stuck consumer is
-   * marked as a gap, so the owner rewinds (a new subscription from the ack
-   * floor).
+   * marked as a gap (read through {@link gap}), so the owner rewinds (a new
+   * subscription from the ack floor).
    */
-  async stalled(quietMs: number): Promise<boolean> {
+  async stalled(quietMs: number): Promise<void> {
     const name = this.#name;
-    if (!name || this.#gap || this.#queue.length > 0 || Date.now() - this.#heardAt < quietMs) return false;
+    if (!name || this.#gap || this.#queue.length > 0 || Date.now() - this.#heardAt < quietMs) return;
     this.#heardAt = Date.now();
     const [gen, delivered] = [this.#generation, this.#delivered];
-    const info = await answerWithin(this.#d.jsm.consumers.info(Streams.Events, name), Math.min(quietMs, 5000));
+    const info = await answerWithin(this.#d.jsm.consumers.info(Streams.Events, name), Math.min(quietMs, 5000), (err) => this.#log.debug({ consumer: name, err }, "stall check: consumer info failed; not taken as a stall"));
     // Something arrived meanwhile, or the consumer was reopened: not stuck.
-    if (!info || info.num_pending === 0 || gen !== this.#generation || delivered !== this.#delivered) return false;
+    if (!info || info.num_pending === 0 || gen !== this.#generation || delivered !== this.#delivered) return;
     this.#log.warn({ consumer: name, pending: info.num_pending, quiet_ms: quietMs }, "consumer delivered nothing while messages wait; reopening it");
     this.#gap = true;
-    return true;
   }
 
   #onMessage(m: JsMsg): void {

@@ -54,7 +54,8 @@ export class BatchStep {
     };
     for (const m of batch) {
       if (isProbe(m.subject, m.headers)) continue;
-      const res = decodeMessage(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, { maxBytes: config.events.maxBytes, partitions: config.partitions, limits: config.limits, storedAt: Math.floor(m.info.timestampNanos / 1e6) });
+      const storedAt = m.info.timestampNanos / 1e6;
+      const res = decodeMessage(m.subject, m.data, m.headers?.get("Nats-Msg-Id") || undefined, { maxBytes: config.events.maxBytes, partitions: config.partitions, limits: config.limits, storedAt: Math.floor(storedAt) });
       if (!res.ok) {
         const d = deadLetterOf(m, res.rejection);
         stats.tenant(d.tenant ?? UNKNOWN).received++;
@@ -63,7 +64,8 @@ export class BatchStep {
       }
       stats.tenant(res.value.event.tenant_id).received++;
       const u = work(res.value.event.tenant_id, res.value.event.user_id);
-      u.eager.push({ seq: m.seq, ev: res.value });
+      // The stream time travels with the event (through the reorder window too): its unlocks' latency starts there.
+      u.eager.push({ seq: m.seq, ev: res.value, storedAt });
       u.msgs.push(m);
     }
     const hooks = this.d.hooks(batch);

@@ -5,18 +5,26 @@ import { applyEvents, chunksToLoad, type Applied, type SeqEvent } from "../../co
 import type { Unlock } from "../../rules/mod.ts";
 import { deadLetterOf, type WorkerDeps, type WriteGate } from "./deps.ts";
 
+/** A new event with the time its message was stored in the stream (epoch ms), which its unlocks' latency starts from. */
+export type StampedEvent = SeqEvent & { storedAt: number };
+
+/** When `item`'s message was stored (epoch ms): every event enters as a {@link StampedEvent}, and the reorder window hands back the same objects. */
+function storedAtOf(item: SeqEvent): number | undefined {
+  return "storedAt" in item && typeof item.storedAt === "number" ? item.storedAt : undefined;
+}
+
 /** One user's share of a step: new events (eager), released events (ordered), and the work in between. */
 export type UserWork = {
   key: string;
   tenant: string;
-  eager: SeqEvent[];
+  eager: StampedEvent[];
   msgs: JsMsg[];
   ordered: SeqEvent[];
   base?: Versioned;
   after?: Applied;
 };
 
-/** What {@link UserCommit} needs: the stores and sinks, the fence, and where to find a message by sequence. */
+/** What {@link UserCommit} needs: the stores and sinks (the unlock sink counts its writes), the fence, and where to find a message by sequence. */
 export type UserCommitDeps = Pick<WorkerDeps, "store" | "seen" | "rules" | "unlocks" | "dlq" | "stats" | "config"> & {
   gate: Pick<WriteGate, "check">;
   /** The messages (of `msgs` or still unacknowledged) with the given stream sequences. */
@@ -39,7 +47,6 @@ export class UserCommit {
       const now = new Date();
       gate.check();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.recover(x, now)));
-      stats.unlockWrites += 2 * fresh.filter(Boolean).length;
       state.outbox.forEach((x, i) => fresh[i] && stats.unlock(x.tenant_id, x.achievement_id));
       state = { ...state, outbox: [] };
       store.outboxDelivered(u.key, revision);
@@ -104,7 +111,6 @@ export class UserCommit {
       const now = new Date();
       gate.check();
       const fresh = await Promise.all(state.outbox.map((x) => unlocks.deliver(x, now)));
-      stats.unlockWrites += 2 * fresh.length;
       this.#counted(u, state.outbox, fresh);
       store.outboxDelivered(u.key, revision);
     }
@@ -118,18 +124,13 @@ export class UserCommit {
   /** Counts the unlocks published for the first time, with the time from their last trigger's arrival in the stream. */
   #counted(u: UserWork, outbox: readonly Unlock[], fresh: readonly boolean[]): void {
     const { stats } = this.d;
-    const seqOf = new Map([...u.eager, ...u.ordered].map((i) => [i.ev.event.event_id, i.seq]));
-    const seqs = new Set<number>();
-    outbox.forEach((x, i) => {
-      const seq = fresh[i] ? seqOf.get(x.trigger_event_ids.at(-1) ?? "") : undefined;
-      if (seq !== undefined) seqs.add(seq);
-    });
-    const stored = new Map(this.d.messagesOf(seqs, u.msgs).map((m) => [m.seq, m.info.timestampNanos / 1e6]));
+    if (!fresh.some(Boolean)) return;
+    const storedAt = new Map<string, number | undefined>([...u.eager, ...u.ordered].map((i) => [i.ev.event.event_id, storedAtOf(i)]));
     const now = Date.now();
     outbox.forEach((x, i) => {
       if (!fresh[i]) return;
       stats.unlock(x.tenant_id, x.achievement_id);
-      const at = stored.get(seqOf.get(x.trigger_event_ids.at(-1) ?? "") ?? -1);
+      const at = storedAt.get(x.trigger_event_ids.at(-1) ?? "");
       if (at !== undefined) stats.observe.unlockLatency(Math.max(0, now - at) / 1000);
     });
   }
