@@ -104,7 +104,8 @@ export async function rssOf(pid: number): Promise<number> {
   return kb ? Number(kb) * 1024 : 0;
 }
 
-const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
+/** The `achd` entry point the benchmarks start as a child process. */
+export const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
 
 /** Starts `achd start` as a child with `env` added: the child, its API's URL once it listens, and a stop that waits for its exit. */
 export function startAchd(stack: Stack, env: Record<string, string>): { child: ChildProcess; url: Promise<string>; stop(): Promise<void> } {

@@ -5,13 +5,13 @@
  */
 import { writeFileSync } from "node:fs";
 import { Kvm } from "@nats-io/kv";
-import { ApiKeys, KeyRequestError, type KeyView } from "../src/auth/mod.ts";
+import { ApiKeys, KeyRequestError, TENANT_SCOPES, type KeyView } from "../src/auth/mod.ts";
 import { loadConfig } from "../src/config/mod.ts";
 import { Buckets, openBucket } from "../src/nats/mod.ts";
 import { dispatchGroup, parseCommand, UsageError, type CliConnect, type ExitCode } from "./cli.ts";
 
 const CREATE_USAGE = `usage: achd keys create (--admin | --scope metrics | --tenant T --scope S [--scope S…]) [--name N] [--out FILE]
-  make an HTTP API key (shown once); tenant scopes: events:write, read, rules:write, webhooks;
+  make an HTTP API key (shown once); tenant scopes: ${TENANT_SCOPES.join(", ")};
   metrics (alone, no tenant): reads /metrics only, for Prometheus
   --admin       a key for every tenant and the admin routes
   --tenant T    the tenant the key is for

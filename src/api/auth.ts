@@ -2,6 +2,7 @@ import rateLimitPlugin from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { grants, Scopes, type ApiKeys, type Scope, type StreamTokens } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
+import { ID_TOKEN } from "../events/mod.ts";
 import type { Stats } from "../metrics/mod.ts";
 import { DOCS_PREFIX } from "./docs.ts";
 import type { Logger } from "../util/log.ts";
@@ -11,7 +12,8 @@ import type { Logger } from "../util/log.ts";
  * registering a route without it throws, so none can slip in unguarded.
  * - `public`: anyone (health, the OpenAPI document);
  * - `scope`: a key holding the scope (admin keys hold every scope); with
- *   `tenant: "param"`, a tenant key only for its own `:tenant`; with
+ *   `tenant: "param"`, a tenant key only for its own `:tenant`, which must
+ *   be a valid tenant id on every such route (400 otherwise); with
  *   `streamToken`, a `?token=` from `POST …/unlocks/stream-token` instead of
  *   a key (for `EventSource`, which cannot send headers).
  */
@@ -55,7 +57,9 @@ function deny(reply: FastifyReply, status: 401 | 403 | 429, error: string, messa
  * Installs authentication and authorization: each request to a guarded
  * route must carry `Authorization: Bearer <key>`; 401 without a valid key,
  * 403 for a key without the scope or of another tenant, 429 over the
- * per-key or per-tenant request rate. Runs on `onRequest`, before the body
+ * per-key or per-tenant request rate (or after too many failed
+ * authentications, bad stream tokens included, from one address), 400 for
+ * a `:tenant` that is not a tenant id. Runs on `onRequest`, before the body
  * is read, so an unauthenticated client costs no parsing. Call before any
  * route is registered.
  */
@@ -80,6 +84,12 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
   // Failed authentications per client address: guessing keys gets slow quickly.
   const failures = rateLimit.authFailures > 0 ? app.createRateLimit({ max: rateLimit.authFailures, timeWindow: 60_000, keyGenerator: (req) => `ip:${req.ip}` }) : undefined;
   if (!keys) log.warn("auth.mode is none: the HTTP API takes requests without keys (local development only)");
+  /** Counts a failed authentication from the request's address; the seconds until it may try again once it failed too often. */
+  const failedTooOften = async (req: FastifyRequest): Promise<number | undefined> => {
+    const f = failures ? await failures(req) : undefined;
+    return f && !f.isAllowed && f.isExceeded ? f.ttlInSeconds : undefined;
+  };
+  const TOO_OFTEN = "too many failed authentications from this address";
 
   app.addHook("onRequest", async (req, reply) => {
     const access = req.routeOptions.config.access;
@@ -88,7 +98,11 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
     const token = (req.query as { token?: unknown } | undefined)?.token;
     if (keys && access.streamToken && tokens && typeof token === "string" && req.headers.authorization === undefined) {
       const grant = await tokens.verify(token);
-      if (!grant) return deny(reply, 401, "unauthorized", "the stream token is not valid (expired, or not made by this engine): ask for a new one");
+      if (!grant) {
+        const wait = await failedTooOften(req);
+        if (wait !== undefined) return tooMany(stats, "auth", reply, wait, TOO_OFTEN);
+        return deny(reply, 401, "unauthorized", "the stream token is not valid (expired, or not made by this engine): ask for a new one");
+      }
       // Rate limits count per token grant, not over every browser at once.
       p = { id: `token:${grant.tenant}/${grant.user ?? "*"}`, tenant: grant.tenant, scopes: [Scopes.Read], ...(grant.user ? { user: grant.user } : {}) };
     } else if (keys) {
@@ -96,8 +110,8 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
       const m = typeof h === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
       const record = m ? await keys.verify(m[1]!) : undefined;
       if (!record) {
-        const f = failures ? await failures(req) : undefined;
-        if (f && !f.isAllowed && f.isExceeded) return tooMany(stats, "auth", reply, f.ttlInSeconds, "too many failed authentications from this address");
+        const wait = await failedTooOften(req);
+        if (wait !== undefined) return tooMany(stats, "auth", reply, wait, TOO_OFTEN);
         return deny(reply, 401, "unauthorized", h ? "the API key is not valid (unknown, revoked or mistyped)" : "an API key is required: Authorization: Bearer <key>");
       }
       p = { id: record.id, tenant: record.tenant, scopes: record.scopes };
@@ -113,6 +127,8 @@ export async function installAuth(app: FastifyInstance, keys: ApiKeys | undefine
       // isAllowed only says whether the caller is on an allow list; isExceeded is the verdict.
       if (r && !r.isAllowed && r.isExceeded) return tooMany(stats, limit === perKey ? "key" : "tenant", reply, r.ttlInSeconds, `over the request rate of ${r.max} per ${Math.round(r.timeWindow / 1000)} s (${limit === perKey ? "per key" : "per tenant"})`);
     }
+    // Every `:tenant` route takes a tenant id only (checked here once, after the caller's rights and rates, as a handler would).
+    if (access.tenant === "param" && tenant !== undefined && !ID_TOKEN.test(tenant)) return reply.code(400).send({ error: "bad_request", message: `tenant id ${JSON.stringify(tenant)} is not valid` });
   });
 }
 

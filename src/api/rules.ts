@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { Scopes } from "../auth/mod.ts";
 import { ErrorJson } from "./docs.ts";
-import { ID_TOKEN } from "../events/mod.ts";
 import type { VersionEntry } from "../registry/mod.ts";
 import { RULE_ID, RulesError, type RuleVersion } from "../rules/mod.ts";
 import type { ApiContext } from "./context.ts";
@@ -73,8 +72,6 @@ export function ruleRoutes(app: FastifyInstance, ctx: ApiContext): void {
       throw err;
     }
   };
-  const badTenant = (tenant: string, reply: FastifyReply) =>
-    ID_TOKEN.test(tenant) ? undefined : reply.code(400).send({ error: "bad_request", message: `tenant id ${JSON.stringify(tenant)} is not valid` });
 
   const admin = { access: { scope: Scopes.Admin } };
   const read = { access: { scope: Scopes.Read, tenant: "param" as const } };
@@ -87,7 +84,7 @@ export function ruleRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get("/v1/rules", { config: admin, schema: { summary: "The shared rules: in force now, and every version", tags, response: listing } }, async () => list("*"));
   app.put<{ Params: { id: string } }>("/v1/rules/:id", { config: admin, schema: { summary: "Add a version of a shared rule", tags, body: rule, response: added } }, async (req, reply) => put("*", req.params.id, req.body, reply));
   app.delete<{ Params: { id: string } }>("/v1/rules/:id", { config: admin, schema: { summary: "Retire a shared rule from now on", tags, response: retired } }, async (req, reply) => retire("*", req.params.id, reply));
-  app.get<{ Params: { tenant: string } }>("/v1/tenants/:tenant/rules", { config: read, schema: { summary: "A tenant's rules (its own and shared): in force now, and every version", tags, response: listing } }, async (req, reply) => badTenant(req.params.tenant, reply) ?? list(req.params.tenant));
-  app.put<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", { config: write, schema: { summary: "Add a version of a tenant's rule", tags, body: rule, response: added } }, async (req, reply) => badTenant(req.params.tenant, reply) ?? put(req.params.tenant, req.params.id, req.body, reply));
-  app.delete<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", { config: write, schema: { summary: "Retire a tenant's rule from now on", tags, response: retired } }, async (req, reply) => badTenant(req.params.tenant, reply) ?? retire(req.params.tenant, req.params.id, reply));
+  app.get<{ Params: { tenant: string } }>("/v1/tenants/:tenant/rules", { config: read, schema: { summary: "A tenant's rules (its own and shared): in force now, and every version", tags, response: listing } }, async (req) => list(req.params.tenant));
+  app.put<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", { config: write, schema: { summary: "Add a version of a tenant's rule", tags, body: rule, response: added } }, async (req, reply) => put(req.params.tenant, req.params.id, req.body, reply));
+  app.delete<{ Params: { tenant: string; id: string } }>("/v1/tenants/:tenant/rules/:id", { config: write, schema: { summary: "Retire a tenant's rule from now on", tags, response: retired } }, async (req, reply) => retire(req.params.tenant, req.params.id, reply));
 }

@@ -39,13 +39,17 @@ export function checkKeySpec(spec: KeySpec): { tenant: string | null; scopes: Sc
   if (scopes.length === 0) throw new KeyRequestError(`scopes: give at least one of ${ALL_SCOPES.join(", ")}`);
   const unknown = scopes.filter((s) => !(ALL_SCOPES as readonly string[]).includes(s));
   if (unknown.length) throw new KeyRequestError(`scopes: unknown ${unknown.map((s) => JSON.stringify(s)).join(", ")}; use ${ALL_SCOPES.join(", ")}`);
+  // Admin and metrics keys belong to no tenant and hold their one scope alone.
+  for (const [scope, noTenant, alone] of [
+    [Scopes.Admin, "an admin key belongs to no tenant (it may act for all)", "admin already grants every scope; give it alone"],
+    [Scopes.Metrics, "a metrics key belongs to no tenant (it reads the whole process's metrics)", "give metrics alone (a key for Prometheus should read metrics and nothing else)"],
+  ] as const) {
+    if (!scopes.includes(scope)) continue;
+    if (spec.tenant !== null) throw new KeyRequestError(`tenant: ${noTenant}; leave tenant out`);
+    if (scopes.length > 1) throw new KeyRequestError(`scopes: ${alone}`);
+  }
   const admin = scopes.includes(Scopes.Admin);
-  if (admin && spec.tenant !== null) throw new KeyRequestError("tenant: an admin key belongs to no tenant (it may act for all); leave tenant out");
-  if (admin && scopes.length > 1) throw new KeyRequestError("scopes: admin already grants every scope; give it alone");
-  const metrics = scopes.includes(Scopes.Metrics);
-  if (metrics && spec.tenant !== null) throw new KeyRequestError("tenant: a metrics key belongs to no tenant (it reads the whole process's metrics); leave tenant out");
-  if (metrics && scopes.length > 1) throw new KeyRequestError("scopes: give metrics alone (a key for Prometheus should read metrics and nothing else)");
-  if (metrics) return { tenant: null, scopes: [Scopes.Metrics], name: checkedName(spec.name) };
+  if (scopes.includes(Scopes.Metrics)) return { tenant: null, scopes: [Scopes.Metrics], name: checkedName(spec.name) };
   if (!admin && spec.tenant === null) throw new KeyRequestError(`tenant: a key with ${scopes.join(", ")} belongs to one tenant; name it`);
   if (spec.tenant !== null && !ID_TOKEN.test(spec.tenant)) throw new KeyRequestError(`tenant: ${JSON.stringify(spec.tenant)} is not a valid tenant id (A-Z a-z 0-9 _ -)`);
   const name = checkedName(spec.name);

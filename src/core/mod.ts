@@ -8,5 +8,5 @@
 export { applyEvents, chunksCovering, chunksToLoad, type Applied, type SeenChunk, type SeqEvent } from "./apply.ts";
 export { fingerprintMatch, fingerprintOf, type FingerprintSpec } from "./fingerprint.ts";
 export { seenChunkKey, unlockRecordKey, userKey } from "./keys.ts";
-export { unlockEvent, type UnlockEvent } from "./unlock-event.ts";
+export { unlockEvent, unlockOf, type UnlockEvent } from "./unlock-event.ts";
 export { decodeState, emptyUserState, encodeState, unlockedKey, withUnlock, type UserState } from "./user-state.ts";

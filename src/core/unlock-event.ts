@@ -42,3 +42,22 @@ export function unlockEvent(u: Unlock, processedAt: Date, backfill = false): Unl
     ...(backfill ? { backfill: true as const } : {}),
   };
 }
+
+/**
+ * The unlock in a published body, when it is one: a JSON object with a
+ * string `unlock_id` (what a webhook signs with), `user_id` and
+ * `achievement_id`; undefined for anything else (not JSON, `null`, an
+ * array, a number, an object without those). The one check every reader
+ * of `ACH_UNLOCKS` (SSE, webhooks) applies.
+ */
+export function unlockOf(body: string): UnlockEvent | undefined {
+  let u: unknown;
+  try {
+    u = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined;
+  const o = u as Partial<Record<keyof UnlockEvent, unknown>>;
+  return typeof o.unlock_id === "string" && typeof o.user_id === "string" && typeof o.achievement_id === "string" ? (u as UnlockEvent) : undefined;
+}

@@ -1,5 +1,5 @@
 /** NATS plumbing: server binary, the embedded server, streams, buckets and consumers, the engine's credential. */
-export { Buckets, consumerName, isProbe, parseConsumerName, PROBE_HEADER, PROBE_TENANT, Streams, WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PREFIX } from "./names.ts";
+export { Buckets, consumerName, isProbe, parseConsumerName, PROBE_HEADER, PROBE_TENANT, Streams, WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PER_WEBHOOK, WEBHOOK_LOG_PREFIX } from "./names.ts";
 export { isCasFailure, isNotFound, isTooLarge, isTransient, TransientError } from "./errors.ts";
 export { atLeast, binaryVersion, natsBinary, natsBinaryIfPresent, natsServerBinary, NatsServerMissingError, parseVersion, type NatsTool } from "./server-binary.ts";
 export { EmbeddedServerError, serverConfigFile, startNatsServer, writeServerConfig, type EmbeddedServer } from "./embedded.ts";

@@ -36,6 +36,8 @@ export const Buckets = {
 export const WEBHOOK_DLQ_PREFIX = "ach.webhooks.dlq";
 /** Subjects of the webhook delivery log: `<prefix>.<tenant>.<webhook id>`. */
 export const WEBHOOK_LOG_PREFIX = "ach.webhooks.log";
+/** How many delivery outcomes the log keeps per webhook: the stream drops older ones, the API lists at most this many. */
+export const WEBHOOK_LOG_PER_WEBHOOK = 100;
 
 /**
  * Durable consumer of partition `k`, generation `g`. A rewind creates the

@@ -2,12 +2,13 @@ import type { JetStreamClient, JsMsg, OrderedConsumerOptions } from "@nats-io/je
 
 /**
  * Reads `stream` in order through an ordered consumer made with `opts` (and
- * deleted afterwards), handing each message to `each` until it returns
- * false, `max` messages were read, or nothing more comes (letters deleted
- * meanwhile). Fetches `batch` at a time; each batch is read to its end
- * (or to the last message wanted), so the consumer's next fetch follows on.
+ * deleted afterwards), handing each message to `each` (and awaiting it)
+ * until it returns (or resolves to) false, `max` messages were read, or
+ * nothing more comes (letters deleted meanwhile). Fetches `batch` at a
+ * time; each batch is read to its end (or to the last message wanted), so
+ * the consumer's next fetch follows on.
  */
-export async function readOrdered(js: JetStreamClient, stream: string, opts: Partial<OrderedConsumerOptions>, max: number, each: (m: JsMsg) => boolean | void, batch = { size: 500, expires: 5000 }): Promise<void> {
+export async function readOrdered(js: JetStreamClient, stream: string, opts: Partial<OrderedConsumerOptions>, max: number, each: (m: JsMsg) => boolean | void | Promise<boolean | void>, batch = { size: 500, expires: 5000 }): Promise<void> {
   const c = await js.consumers.get(stream, opts);
   try {
     let left = Math.min(max, (await c.info()).num_pending);
@@ -16,7 +17,7 @@ export async function readOrdered(js: JetStreamClient, stream: string, opts: Par
       for await (const m of await c.fetch({ max_messages: Math.min(left, batch.size), expires: batch.expires })) {
         got++;
         left--;
-        if (each(m) === false) return;
+        if ((await each(m)) === false) return;
         if (left === 0) break;
       }
       if (got === 0) return;

@@ -15,7 +15,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { Config } from "../config/mod.ts";
 import { DLQ_PREFIX, partitionFilter, partitionMapping, PARTITIONED_PREFIX, EVENTS_PREFIX, UNLOCKED_PREFIX } from "../events/mod.ts";
 import { isNotFound } from "./errors.ts";
-import { Buckets, consumerName, parseConsumerName, Streams, WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PREFIX } from "./names.ts";
+import { Buckets, consumerName, parseConsumerName, Streams, WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PER_WEBHOOK, WEBHOOK_LOG_PREFIX } from "./names.ts";
 import type { Logger } from "../util/log.ts";
 import { atLeast, parseVersion } from "./server-binary.ts";
 
@@ -210,9 +210,6 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   }
   return { state, unlocks, rules, seen, leases, workers, tenants, keys, webhooks, history };
 }
-
-/** How many delivery outcomes the log keeps per webhook (older ones are dropped by the stream). */
-const WEBHOOK_LOG_PER_WEBHOOK = 100;
 
 /**
  * The webhook dead-letter list and delivery log. Dead letters stay until

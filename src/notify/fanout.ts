@@ -1,5 +1,5 @@
 import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import type { UnlockEvent } from "../core/mod.ts";
+import { unlockOf, type UnlockEvent } from "../core/mod.ts";
 import { parseUnlockedSubject } from "../events/mod.ts";
 import { Streams } from "../nats/mod.ts";
 import type { Logger } from "../util/log.ts";
@@ -21,20 +21,11 @@ export class UnlockFanout {
   readonly #listeners = new Set<Listener>();
   #messages: ConsumerMessages | undefined;
   #stopped = false;
-  #last = 0;
   #loop: Promise<void> | undefined;
+  /** Messages passed over because they are not an unlock on an unlock subject (nothing the engine publishes). */
+  #skipped = 0;
 
   constructor(private readonly d: { js: JetStreamClient; jsm: JetStreamManager; log: Logger; backlog?: number }) {}
-
-  /** The stream sequence of the newest unlock read (0 before the first). */
-  get lastSeq(): number {
-    return this.#last;
-  }
-
-  /** Listeners registered now (the open SSE streams and the dashboard). */
-  get listeners(): number {
-    return this.#listeners.size;
-  }
 
   /** Gets every unlock read from now on; returns the way to stop. */
   listen(fn: Listener): () => void {
@@ -42,11 +33,13 @@ export class UnlockFanout {
     return () => this.#listeners.delete(fn);
   }
 
+  /**
+   * Starts reading, `backlog` messages before the stream's end. Throws when
+   * the stream's end cannot be read: starting anywhere else would replay
+   * the whole stream to every listener.
+   */
   async start(): Promise<void> {
-    const last = await this.d.jsm.streams
-      .info(Streams.Unlocks)
-      .then((s) => s.state.last_seq)
-      .catch(() => 0);
+    const last = (await this.d.jsm.streams.info(Streams.Unlocks)).state.last_seq;
     const c = await this.d.js.consumers.get(Streams.Unlocks, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, last - (this.d.backlog ?? 0) + 1) });
     this.#messages = await c.consume();
     this.#loop = this.#read(this.#messages).catch((err: unknown) => {
@@ -63,16 +56,15 @@ export class UnlockFanout {
 
   async #read(messages: ConsumerMessages): Promise<void> {
     for await (const m of messages) {
-      this.#last = m.seq;
       const where = parseUnlockedSubject(m.subject);
-      let body: UnlockEvent;
-      try {
-        body = m.json<UnlockEvent>();
-      } catch {
+      const json = m.string();
+      const body = where ? unlockOf(json) : undefined;
+      if (!where || !body) {
+        this.#skipped++;
+        this.d.log.warn({ seq: m.seq, subject: m.subject, skipped: this.#skipped }, where ? "not an unlock body in the unlocks stream (JSON with unlock_id, user_id and achievement_id): passed over" : "not an unlock subject in the unlocks stream: passed over");
         continue;
       }
-      if (!where) continue;
-      const u: StreamedUnlock = { seq: m.seq, tenant: where.tenant, user: where.user, body, json: m.string() };
+      const u: StreamedUnlock = { seq: m.seq, tenant: where.tenant, user: where.user, body, json };
       for (const fn of this.#listeners) {
         try {
           fn(u);

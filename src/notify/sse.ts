@@ -1,8 +1,8 @@
 import type { ServerResponse } from "node:http";
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import type { UnlockEvent } from "../core/mod.ts";
+import { unlockOf } from "../core/mod.ts";
 import { parseUnlockedSubject, UNLOCKED_PREFIX } from "../events/mod.ts";
-import { Streams } from "../nats/mod.ts";
+import { readOrdered, Streams } from "../nats/mod.ts";
 import type { Logger } from "../util/log.ts";
 import type { StreamedUnlock, UnlockFanout } from "./fanout.ts";
 
@@ -27,7 +27,7 @@ function subjectOf(f: UnlockFilter): string {
 function matches(f: UnlockFilter, u: Pick<StreamedUnlock, "tenant" | "user" | "body">): boolean {
   if (f.tenant !== undefined && u.tenant !== f.tenant) return false;
   if (f.user !== undefined && u.user !== f.user) return false;
-  return f.backfill || (u.body as UnlockEvent & { backfill?: boolean }).backfill !== true;
+  return f.backfill || u.body.backfill !== true;
 }
 
 /**
@@ -39,7 +39,10 @@ function matches(f: UnlockFilter, u: Pick<StreamedUnlock, "tenant" | "user" | "b
  * read from the stream first — every matching unlock after `lastId` up to
  * the stream's end — while live unlocks wait in a queue; then the queue is
  * sent, skipping what the catch-up already sent. So a reconnecting client
- * gets exactly what it missed, in order, once.
+ * gets exactly what it missed, in order, once. A `lastId` past the stream's
+ * end (from another deployment, or made up) resumes at the end: the client
+ * gets what comes next rather than nothing until the stream catches up
+ * with it.
  *
  * Returns a function that ends the stream (for shutdown).
  */
@@ -79,8 +82,10 @@ export function serveUnlockStream(
     slowTimer = undefined;
   });
   const stopListening = fanout.listen((u) => {
-    if (closed || u.seq <= sent || !matches(filter, u)) return;
+    if (closed || !matches(filter, u)) return;
+    // Until the catch-up ends, where the client stands is not known yet (a lastId past the end is lowered): all wait.
     if (!live) return void waiting.push(u);
+    if (u.seq <= sent) return;
     write(u.seq, u.json);
     const unsent = res.writableLength;
     if (unsent > 8 * opts.maxBufferedBytes) return tooSlow();
@@ -95,8 +100,9 @@ export function serveUnlockStream(
   res.write("retry: 2000\n: connected\n\n");
   if (lastId !== undefined) {
     catchUp(d, filter, lastId, (seq, json) => (closed ? false : write(seq, json)), () => closed)
-      .then(() => {
+      .then((end) => {
         if (closed) return;
+        sent = Math.min(sent, end);
         for (const u of waiting.splice(0)) if (u.seq > sent) write(u.seq, u.json);
         live = true;
       })
@@ -106,14 +112,6 @@ export function serveUnlockStream(
       });
   }
   return () => close("server stopping", "server");
-}
-
-function parsed(m: { json<T>(): T }): UnlockEvent | undefined {
-  try {
-    return m.json<UnlockEvent>();
-  } catch {
-    return undefined;
-  }
 }
 
 /** Resolves when `res` can take more, or is closed. */
@@ -129,25 +127,31 @@ function writable(res: ServerResponse): Promise<void> {
   });
 }
 
-/** Sends every unlock matching `filter` after `lastId`, up to the stream's end when it started, waiting for the client to take each batch. */
-async function catchUp(d: { res: ServerResponse; js: JetStreamClient; jsm: JetStreamManager }, filter: UnlockFilter, lastId: number, send: (seq: number, json: string) => boolean, stopped: () => boolean): Promise<void> {
+/**
+ * Sends every unlock matching `filter` after `lastId`, up to the stream's
+ * end when it started, waiting for the client to take what it could not
+ * buffer before reading on (a catch-up never piles up in memory). Returns
+ * that end. A message that is not an unlock is passed over, as the live
+ * reader passes it over (fanout.ts).
+ */
+async function catchUp(d: { res: ServerResponse; js: JetStreamClient; jsm: JetStreamManager }, filter: UnlockFilter, lastId: number, send: (seq: number, json: string) => boolean, stopped: () => boolean): Promise<number> {
   const end = (await d.jsm.streams.info(Streams.Unlocks)).state.last_seq;
-  if (end <= lastId) return;
-  const c = await d.js.consumers.get(Streams.Unlocks, { filter_subjects: subjectOf(filter), deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastId + 1 });
-  for (;;) {
-    const batch = await c.fetch({ max_messages: 256, expires: 2000 });
-    let got = 0;
-    let done = false;
-    for await (const m of batch) {
-      got++;
-      if (stopped()) return;
+  if (end <= lastId) return end;
+  const from = { filter_subjects: subjectOf(filter), deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastId + 1 };
+  await readOrdered(
+    d.js,
+    Streams.Unlocks,
+    from,
+    Number.MAX_SAFE_INTEGER,
+    async (m) => {
+      if (stopped() || m.seq > end) return false;
       const where = parseUnlockedSubject(m.subject);
-      // A body that is not JSON is skipped here as the live reader skips it (fanout.ts).
-      const body = where && m.seq <= end ? parsed(m) : undefined;
-      // The client takes each batch before the next is read: a catch-up never piles up in memory.
-      if (where && body && matches(filter, { ...where, body }) && !send(m.seq, m.string())) await writable(d.res);
-      if (m.seq >= end || m.info.pending === 0) done = true;
-    }
-    if (done || got === 0 || stopped()) return;
-  }
+      const json = m.string();
+      const body = where ? unlockOf(json) : undefined;
+      if (where && body && matches(filter, { ...where, body }) && !send(m.seq, json)) await writable(d.res);
+      return m.seq < end;
+    },
+    { size: 256, expires: 2000 },
+  );
+  return end;
 }

@@ -180,6 +180,21 @@ describe("HTTP API keys and scopes", () => {
     expect(await page.text()).toContain("swagger");
   });
 
+  it("answers 400 on every :tenant route for a tenant that is not a tenant id, once the key may act there", async () => {
+    const routes = declaredRoutes(engine.api!).filter((r) => r.method !== "HEAD" && "scope" in r.access && r.access.tenant === "param");
+    expect(routes.length).toBeGreaterThan(10);
+    for (const r of routes) {
+      const row = MATRIX[`${r.method} ${r.url}`]!;
+      const path = row.path.replace("/v1/tenants/tA", "/v1/tenants/bad.tenant");
+      expect(path, `${r.method} ${r.url}`).not.toBe(row.path);
+      const res = await call(path, { method: r.method, key: keys.admin, ...(row.body !== undefined ? { json: row.body } : {}) });
+      expect(res.status, `${r.method} ${path}`).toBe(400);
+      expect(await res.json(), `${r.method} ${path}`).toEqual({ error: "bad_request", message: 'tenant id "bad.tenant" is not valid' });
+      // A key of another tenant is refused before its path is looked at.
+      expect((await call(path, { method: r.method, key: keys["B:all"], ...(row.body !== undefined ? { json: row.body } : {}) })).status, `${r.method} ${path} as B`).toBe(403);
+    }
+  });
+
   it("answers 401 with a Bearer challenge for a missing, malformed, unknown or tampered key", async () => {
     const good = keys["A:read"]!;
     const tampered = good.slice(0, -1) + (good.endsWith("A") ? "B" : "A");

@@ -140,4 +140,24 @@ describe("unlocks as server-sent events", () => {
     reader.close();
     expect(new Set(reader.events.map((e) => e.id)).size).toBe(reader.events.length);
   }, 120_000);
+
+  it("resumes a Last-Event-ID past the stream's end at the end: what comes next is sent", async () => {
+    const end = (await nats.jsm.streams.info(Streams.Unlocks)).state.last_seq;
+    const s = await openStream(streamUrl("globex", "?user=far-1"), { authorization: `Bearer ${keys.globex}`, "last-event-id": String(end + 1_000_000) });
+    expect(s.status).toBe(200);
+    await publishAll(nats.js, [ev("globex", "far-1", "lesson.completed")]);
+    await eventually(() => (s.events.length >= 1 ? true : undefined), 20_000, "the unlock after the made-up position");
+    await new Promise((r) => setTimeout(r, 300));
+    s.close();
+    expect(s.events.map((e) => (JSON.parse(e.data) as { user_id: string }).user_id)).toEqual(["far-1"]);
+    expect(Number(s.events[0]!.id)).toBeGreaterThan(end);
+  });
+
+  it("counts a bad stream token as a failed authentication: 401, then 429 once an address failed too often", async () => {
+    const statuses: number[] = [];
+    // http.rateLimit.authFailures is 60 a minute by default.
+    for (let i = 0; i < 70 && !statuses.includes(429); i++) statuses.push((await openStream(streamUrl("globex", "?token=not-a-token"), {})).status);
+    expect(statuses.at(-1)).toBe(429);
+    expect(new Set(statuses.slice(0, -1))).toEqual(new Set([401]));
+  });
 });

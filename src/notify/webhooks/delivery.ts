@@ -13,14 +13,18 @@ import { Streams, watchChanges } from "../../nats/mod.ts";
 import { background } from "../../util/lifecycle.ts";
 import type { Logger } from "../../util/log.ts";
 import { LeaseTable, type Held } from "../../cluster/mod.ts";
-import { WEBHOOK_ID, type WebhookRecord } from "./record.ts";
+import { parseWebhookConsumer, type WebhookRecord } from "./record.ts";
 import type { WebhookRegistry } from "./registry.ts";
 import { WebhookRunner } from "./runner.ts";
 import type { AttemptResult } from "./send.ts";
 
 /** Key of the delivery lease in the leases bucket. */
 export const WEBHOOK_LEASE_KEY = "webhooks";
-/** How often the holder compares the running webhooks with the bucket (besides its watch) and sweeps consumers left behind. */
+/**
+ * How often the holder compares the running webhooks with the bucket and
+ * sweeps consumers left behind once the bucket's watch has failed (while it
+ * works, the watch tells the holder of every change).
+ */
 const RECONCILE_MS = 5_000;
 
 /** What {@link WebhookDelivery} needs. */
@@ -33,8 +37,8 @@ export type WebhookDeliveryOptions = {
   /** This process's name in the lease: unique in the deployment (the engine's process id). */
   owner: string;
   config: Config;
-  /** `leaseTtl`, `renewEvery`, `fence`, `shutdownGrace` are used. */
-  timings: Pick<Timings, "leaseTtl" | "renewEvery" | "fence" | "shutdownGrace">;
+  /** `renewEvery`, `fence`, `shutdownGrace` are used. */
+  timings: Pick<Timings, "renewEvery" | "fence" | "shutdownGrace">;
   log: Logger;
   /** Counts attempts and times deliveries (the process's metrics). */
   stats?: Pick<Stats, "webhookAttempts" | "observe">;
@@ -70,7 +74,10 @@ export class WebhookDelivery {
   readonly #stopping = new Set<Promise<void>>();
   #lastReconcile = 0;
   #stopped = false;
+  /** Set by a change to the bucket, a lease taken, a webhook disabled here, a reconcile that failed or could not start runners. */
   #reconcileAgain = false;
+  /** The bucket's watch failed: changes are found by reconciling every {@link RECONCILE_MS} instead. */
+  #watchFailed = false;
 
   constructor(opts: WebhookDeliveryOptions) {
     this.#o = opts;
@@ -97,7 +104,10 @@ export class WebhookDelivery {
         this.#reconcileAgain = true;
         this.#kick();
       },
-      (err) => this.#log.error({ err }, "the webhooks bucket's watch failed; changes reach the delivery within a few seconds"),
+      (err) => {
+        this.#watchFailed = true;
+        this.#log.error({ err }, "the webhooks bucket's watch failed; changes reach the delivery within a few seconds");
+      },
     );
     this.#kick();
     await this.#running;
@@ -149,12 +159,19 @@ export class WebhookDelivery {
       if (!this.#held) return;
       this.#renewed(now);
       this.#log.info({ owner: this.#o.owner }, "webhook delivery lease taken; delivering webhooks");
-      this.#lastReconcile = 0;
+      this.#reconcileAgain = true;
     }
-    if (this.#reconcileAgain || Date.now() - this.#lastReconcile >= RECONCILE_MS || [...this.#runners.values()].some((r) => r.failed)) {
+    const due = this.#watchFailed && Date.now() - this.#lastReconcile >= RECONCILE_MS;
+    if (this.#reconcileAgain || due || [...this.#runners.values()].some((r) => r.failed)) {
       this.#reconcileAgain = false;
       this.#lastReconcile = Date.now();
-      await this.#reconcile();
+      try {
+        await this.#reconcile();
+      } catch (err) {
+        // Nothing else would bring it about again while the watch is quiet: the next step tries again.
+        this.#reconcileAgain = true;
+        throw err;
+      }
     }
   }
 
@@ -191,7 +208,11 @@ export class WebhookDelivery {
         if (!w) this.#deadInARow.delete(id);
       } else runner.update(w);
     }
-    if (!this.#mayDeliver()) return;
+    if (!this.#mayDeliver()) {
+      // The fence closed (or a stop began): runners start once a renewal succeeds.
+      this.#reconcileAgain = true;
+      return;
+    }
     for (const [id, w] of wanted) {
       if (this.#runners.has(id)) continue;
       const runner = new WebhookRunner(w, {
@@ -216,10 +237,10 @@ export class WebhookDelivery {
   /** Deletes webhook consumers whose webhook is gone (removed while its consumer was being made again). */
   async #sweep(known: Set<string>): Promise<void> {
     for await (const ci of this.#o.jsm.consumers.list(Streams.Unlocks)) {
-      if (!ci || !WEBHOOK_ID.test(ci.name) || known.has(ci.name)) continue;
+      const of = ci ? parseWebhookConsumer(ci.name, ci.config.description) : undefined;
+      if (!ci || !of || known.has(ci.name)) continue;
       // Read again: a webhook registered after the listing has its record before its consumer.
-      const tenant = /^achd webhook \S+ of (\S+)$/.exec(ci.config.description ?? "")?.[1];
-      if (tenant && (await this.#o.registry.get(tenant, ci.name))) continue;
+      if (of.tenant !== undefined && (await this.#o.registry.get(of.tenant, ci.name))) continue;
       this.#log.info({ consumer: ci.name }, "deleting the consumer of a removed webhook");
       await this.#o.registry.deleteConsumer(ci.name);
     }

@@ -2,13 +2,14 @@
  * What happened to a webhook's deliveries, in two streams: the dead-letter
  * list (`ACH_WEBHOOK_DLQ`, deliveries given up on, kept until redelivered
  * or a month old) and the delivery log (`ACH_WEBHOOK_LOG`, each attempt's
- * outcome, the newest 100 per webhook). Streams rather than a KV bucket:
+ * outcome, the newest `WEBHOOK_LOG_PER_WEBHOOK` per webhook). Streams rather than a KV bucket:
  * the sequence number is a stable handle for `…/dead/:seq/redeliver`,
  * listing is in order by subject filter, and the server bounds both by
  * itself (age, messages per subject) with nothing to clean up.
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { isNotFound, readOrdered, Streams, WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PREFIX } from "../../nats/mod.ts";
+import { isNotFound, readOrdered, Streams, WEBHOOK_DLQ_PREFIX, WEBHOOK_LOG_PER_WEBHOOK, WEBHOOK_LOG_PREFIX } from "../../nats/mod.ts";
+import type { AttemptResult } from "./send.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -43,7 +44,7 @@ export type WebhookLogEntry = {
   status: number | null;
   latency_ms: number;
   error?: string;
-  /** The start of a failed answer's body (at most 256 characters), for whoever debugs the receiver. */
+  /** The start of a failed answer's body (at most {@link LOGGED_RESPONSE_CHARS} characters), for whoever debugs the receiver. */
   response?: string;
 };
 
@@ -63,6 +64,25 @@ function logSubject(tenant: string, id: string): string {
 export async function addDeadLetter(js: JetStreamClient, d: WebhookDeadLetter): Promise<number> {
   const ack = await js.publish(dlqSubject(d.tenant, d.webhook_id), enc.encode(JSON.stringify(d)), { msgID: `${d.webhook_id}:${d.unlock_id}` });
   return ack.seq;
+}
+
+/** How much of a failed answer's body a log entry keeps. */
+const LOGGED_RESPONSE_CHARS = 256;
+
+/** The log entry of attempt `attempt` to deliver `unlock` that ended with `r`, recorded as `outcome` (now). */
+export function logEntry(unlock: Pick<WebhookLogEntry, "unlock_id" | "user_id" | "achievement_id">, attempt: number, outcome: WebhookLogEntry["outcome"], r: AttemptResult): WebhookLogEntry {
+  return {
+    at: new Date().toISOString(),
+    unlock_id: unlock.unlock_id,
+    user_id: unlock.user_id,
+    achievement_id: unlock.achievement_id,
+    attempt,
+    outcome,
+    status: r.status ?? null,
+    latency_ms: r.latencyMs,
+    ...(r.error ? { error: r.error } : {}),
+    ...(r.outcome !== "ok" && r.response ? { response: r.response.slice(0, LOGGED_RESPONSE_CHARS) } : {}),
+  };
 }
 
 /** Appends an attempt to the webhook's delivery log. */
@@ -119,9 +139,9 @@ export async function removeDeadLetter(jsm: JetStreamManager, seq: number): Prom
 }
 
 /** The newest `limit` entries of a webhook's delivery log, newest first. */
-export async function readLog(js: JetStreamClient, tenant: string, id: string, limit = 100): Promise<WebhookLogEntry[]> {
-  // The log stream keeps the newest 100 entries a subject: all of them are read.
-  const rows = await readSubject<WebhookLogEntry>(js, Streams.WebhookLog, logSubject(tenant, id), 100);
+export async function readLog(js: JetStreamClient, tenant: string, id: string, limit = WEBHOOK_LOG_PER_WEBHOOK): Promise<WebhookLogEntry[]> {
+  // The log stream keeps the newest WEBHOOK_LOG_PER_WEBHOOK entries a subject: all of them are read.
+  const rows = await readSubject<WebhookLogEntry>(js, Streams.WebhookLog, logSubject(tenant, id), WEBHOOK_LOG_PER_WEBHOOK);
   return rows
     .map((r) => r.value)
     .reverse()

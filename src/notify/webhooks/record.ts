@@ -71,6 +71,7 @@ export function webhookConsumerName(id: string): string {
 export function webhookConsumerConfig(w: Pick<WebhookRecord, "id" | "tenant" | "created_at">, ackWaitMs: number, startSeq?: number): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: webhookConsumerName(w.id),
+    // Read back by parseWebhookConsumer.
     description: `achd webhook ${w.id} of ${w.tenant}`,
     filter_subject: `${UNLOCKED_PREFIX}.${w.tenant}.>`,
     ack_policy: AckPolicy.Explicit,
@@ -79,6 +80,18 @@ export function webhookConsumerConfig(w: Pick<WebhookRecord, "id" | "tenant" | "
     max_deliver: -1,
     ...(startSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: w.created_at }),
   };
+}
+
+/**
+ * The webhook a consumer of `ACH_UNLOCKS` drives, read from its name and the
+ * description {@link webhookConsumerConfig} gave it; undefined for a
+ * consumer that is not a webhook's. `tenant` is undefined when the
+ * description does not name one (changed by hand).
+ */
+export function parseWebhookConsumer(name: string, description = ""): { id: string; tenant?: string } | undefined {
+  if (!WEBHOOK_ID.test(name)) return undefined;
+  const tenant = /^achd webhook \S+ of (\S+)$/.exec(description)?.[1];
+  return tenant === undefined ? { id: name } : { id: name, tenant };
 }
 
 /** Checks an achievements filter: a list of 1…{@link MAX_FILTER} ids, or null/absent for none. */

@@ -6,9 +6,10 @@
 import type { KV } from "@nats-io/kv";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Config } from "../../config/mod.ts";
-import { currentEntries, isCasFailure, isNotFound, Streams } from "../../nats/mod.ts";
+import { currentEntries, isCasFailure, isNotFound, Streams, WEBHOOK_LOG_PER_WEBHOOK } from "../../nats/mod.ts";
+import type { Logger } from "../../util/log.ts";
 import { checkWebhookUrl, WebhookAddressError } from "./address.ts";
-import { getDeadLetter, listAllDeadLetters, listDeadLetters, logAttempt, purgeWebhook, readLog, removeDeadLetter, type WebhookDeadLetter, type WebhookLogEntry } from "./journal.ts";
+import { getDeadLetter, listAllDeadLetters, listDeadLetters, logAttempt, logEntry, purgeWebhook, readLog, removeDeadLetter, type WebhookDeadLetter, type WebhookLogEntry } from "./journal.ts";
 import { checkFilter, checkTenant, newWebhookId, newWebhookSecret, webhookConsumerConfig, webhookConsumerName, webhookKey, webhookView, WEBHOOK_ID, WebhookRequestError, type WebhookRecord, type WebhookView } from "./record.ts";
 import { sendWebhook, signedHeaders } from "./send.ts";
 
@@ -19,11 +20,6 @@ const dec = new TextDecoder();
 export const WEBHOOK_ACK_WAIT_MS = 30_000;
 /** Most webhooks per tenant. */
 export const MAX_WEBHOOKS_PER_TENANT = 20;
-
-/** What a caller gives to register a webhook. */
-export type WebhookSpec = { url: unknown; achievements?: unknown; enabled?: unknown };
-/** What a caller may change. */
-export type WebhookPatch = { url?: unknown; achievements?: unknown; enabled?: unknown };
 
 /** The outcome of a redelivery by hand. */
 export type Redelivery = { delivered: boolean; status: number | null; latency_ms: number; error?: string };
@@ -103,7 +99,12 @@ export class WebhookRegistry {
     try {
       await this.#jsm.consumers.add(Streams.Unlocks, webhookConsumerConfig(record, WEBHOOK_ACK_WAIT_MS));
     } catch (err) {
-      await this.#kv.purge(webhookKey(tenant, record.id)).catch(() => undefined);
+      // Without its consumer the webhook would never deliver: its record goes too; if that fails as well, both are told.
+      try {
+        await this.#kv.purge(webhookKey(tenant, record.id));
+      } catch (purgeErr) {
+        throw new AggregateError([err, purgeErr], `webhook ${record.id} of ${tenant}: its consumer could not be made, nor its record removed again (the secret was never shown): remove it (DELETE …/webhooks/${record.id}) and register it anew`);
+      }
       throw err;
     }
     return record;
@@ -214,7 +215,7 @@ export class WebhookRegistry {
   }
 
   /** The newest entries of a webhook's delivery log, newest first; undefined when there is no such webhook. */
-  async deliveries(tenant: string, id: string, limit = 100): Promise<WebhookLogEntry[] | undefined> {
+  async deliveries(tenant: string, id: string, limit = WEBHOOK_LOG_PER_WEBHOOK): Promise<WebhookLogEntry[] | undefined> {
     if (!(await this.#get(tenant, id))) return undefined;
     return readLog(this.#js, tenant, id, limit);
   }
@@ -246,9 +247,10 @@ export class WebhookRegistry {
    * from the list when the receiver takes it; a failure leaves it there.
    * Undefined when there is no such webhook; throws
    * `WebhookDeadLetterNotFoundError` for a letter that is not this
-   * webhook's, {@link WebhookDisabledError} for a disabled webhook.
+   * webhook's, {@link WebhookDisabledError} for a disabled webhook. A
+   * delivery-log entry that cannot be written is told to `log`.
    */
-  async redeliver(tenant: string, id: string, seq: number): Promise<Redelivery | undefined> {
+  async redeliver(tenant: string, id: string, seq: number, log?: Pick<Logger, "warn">): Promise<Redelivery | undefined> {
     const cur = await this.#get(tenant, id);
     if (!cur) return undefined;
     const w = cur.record;
@@ -256,18 +258,8 @@ export class WebhookRegistry {
     if (!w.enabled) throw new WebhookDisabledError(`webhook ${id} is disabled (${w.disabled_reason ?? "no reason given"}); enable it first (PATCH {"enabled": true})`);
     const cfg = this.#config.webhooks;
     const r = await sendWebhook(new URL(w.url), d.payload, signedHeaders(w.secret, d.unlock_id, d.payload), { timeoutMs: cfg.timeout, allowPrivate: cfg.allowPrivate });
-    const entry: WebhookLogEntry = {
-      at: new Date().toISOString(),
-      unlock_id: d.unlock_id,
-      user_id: d.user_id,
-      achievement_id: d.achievement_id,
-      attempt: d.attempts + 1,
-      outcome: r.outcome === "ok" ? "redelivered" : "redelivery_failed",
-      status: r.status ?? null,
-      latency_ms: r.latencyMs,
-      ...(r.error ? { error: r.error } : {}),
-    };
-    await logAttempt(this.#js, tenant, id, entry).catch(() => undefined);
+    const entry = logEntry(d, d.attempts + 1, r.outcome === "ok" ? "redelivered" : "redelivery_failed", r);
+    await logAttempt(this.#js, tenant, id, entry).catch((err: unknown) => log?.warn({ err: String(err), webhook: id, tenant }, "delivery log entry not written"));
     if (r.outcome === "ok") await removeDeadLetter(this.#jsm, seq);
     return { delivered: r.outcome === "ok", status: r.status ?? null, latency_ms: r.latencyMs, ...(r.error ? { error: r.error } : {}) };
   }

@@ -15,11 +15,11 @@ import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from 
 import type { Config } from "../../config/mod.ts";
 import type { Stats } from "../../metrics/mod.ts";
 import { isNotFound, Streams } from "../../nats/mod.ts";
-import type { UnlockEvent } from "../../core/mod.ts";
+import { unlockOf, type UnlockEvent } from "../../core/mod.ts";
 import { parseUnlockedSubject } from "../../events/mod.ts";
 import { settlesWithin, sleep } from "../../util/lifecycle.ts";
 import type { Logger } from "../../util/log.ts";
-import { addDeadLetter, logAttempt, type WebhookLogEntry } from "./journal.ts";
+import { addDeadLetter, logAttempt, logEntry, type WebhookLogEntry } from "./journal.ts";
 import { wants, webhookConsumerConfig, webhookConsumerName, type WebhookRecord } from "./record.ts";
 import { WEBHOOK_ACK_WAIT_MS } from "./registry.ts";
 import { sendWebhook, signedHeaders, type AttemptResult } from "./send.ts";
@@ -238,18 +238,7 @@ export class WebhookRunner {
       const w = this.#w;
       const r = await sendWebhook(new URL(w.url), body, signedHeaders(w.secret, unlock.unlock_id, body), { timeoutMs: cfg.timeout, allowPrivate: cfg.allowPrivate, signal: this.#abort.signal, agents: this.#deps.agents });
       if (this.#abort.signal.aborted) return false;
-      const entry = (outcome: WebhookLogEntry["outcome"]): WebhookLogEntry => ({
-        at: new Date().toISOString(),
-        unlock_id: unlock.unlock_id,
-        user_id: unlock.user_id,
-        achievement_id: unlock.achievement_id,
-        attempt,
-        outcome,
-        status: r.status ?? null,
-        latency_ms: r.latencyMs,
-        ...(r.error ? { error: r.error } : {}),
-        ...(r.outcome !== "ok" && r.response ? { response: r.response.slice(0, 256) } : {}),
-      });
+      const entry = (outcome: WebhookLogEntry["outcome"]) => logEntry(unlock, attempt, outcome, r);
       if (r.outcome === "ok") {
         h.msg.ack();
         this.#journal(entry("delivered"));
@@ -313,15 +302,5 @@ export class WebhookRunner {
     if (!(await settlesWithin(all, graceMs))) this.#abort.abort();
     await all;
     await this.#messages?.close().catch(() => undefined);
-  }
-}
-
-/** The unlock in a message's body, when it is one (an id to sign with, a user and an achievement); undefined otherwise. */
-function unlockOf(body: string): UnlockEvent | undefined {
-  try {
-    const u = JSON.parse(body) as Partial<UnlockEvent> | null;
-    return u && typeof u.unlock_id === "string" && typeof u.user_id === "string" && typeof u.achievement_id === "string" ? (u as UnlockEvent) : undefined;
-  } catch {
-    return undefined;
   }
 }
