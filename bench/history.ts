@@ -7,12 +7,12 @@ import { Kvm } from "@nats-io/kv";
 import type { Engine } from "../src/engine.ts";
 import { backfill, HistoryStore, shadowRun } from "../src/history/mod.ts";
 import { Buckets, partitionsDrained } from "../src/nats/mod.ts";
+import { evalOptionsOf } from "../src/replay/mod.ts";
 import { loadRules, RuleSchema, type RuleVersion } from "../src/rules/mod.ts";
 import { measureLatency, startBenchEngine, type LatencyResult } from "./engine.ts";
 import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { RuleRegistry } from "../src/registry/mod.ts";
-import { BENCH_RULES, until, type OnProgress, type Stack } from "./stack.ts";
+import { ACHD, BENCH_RULES, until, type OnProgress, type Stack } from "./stack.ts";
 import type { EventInput } from "../src/events/mod.ts";
 
 export type HistoryResult = {
@@ -27,14 +27,12 @@ export type HistoryResult = {
 /** The backfill's throttle in the latency comparison: what an operator would leave it at. */
 const LIVE_BACKFILL = { unlocksPerSecond: 200, eventsPerSecond: 20_000 };
 
-const ACHD = fileURLToPath(new URL("../bin/achd.js", import.meta.url));
-
 const version = (raw: unknown, v: number): RuleVersion => ({ rule: RuleSchema.parse({ ...(raw as object), version: v }), version: v, effectiveFrom: Number.NEGATIVE_INFINITY });
 
 export async function measureHistory(stack: Stack, background: Iterator<EventInput>, seconds: number, threads: number | undefined, progress?: (step: string) => OnProgress | undefined): Promise<HistoryResult> {
   const c = stack.config;
   const book = loadRules(c.rules);
-  const base = { book, maxBytes: c.events.maxBytes, partitions: c.partitions, recentIds: c.worker.recentIds, fingerprints: c.dedup.fingerprints, limits: c.limits, ...(threads ? { threads } : {}) };
+  const base = { ...evalOptionsOf(c), book, threads };
   const kvm = new Kvm(stack.nc);
   const store = new HistoryStore(await kvm.open(Buckets.History));
   const deps = { js: stack.js, jsm: stack.jsm, records: await kvm.open(Buckets.Unlocks), state: await kvm.open(Buckets.State), store };

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { loadRules, readRuleFiles } from "../src/rules/mod.ts";
-import { reconcile, replayStream } from "../src/replay/mod.ts";
+import { evalOptionsOf, reconcile, replayStream } from "../src/replay/mod.ts";
 import { measureHistory, type HistoryResult } from "./history.ts";
 import { measureCeiling, type CeilingResult } from "./ceiling.ts";
 import { measureSse, type SseResult } from "./sse.ts";
@@ -173,7 +173,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
       if (on("replay")) await attempt("replay", async () => {
         say("replay: the stored stream re-evaluated in memory …");
         const t0 = performance.now();
-        const r = await replayStream(stack.js, stack.jsm, { book: loadRules(stack.config.rules), maxBytes: stack.config.events.maxBytes, partitions: stack.config.partitions, recentIds: stack.config.worker.recentIds, fingerprints: stack.config.dedup.fingerprints, limits: stack.config.limits, ...(opts.replayThreads ? { threads: opts.replayThreads } : {}), onProgress: phase?.("replay", "events") });
+        const r = await replayStream(stack.js, stack.jsm, { ...evalOptionsOf(stack.config), book: loadRules(stack.config.rules), threads: opts.replayThreads, onProgress: phase?.("replay", "events") });
         const seconds = (performance.now() - t0) / 1000;
         const replay: NonNullable<BenchResults["replay"]> = { count: r.events, seconds, perSecond: r.events / seconds, unlocks: r.unlocks.length, threads: r.threads };
         if (res.engine) {

@@ -5,9 +5,10 @@
  * exactly once across crashes and reruns (a checkpoint in `ach_history`).
  */
 import { Buckets } from "../src/nats/mod.ts";
-import { backfill, backfillMarkdown, ConcurrentRunError, type BackfillReport } from "../src/history/mod.ts";
+import { BACKFILL_RATE, backfill, backfillMarkdown, ConcurrentRunError, storedVersion, type BackfillReport } from "../src/history/mod.ts";
+import { evalOptionsOf } from "../src/replay/mod.ts";
 import { parseCommand, PROGRESS_OPTIONS, type ExitCode } from "./cli.ts";
-import { cancelOnInterrupt, evalOptions, exportFileArg, idArg, pickStored, ruleRefArg, timeArg, withHistory } from "./history-common.ts";
+import { cancelOnInterrupt, exportFileArg, idArg, ruleRefArg, timeArg, withHistory } from "./history-common.ts";
 import { progressUnless, type Progress } from "./progress.ts";
 
 const USAGE = `usage: achd backfill <rule-id[@version]> [--tenant T] [--from TIME] [--rate N] [--events-rate N] [--from-file F] [--threads N] [--json] [--no-progress]
@@ -37,7 +38,7 @@ export async function backfillCmd(args: string[]): Promise<ExitCode> {
       options: {
         tenant: { type: "string" },
         from: { type: "string" },
-        rate: { type: "integer", min: 1, max: 100_000 },
+        rate: { type: "integer", min: BACKFILL_RATE.min, max: BACKFILL_RATE.max },
         "events-rate": { type: "integer", min: 1 },
         "from-file": { type: "string" },
         threads: { type: "integer", min: 1, max: 64 },
@@ -54,14 +55,14 @@ export async function backfillCmd(args: string[]): Promise<ExitCode> {
   const tenant = a.values.tenant === undefined ? undefined : idArg(NAME, "--tenant", a.values.tenant);
   const fromTime = a.values.from === undefined ? undefined : timeArg(NAME, "--from", a.values.from);
   const file = exportFileArg(NAME, a.values["from-file"]);
-  const rate = a.values.rate ?? 200;
+  const rate = a.values.rate ?? BACKFILL_RATE.default;
   const eventsRate = a.values["events-rate"];
 
   return withHistory<ExitCode>("achd-backfill", async (h) => {
-    const registry = await h.registry();
-    const version = pickStored(await registry.versions(), tenant ? [tenant, "*"] : ["*"], ref.id, ref.version);
-    if (typeof version === "string") {
-      console.error(`${NAME}: ${version}`);
+    const book = await h.book();
+    const found = storedVersion(book, tenant ? [tenant, "*"] : ["*"], ref.id, ref.version);
+    if (typeof found === "string") {
+      console.error(`${NAME}: ${found}`);
       return 1;
     }
     // With the state bucket: each backfilled unlock is marked in its user's state too, so the workers never unlock it again.
@@ -72,16 +73,16 @@ export async function backfillCmd(args: string[]): Promise<ExitCode> {
     let report: BackfillReport;
     try {
       report = await backfill(deps, {
-        ...evalOptions(h.config),
-        book: await registry.book(),
-        scope: version.tenant,
-        version,
+        ...evalOptionsOf(h.config),
+        book,
+        scope: found.scope,
+        version: found.version,
         unlocksPerSecond: rate,
-        ...(eventsRate ? { eventsPerSecond: eventsRate } : {}),
-        ...(fromTime !== undefined ? { fromTime } : {}),
-        ...(tenant ? { tenant } : {}),
-        ...(file ? { file } : {}),
-        ...(threads ? { threads } : {}),
+        eventsPerSecond: eventsRate,
+        fromTime,
+        tenant,
+        file,
+        threads,
         signal: cancel.signal,
         onProgress: (done, total) => progress.set(done, total),
         onRecord: (done, total) => {

@@ -1,32 +1,29 @@
 /**
  * What the history commands share (`achd rules shadow`, `achd backfill`,
  * `achd users`, `achd history`): the connection with the buckets they
- * read, the evaluation options the workers use, checked arguments (times,
- * ids, export files) and cancellation on Ctrl-C.
+ * read, checked arguments (times, ids, export files) and cancellation on
+ * Ctrl-C.
  */
 import { existsSync, statSync } from "node:fs";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { z } from "zod";
 import { loadConfig, type Config } from "../src/config/mod.ts";
 import { ID_TOKEN } from "../src/events/mod.ts";
 import { HistoryStore } from "../src/history/mod.ts";
 import { Buckets, openBucket } from "../src/nats/mod.ts";
-import { RuleRegistry, type VersionEntry } from "../src/registry/mod.ts";
-import { RULE_ID } from "../src/rules/mod.ts";
+import { RuleRegistry } from "../src/registry/mod.ts";
+import { parseInstant, RULE_ID, type RuleBook } from "../src/rules/mod.ts";
 import { cliConnect, UsageError } from "./cli.ts";
 
-/** A connected history command: the config, the connection, JetStream, and the buckets opened on demand. */
+/** A connected history command: the config, JetStream, and the buckets opened on demand. */
 export type HistoryContext = {
   config: Config;
-  nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   /** A bucket of the engine (created when missing, as the engine does). */
   bucket(name: string): Promise<KV>;
-  /** The rule registry (bucket `ach_rules`): the versions the workers run. */
-  registry(): Promise<RuleRegistry>;
+  /** The rule book of the registry (bucket `ach_rules`): the versions the workers run. */
+  book(): Promise<RuleBook>;
   /** Where reports are kept (bucket `ach_history`). */
   store(): Promise<HistoryStore>;
 };
@@ -40,11 +37,10 @@ export async function withHistory<T>(name: string, fn: (h: HistoryContext) => Pr
     const bucket = (b: string) => openBucket(kvm, config, b);
     return await fn({
       config,
-      nc,
       js: jetstream(nc),
       jsm: await jetstreamManager(nc),
       bucket,
-      registry: async () => new RuleRegistry(await bucket(Buckets.Rules)),
+      book: async () => new RuleRegistry(await bucket(Buckets.Rules)).book(),
       store: async () => new HistoryStore(await bucket(Buckets.History)),
     });
   } finally {
@@ -52,17 +48,10 @@ export async function withHistory<T>(name: string, fn: (h: HistoryContext) => Pr
   }
 }
 
-/** How events are decoded and evaluated: as the workers do, from the config. */
-export function evalOptions(config: Config) {
-  return { maxBytes: config.events.maxBytes, partitions: config.partitions, limits: config.limits, recentIds: config.worker.recentIds, fingerprints: config.dedup.fingerprints };
-}
-
-const RFC3339 = z.iso.datetime({ offset: true });
-
 /** An RFC 3339 time with a zone (e.g. 2026-04-13T10:00:00Z) as epoch ms; `what` names the option or argument. */
 export function timeArg(command: string, what: string, text: string): number {
-  const t = Date.parse(text);
-  if (!RFC3339.safeParse(text).success || !Number.isFinite(t)) throw new UsageError(`${command}: ${what} must be an RFC 3339 time with a zone, e.g. 2026-04-13T10:00:00Z, not ${JSON.stringify(text)}`);
+  const t = parseInstant(text);
+  if (t === undefined) throw new UsageError(`${command}: ${what} must be an RFC 3339 time with a zone, e.g. 2026-04-13T10:00:00Z, not ${JSON.stringify(text)}`);
   return t;
 }
 
@@ -103,31 +92,4 @@ export function cancelOnInterrupt(command: string, what: string): { signal: Abor
   };
   process.on("SIGINT", onSigint);
   return { signal: ac.signal, dispose: () => process.off("SIGINT", onSigint) };
-}
-
-const scopeName = (scope: string) => (scope === "*" ? "the shared rules" : `tenant ${scope}'s rules`);
-
-/**
- * The stored version a history command works on: `version` in the first of
- * `scopes` that holds it, or (no version) the latest enabled version in the
- * first of `scopes` that has the rule. A string says why there is none, and
- * what is stored instead.
- */
-export function pickStored(stored: readonly VersionEntry[], scopes: readonly string[], id: string, version?: number): VersionEntry | string {
-  const of = (scope: string) => stored.filter((v) => v.tenant === scope && v.rule.id === id).sort((x, y) => x.version - y.version);
-  for (const scope of scopes) {
-    const mine = of(scope);
-    if (version !== undefined) {
-      const found = mine.find((v) => v.version === version);
-      if (found) return found;
-    } else if (mine.length) {
-      const latest = mine.filter((v) => v.rule.enabled).pop();
-      return latest ?? `${id} is retired in ${scopeName(scope)}: no version of it is enabled (stored: ${mine.map((v) => v.version).join(", ")}); name one as ${id}@version`;
-    }
-  }
-  const where = scopes.map(scopeName).join(" or ");
-  const here = scopes.flatMap((s) => of(s).map((v) => `${s === "*" ? "" : `${s}/`}${id}@${v.version}`));
-  const elsewhere = [...new Set(stored.filter((v) => !scopes.includes(v.tenant) && v.rule.id === id).map((v) => (v.tenant === "*" ? "the shared rules" : `tenant ${v.tenant}`)))];
-  const hint = here.length ? `; stored: ${here.join(", ")}` : elsewhere.length ? `; it is stored in ${elsewhere.join(", ")}${scopes.includes("*") && scopes.length === 1 ? " (give --tenant)" : ""}` : "; no version of it is stored";
-  return `${version === undefined ? id : `${id}@${version}`} is not stored in ${where}${hint}`;
 }

@@ -72,7 +72,7 @@ const age = (ms: number) => (ms % 86_400_000 === 0 ? `${ms / 86_400_000} d` : ms
 const bytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${Math.round(n)} B`);
 
 /** The horizon for people: how far back, how long events are kept, and what an event costs. */
-export function horizonLine(h: Horizon): string {
+function horizonLine(h: Horizon): string {
   const back = h.messages === 0 ? "the events stream is empty" : `history goes back to ${h.oldest_stored_at ?? "?"} (seq ${h.first_seq}–${h.last_seq}, ${h.messages} events)`;
   const whole = h.complete ? "it holds every event ever stored" : `events before seq ${h.first_seq} are gone (aged out or purged): bring them back with an export (--from-file)`;
   const kept = h.max_age_ms ? `events.maxAge ${age(h.max_age_ms)}` : "events.maxAge 0 (kept forever)";

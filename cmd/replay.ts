@@ -4,7 +4,7 @@
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { loadConfig } from "../src/config/mod.ts";
-import { reconcile, replayStream } from "../src/replay/mod.ts";
+import { evalOptionsOf, reconcile, replayStream } from "../src/replay/mod.ts";
 import { loadRules } from "../src/rules/mod.ts";
 import { unlockLine } from "../src/sim/mod.ts";
 import { cliConnect, parseCommand, PROGRESS_OPTIONS, type ExitCode } from "./cli.ts";
@@ -33,14 +33,10 @@ export async function replayCmd(args: string[]): Promise<ExitCode> {
   try {
     const t0 = performance.now();
     const r = await replayStream(jetstream(nc), await jetstreamManager(nc), {
+      ...evalOptionsOf(config),
       book,
-      maxBytes: config.events.maxBytes,
-      partitions: config.partitions,
-      limits: config.limits,
-      recentIds: config.worker.recentIds,
-      fingerprints: config.dedup.fingerprints,
-      ...(from ? { fromSeq: from } : {}),
-      ...(threads ? { threads } : {}),
+      fromSeq: from,
+      threads,
       onProgress: (done, total) => progress.set(done, total),
     });
     progress.stop();

@@ -5,13 +5,14 @@
  * or move an unlock. Ctrl-C stops it and reports what was read.
  */
 import { existsSync } from "node:fs";
-import { shadowMarkdown, shadowRun, type ShadowReport } from "../src/history/mod.ts";
+import { candidateVersion, shadowMarkdown, shadowRun, storedVersion, type ShadowReport } from "../src/history/mod.ts";
+import { evalOptionsOf } from "../src/replay/mod.ts";
 import { readRuleFiles, type RuleVersion } from "../src/rules/mod.ts";
 import { parseCommand, PROGRESS_OPTIONS, UsageError, type ExitCode } from "./cli.ts";
-import { cancelOnInterrupt, evalOptions, exportFileArg, idArg, pickStored, ruleRefArg, withHistory } from "./history-common.ts";
+import { cancelOnInterrupt, exportFileArg, idArg, ruleRefArg, withHistory } from "./history-common.ts";
 import { progressUnless } from "./progress.ts";
 
-export const SHADOW_USAGE = `usage: achd rules shadow <file|rule-id@version> [--rule ID] [--tenant T] [--json] [--samples N] [--from-file F] [--threads N] [--no-progress]
+const SHADOW_USAGE = `usage: achd rules shadow <file|rule-id@version> [--rule ID] [--tenant T] [--json] [--samples N] [--from-file F] [--threads N] [--no-progress]
   evaluate a candidate version of a rule over the stored events beside the versions in force
   (the registry's, as the workers run them); writes nothing but the report (bucket ach_history).
   Prints who would gain, lose or move an unlock, per achievement and tier (markdown)
@@ -52,39 +53,35 @@ export async function shadowCmd(args: string[]): Promise<ExitCode> {
   const ref = fromFile ? undefined : ruleRefArg(NAME, target, true);
 
   return withHistory<ExitCode>("achd-rules-shadow", async (h) => {
-    const registry = await h.registry();
-    const stored = await registry.versions();
+    const book = await h.book();
     let scope: string;
     let version: RuleVersion;
     if (candidate) {
       scope = candidate.scope;
-      const latest = Math.max(0, ...stored.filter((v) => v.tenant === scope && v.rule.id === candidate.rule.rule.id).map((v) => v.version));
-      const n = candidate.rule.rule.version ?? latest + 1;
-      version = { rule: { ...candidate.rule.rule, version: n }, version: n, effectiveFrom: Number.NEGATIVE_INFINITY, source: "file" };
+      version = candidateVersion(book, scope, candidate.rule.rule, "file");
     } else {
-      scope = tenant ?? "*";
-      const found = pickStored(stored, [scope], ref!.id, ref!.version);
+      const found = storedVersion(book, [tenant ?? "*"], ref!.id, ref!.version);
       if (typeof found === "string") {
         console.error(`${NAME}: ${found}`);
         return 1;
       }
-      version = found;
+      ({ scope, version } = found);
     }
-    const store = await h.store();
     const progress = progressUnless(quiet, { label: "shadow", unit: "events" });
     const cancel = cancelOnInterrupt(NAME, "reporting the events read so far");
     let report: ShadowReport;
     try {
       report = await shadowRun(h.js, h.jsm, {
-        ...evalOptions(h.config),
-        book: await registry.book(),
+        ...evalOptionsOf(h.config),
+        book,
         scope,
         version,
         from: candidate ? candidate.rule.file : target,
-        ...(samples !== undefined ? { samples } : {}),
-        ...(tenant ? { tenant } : {}),
-        ...(file ? { file } : {}),
-        ...(threads ? { threads } : {}),
+        samples,
+        tenant,
+        file,
+        threads,
+        store: await h.store(),
         signal: cancel.signal,
         onProgress: (done, total) => progress.set(done, total),
       });
@@ -92,7 +89,6 @@ export async function shadowCmd(args: string[]): Promise<ExitCode> {
       progress.stop();
       cancel.dispose();
     }
-    await store.save(report);
     process.stdout.write(json ? `${JSON.stringify(report)}\n` : shadowMarkdown(report));
     if (report.status === "cancelled") {
       console.error(`${NAME}: cancelled; the partial report is saved as ${report.id}`);

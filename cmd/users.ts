@@ -6,7 +6,8 @@
 import { Buckets } from "../src/nats/mod.ts";
 import { HistoryIncompleteError, rebuildUser, userAsOf, type RebuildReport } from "../src/history/mod.ts";
 import { dispatchGroup, parseCommand, type ExitCode } from "./cli.ts";
-import { evalOptions, exportFileArg, idArg, timeArg, withHistory } from "./history-common.ts";
+import { evalOptionsOf } from "../src/replay/mod.ts";
+import { exportFileArg, idArg, timeArg, withHistory } from "./history-common.ts";
 
 const REBUILD_USAGE = `usage: achd users rebuild <tenant> <user> [--force] [--from-file F] [--json]
   recompute a user's stored state (bucket ach_state) from their events in the log, under the rule
@@ -48,10 +49,10 @@ async function rebuild(args: string[]): Promise<ExitCode> {
   const file = exportFileArg(name, a.values["from-file"]);
   return withHistory<ExitCode>("achd-users-rebuild", async (h) => {
     const deps = { js: h.js, jsm: h.jsm, state: await h.bucket(Buckets.State), seen: await h.bucket(Buckets.Seen), unlocks: await h.bucket(Buckets.Unlocks), store: await h.store() };
-    const book = await (await h.registry()).book();
+    const book = await h.book();
     let r: RebuildReport;
     try {
-      r = await rebuildUser(deps, tenant, user, { ...evalOptions(h.config), book, ...(file ? { file } : {}), ...(a.values.force ? { force: true } : {}) });
+      r = await rebuildUser(deps, tenant, user, { ...evalOptionsOf(h.config), book, file, force: a.values.force });
     } catch (err) {
       if (!(err instanceof HistoryIncompleteError)) throw err;
       console.error(`${name}: ${err.message}`);
@@ -71,8 +72,7 @@ async function asOf(args: string[]): Promise<ExitCode> {
   const at = timeArg(name, "<time>", a.positionals[2]!);
   const file = exportFileArg(name, a.values["from-file"]);
   return withHistory<ExitCode>("achd-users-as-of", async (h) => {
-    const book = await (await h.registry()).book();
-    const r = await userAsOf(h.js, h.jsm, tenant, user, at, { ...evalOptions(h.config), book, ...(file ? { file } : {}) });
+    const r = await userAsOf(h.js, h.jsm, tenant, user, at, { ...evalOptionsOf(h.config), book: await h.book(), file });
     console.log(JSON.stringify(r));
     return 0;
   });

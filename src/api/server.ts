@@ -15,6 +15,7 @@ import type { ApiContext } from "./context.ts";
 import { eventRoutes } from "./events.ts";
 import { healthRoutes } from "./health.ts";
 import { historyRoutes } from "./history.ts";
+import { HistoryRuns } from "./history-runs.ts";
 import { installDocs } from "./docs.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { unlockStreamRoutes } from "./unlocks.ts";
@@ -70,15 +71,17 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<FastifyIns
   installJsonParser(app, { maxDepth: ctx.config.http.maxDepth, dlq: ctx.dlq, log });
   await installDocs(app);
   app.get("/openapi.json", { config: { access: { public: true } }, schema: { summary: "This API's OpenAPI 3.1 document", tags: ["meta"] } }, async () => app.swagger());
+  // Reads of the events log (history runs, as-of answers) share one bound per process.
+  const runs = new HistoryRuns();
   eventRoutes(app, ctx);
-  achievementRoutes(app, ctx);
+  achievementRoutes(app, ctx, runs);
   healthRoutes(app, ctx);
   dlqRoutes(app, ctx);
   ruleRoutes(app, ctx);
   keyRoutes(app, ctx);
   tenantRoutes(app, ctx);
   webhookRoutes(app, ctx);
-  historyRoutes(app, ctx);
+  historyRoutes(app, ctx, runs);
   metricsRoutes(app, ctx);
   unlockStreamRoutes(app, ctx);
   dashboardPageRoutes(app);

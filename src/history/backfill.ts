@@ -13,7 +13,8 @@ import { isCasFailure, readOrdered, Streams, type KvStore } from "../nats/mod.ts
 import { Pace, replayStream, type ReplayOptions } from "../replay/mod.ts";
 import { UnlockSink } from "../pipeline/unlocks.ts";
 import type { RuleBook, RuleVersion, Unlock } from "../rules/mod.ts";
-import { reportId, type Checkpoint, type HistoryStore, type ReportBase } from "./reports.ts";
+import { reportId, saveFailed, type Checkpoint, type HistoryStore, type ReportBase } from "./reports.ts";
+import { appliesTo } from "./versions.ts";
 import { SAMPLES, unlockSample, withVersion, type Coverage, type UnlockSample } from "./shadow.ts";
 import { streamHorizon } from "./source.ts";
 
@@ -35,6 +36,8 @@ export type BackfillOptions = Omit<ReplayOptions, "candidate" | "book" | "fromSe
   version: RuleVersion;
   /** Unlocks recorded per second, at most (the live workers keep the rest of the machine). */
   unlocksPerSecond: number;
+  /** Told the report's id once it is saved as running. */
+  onStart?: ((id: string) => void) | undefined;
   /** Told how far the recording phase is (after the evaluation's own progress). */
   onRecord?: ((done: number, total: number) => void) | undefined;
 };
@@ -62,6 +65,9 @@ export type BackfillReport = ReportBase & {
   /** Unlocks per second allowed. */
   rate: number;
 };
+
+/** Unlocks a backfill records per second: the default, and the bounds every door (CLI, API) checks. */
+export const BACKFILL_RATE = { default: 200, min: 1, max: 100_000 } as const;
 
 /** Checkpoints are written after this many unlocks (and at the end). A resumed run re-checks this many against the unlocks stream. */
 const CHECKPOINT_EVERY = 100;
@@ -108,7 +114,7 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
   const resume = prev && !prev.value.finished ? prev.value : undefined;
   const created = new Date();
   const cp: Checkpoint = resume ?? { report: reportId("backfill", created), to_seq: horizon.last_seq, done: 0, recorded: 0, already_recorded: 0, finished: false };
-  let revision = await d.store.saveCheckpoint(key, cp, prev?.revision ?? 0);
+  const revision = await d.store.saveCheckpoint(key, cp, prev?.revision ?? 0);
   const report: BackfillReport = {
     kind: "backfill",
     id: cp.report,
@@ -130,12 +136,23 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
     rate: o.unlocksPerSecond,
   };
   await d.store.save(report);
+  o.onStart?.(report.id);
+  try {
+    return await run(d, o, book, key, cp, revision, report);
+  } catch (err) {
+    return saveFailed(d.store, report, err);
+  }
+}
+
+/** A backfill once its report is saved as running: evaluate, record, report. */
+async function run(d: BackfillDeps, o: BackfillOptions, book: RuleBook, key: string, cp: Checkpoint, revision: number, report: BackfillReport): Promise<BackfillReport> {
+  const id = o.version.rule.id;
+  const resume = report.resumed_at !== undefined;
   const t0 = performance.now();
   const r = await replayStream(d.js, d.jsm, { ...o, book, toSeq: cp.to_seq });
   // A shared rule's backfill leaves alone the tenants that replace the rule with a version of their own.
-  const own = new Set(o.book.all().filter((x) => x.tenant !== "*" && x.version.rule.id === id).map((x) => x.tenant));
-  const inScope = (u: Unlock) => u.rule_id === id && (o.scope === "*" ? !own.has(u.tenant_id) : u.tenant_id === o.scope);
-  const implied = r.unlocks.filter(inScope);
+  const applies = appliesTo(o.book, o.scope, id);
+  const implied = r.unlocks.filter((u) => u.rule_id === id && applies(u.tenant_id));
   Object.assign(report.coverage, { from_seq: r.fromSeq, to_seq: r.toSeq, events: r.events, users: r.users, rejected: r.rejected, duplicates: r.duplicates });
   report.implied = implied.length;
   const tiers = new Map<string, BackfillReport["by_tier"][number]>();
@@ -152,7 +169,7 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
   }
 
   // Unlocks a crash may have left published without a record: checked against the stream, not published again.
-  const inflight = resume ? implied.slice(resume.done, resume.done + CHECKPOINT_EVERY) : [];
+  const inflight = resume ? implied.slice(cp.done, cp.done + CHECKPOINT_EVERY) : [];
   const published = new Map<string, Set<string>>();
   for (const u of inflight) {
     const k = `${u.tenant_id}.${u.user_id}`;
@@ -199,7 +216,7 @@ export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<Bac
     let lost = 0;
     for await (const k of await d.records.keys(o.scope === "*" ? (o.tenant ? `${o.tenant}.>` : ">") : `${o.scope}.>`)) {
       const [tenant, , achievement] = k.split(".");
-      if (achievement !== id || (o.tenant && tenant !== o.tenant) || (o.scope === "*" && own.has(tenant!)) || impliedKeys.has(k)) continue;
+      if (achievement !== id || (o.tenant && tenant !== o.tenant) || !applies(tenant!) || impliedKeys.has(k)) continue;
       lost++;
       if (report.samples.would_lose.length < SAMPLES) report.samples.would_lose.push(k);
     }

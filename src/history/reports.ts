@@ -7,10 +7,10 @@ import type { KV } from "@nats-io/kv";
 import { isCasFailure } from "../nats/mod.ts";
 
 /** Fields every stored report has; the rest depends on its kind. */
-export type ReportBase = { kind: "shadow" | "backfill" | "rebuild"; id: string; created_at: string; status?: "running" | "done" | "cancelled" | "failed" };
+export type ReportBase = { kind: "shadow" | "backfill" | "rebuild"; id: string; created_at: string; status?: "running" | "done" | "cancelled" | "failed"; error?: string };
 
 /** Reports listed by {@link HistoryStore.list}, at most. */
-const REPORTS_LISTED = 50;
+export const REPORTS_LISTED = 50;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -80,6 +80,21 @@ export class HistoryStore {
       throw err;
     }
   }
+}
+
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/**
+ * Saves `report` as failed with `err`'s message, then throws `err`; when the
+ * save fails too, throws both (an AggregateError), so neither is lost.
+ */
+export async function saveFailed(store: HistoryStore, report: ReportBase, err: unknown): Promise<never> {
+  try {
+    await store.save({ ...report, status: "failed", error: messageOf(err) });
+  } catch (saveErr) {
+    throw new AggregateError([err, saveErr], `${messageOf(err)} (and its report ${report.id} could not be saved as failed: ${messageOf(saveErr)})`);
+  }
+  throw err;
 }
 
 /** Another run of the same backfill moved its checkpoint. */

@@ -8,7 +8,8 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { unlockRecordKey } from "../core/mod.ts";
 import { replayStream, type ReplayOptions } from "../replay/mod.ts";
 import { checkRuleBook, RuleBook, RulesError, type RuleVersion, type Unlock } from "../rules/mod.ts";
-import { reportId, type ReportBase } from "./reports.ts";
+import { reportId, saveFailed, type HistoryStore, type ReportBase } from "./reports.ts";
+import { appliesTo } from "./versions.ts";
 import { streamHorizon, type Horizon } from "./source.ts";
 
 /** Samples kept per achievement, tier and kind of change. */
@@ -147,7 +148,11 @@ export type ShadowOptions = Omit<ReplayOptions, "candidate" | "book"> & {
   version: RuleVersion;
   /** Where the candidate came from (a file, `id@version`, the API), for the report. */
   from: string;
-  samples?: number;
+  samples?: number | undefined;
+  /** Where the report is kept: saved as running at the start, then done, cancelled or failed. */
+  store?: HistoryStore | undefined;
+  /** Told the report's id once it is saved as running. */
+  onStart?: ((id: string) => void) | undefined;
 };
 
 /**
@@ -157,43 +162,49 @@ export type ShadowOptions = Omit<ReplayOptions, "candidate" | "book"> & {
 export async function shadowRun(js: JetStreamClient, jsm: JetStreamManager, o: ShadowOptions): Promise<ShadowReport> {
   const candidate = withVersion(o.book, o.scope, o.version);
   const created = new Date();
-  const horizon = await streamHorizon(jsm);
-  const t0 = performance.now();
-  const r = await replayStream(js, jsm, { ...o, candidate });
-  const seconds = (performance.now() - t0) / 1000;
-  const rows = diffUnlocks(r.unlocks, r.candidate ?? [], o.samples ?? SAMPLES);
-  const inForce = new Set<number>();
-  // Versions of the candidate's own scope only: a tenant's own version of a shared rule is another rule.
-  const own = new Set(o.book.all().filter((x) => x.tenant !== "*" && x.version.rule.id === o.version.rule.id).map((x) => x.tenant));
-  for (const u of r.unlocks) if (u.rule_id === o.version.rule.id && (o.scope === "*" ? !own.has(u.tenant_id) : u.tenant_id === o.scope)) inForce.add(u.rule_version);
-  const scoped = o.scope === "*" ? o.book.all().filter((x) => x.tenant === "*").map((x) => x.version) : o.book.forTenant(o.scope).history().map((h) => h.version);
-  for (const v of scoped) if (v.rule.id === o.version.rule.id && v.rule.enabled) inForce.add(v.version);
-  const sum = (k: keyof ShadowReport["totals"]) => rows.reduce((a, x) => a + x[k], 0);
-  return {
-    kind: "shadow",
-    id: reportId("shadow", created),
-    created_at: created.toISOString(),
-    status: r.cancelled ? "cancelled" : "done",
-    rule_id: o.version.rule.id,
-    scope: o.scope === "*" ? null : o.scope,
-    candidate: { version: o.version.version, from: o.from },
-    in_force: [...inForce].sort((a, b) => a - b),
-    coverage: {
-      from_seq: r.fromSeq,
-      to_seq: r.toSeq,
-      events: r.events,
-      users: r.users,
-      rejected: r.rejected,
-      duplicates: r.duplicates,
-      seconds: Number(seconds.toFixed(3)),
-      events_per_second: seconds > 0 ? Math.round(r.events / seconds) : 0,
-      horizon,
-      ...(o.file ? { file: o.file } : {}),
-      tenant: o.tenant ?? null,
-    },
-    totals: { gain: sum("gain"), lose: sum("lose"), move: sum("move"), gain_users: sum("gain_users"), lose_users: sum("lose_users"), move_users: sum("move_users") },
-    achievements: rows,
-  };
+  const base = { kind: "shadow" as const, id: reportId("shadow", created), created_at: created.toISOString(), status: "running" as const, rule_id: o.version.rule.id, scope: o.scope === "*" ? null : o.scope, candidate: { version: o.version.version, from: o.from } };
+  // Saved as running first: listed meanwhile, and the caller can cancel it by its id.
+  if (o.store) await o.store.save(base);
+  o.onStart?.(base.id);
+  try {
+    const horizon = await streamHorizon(jsm);
+    const t0 = performance.now();
+    const r = await replayStream(js, jsm, { ...o, candidate });
+    const seconds = (performance.now() - t0) / 1000;
+    const rows = diffUnlocks(r.unlocks, r.candidate ?? [], o.samples ?? SAMPLES);
+    // Versions of the candidate's own scope only: a tenant's own version of a shared rule is another rule.
+    const applies = appliesTo(o.book, o.scope, o.version.rule.id);
+    const inForce = new Set<number>();
+    for (const u of r.unlocks) if (u.rule_id === o.version.rule.id && applies(u.tenant_id)) inForce.add(u.rule_version);
+    const scoped = o.scope === "*" ? o.book.all().filter((x) => x.tenant === "*").map((x) => x.version) : o.book.forTenant(o.scope).history().map((h) => h.version);
+    for (const v of scoped) if (v.rule.id === o.version.rule.id && v.rule.enabled) inForce.add(v.version);
+    const sum = (k: keyof ShadowReport["totals"]) => rows.reduce((a, x) => a + x[k], 0);
+    const report: ShadowReport = {
+      ...base,
+      status: r.cancelled ? "cancelled" : "done",
+      in_force: [...inForce].sort((a, b) => a - b),
+      coverage: {
+        from_seq: r.fromSeq,
+        to_seq: r.toSeq,
+        events: r.events,
+        users: r.users,
+        rejected: r.rejected,
+        duplicates: r.duplicates,
+        seconds: Number(seconds.toFixed(3)),
+        events_per_second: seconds > 0 ? Math.round(r.events / seconds) : 0,
+        horizon,
+        ...(o.file ? { file: o.file } : {}),
+        tenant: o.tenant ?? null,
+      },
+      totals: { gain: sum("gain"), lose: sum("lose"), move: sum("move"), gain_users: sum("gain_users"), lose_users: sum("lose_users"), move_users: sum("move_users") },
+      achievements: rows,
+    };
+    if (o.store) await o.store.save(report);
+    return report;
+  } catch (err) {
+    if (o.store) await saveFailed(o.store, base, err);
+    throw err;
+  }
 }
 
 const cell = (n: number, users: number) => (n === 0 ? "0" : users === n ? String(n) : `${n} (${users} users)`);

@@ -26,6 +26,8 @@ export type UserEvalOptions = {
   fingerprints: readonly FingerprintSpec[];
   /** A history export read before the stream. */
   file?: string | undefined;
+  /** Stops reading when aborted (a client gone): what was read is evaluated. */
+  signal?: AbortSignal | undefined;
 };
 
 /** What reading one user's events gave. */
@@ -52,6 +54,7 @@ async function evaluateUser(js: JetStreamClient, jsm: JetStreamManager, tenant: 
   const out = { events: 0, rejected: 0, from_seq: 0, to_seq: 0 };
   const range = { tenant, user };
   for await (const e of o.file ? fileThenStream(o.file, js, jsm, range) : streamEvents(js, jsm, range)) {
+    if (o.signal?.aborted) break;
     out.events++;
     if (!out.from_seq) out.from_seq = e.seq;
     out.to_seq = e.seq;

@@ -1,2 +1,2 @@
 /** Versioned rule sets in KV: file sync, API versions, history, watch. */
-export { RuleRegistry, type VersionEntry } from "./registry.ts";
+export { parseRule, RuleRegistry, type VersionEntry } from "./registry.ts";

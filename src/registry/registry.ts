@@ -39,6 +39,14 @@ function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** One rule from a request (validated alone); throws {@link RulesError} naming every problem, `where` saying whose rule it is. */
+export function parseRule(input: unknown, where: string): Rule {
+  const parsed = RuleSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const id = (input as { id?: unknown } | null)?.id;
+  throw new RulesError(zodIssues(parsed.error).map((i) => ({ file: where, ...(typeof id === "string" ? { rule: id } : {}), path: i.path === "(root)" ? "" : i.path, reason: i.message })));
+}
+
 /** A stored version, as the registry lists it. */
 export type VersionEntry = RuleVersion & { tenant: string };
 
@@ -149,23 +157,21 @@ export class RuleRegistry {
    * for a rule's first version).
    */
   async put(tenant: string, input: unknown, now: number): Promise<VersionEntry> {
-    const parsed = RuleSchema.safeParse(input);
     const where = `(api ${tenant === "*" ? "shared rules" : `tenant ${tenant}`})`;
-    const id = (input as { id?: unknown } | null)?.id;
-    if (!parsed.success) throw new RulesError(zodIssues(parsed.error).map((i) => ({ file: where, ...(typeof id === "string" ? { rule: id } : {}), path: i.path === "(root)" ? "" : i.path, reason: i.message })));
+    const rule = parseRule(input, where);
     for (let attempt = 0; ; attempt++) {
       const stored = await this.versions();
-      const mine = stored.filter((v) => v.tenant === tenant && v.rule.id === parsed.data.id);
+      const mine = stored.filter((v) => v.tenant === tenant && v.rule.id === rule.id);
       const latest = mine.reduce<VersionEntry | undefined>((a, v) => (!a || v.version > a.version ? v : a), undefined);
-      const version = parsed.data.version ?? (latest ? latest.version + 1 : 1);
+      const version = rule.version ?? (latest ? latest.version + 1 : 1);
       if (latest && version <= latest.version) {
-        throw new RulesError([{ file: where, rule: parsed.data.id, path: "version", reason: `version ${version} is not above the stored version ${latest.version}` }]);
+        throw new RulesError([{ file: where, rule: rule.id, path: "version", reason: `version ${version} is not above the stored version ${latest.version}` }]);
       }
       const entry: VersionEntry = {
         tenant,
-        rule: { ...parsed.data, version },
+        rule: { ...rule, version },
         version,
-        effectiveFrom: parsed.data.effective_from ?? (latest ? now : Number.NEGATIVE_INFINITY),
+        effectiveFrom: rule.effective_from ?? (latest ? now : Number.NEGATIVE_INFINITY),
         source: "api",
         createdAt: new Date(now).toISOString(),
       };

@@ -1,4 +1,5 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { Config } from "../config/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createRequire } from "node:module";
@@ -67,6 +68,11 @@ export type ReplayOptions = {
 
 /** Events read between turns given to the event loop (its I/O and timers). */
 const YIELD_EVERY = 500;
+/** How stored events are decoded and evaluated: as the workers do, from the config. */
+export function evalOptionsOf(config: Config): Pick<ReplayOptions, "maxBytes" | "partitions" | "limits" | "recentIds" | "fingerprints"> & { recentIds: number; fingerprints: readonly FingerprintSpec[] } {
+  return { maxBytes: config.events.maxBytes, partitions: config.partitions, limits: config.limits, recentIds: config.worker.recentIds, fingerprints: config.dedup.fingerprints };
+}
+
 /** Messages per chunk sent to a thread, and chunks a thread may have queued before reading waits. */
 const CHUNK = 1000;
 const QUEUED = 4;

@@ -2,7 +2,7 @@
  * The rule language: schema, compilation and the pure evaluator. Only
  * `files.ts` touches the file system; everything else is pure.
  */
-export { RULE_ID, RuleFileSchema, RuleSchema, StoredRuleSchema, type Rule, type RuleFile, type RuleInput } from "./schema.ts";
+export { parseInstant, RULE_ID, RuleFileSchema, RuleSchema, StoredRuleSchema, type Rule, type RuleFile, type RuleInput } from "./schema.ts";
 export { compileCondition, ConditionError, MAX_CONDITION_DEPTH } from "./condition.ts";
 export { compileRuleSet, RuleBook, TenantRules, type RuleSet, type RuleSource, type RuleVersion } from "./ruleset.ts";
 export { checkRuleBook, checkRuleSet, type RuleIssue } from "./validate.ts";

@@ -47,10 +47,18 @@ const Duration = z.unknown().transform((v, ctx) => {
 
 const RFC3339 = z.iso.datetime({ offset: true });
 
+/** Epoch ms of an RFC 3339 time with a zone (e.g. 2026-05-01T00:00:00Z), or undefined when `v` is not one (or out of range). */
+export function parseInstant(v: unknown): number | undefined {
+  if (typeof v !== "string" || !RFC3339.safeParse(v).success) return undefined;
+  const t = Date.parse(v);
+  return Number.isFinite(t) && Math.abs(t) <= MAX_INSTANT ? t : undefined;
+}
+
 /** An instant: RFC 3339 text in files and requests, epoch ms once parsed (so parsed rules parse again). */
 const Instant = z.unknown().transform((v, ctx) => {
   if (typeof v === "number" && Number.isInteger(v) && Math.abs(v) <= MAX_INSTANT) return v;
-  if (typeof v === "string" && RFC3339.safeParse(v).success && Math.abs(Date.parse(v)) <= MAX_INSTANT) return Date.parse(v);
+  const t = parseInstant(v);
+  if (t !== undefined) return t;
   ctx.addIssue({ code: "custom", message: `not a timestamp: ${JSON.stringify(v)} (use RFC 3339 with a zone, e.g. 2026-05-01T00:00:00Z)` });
   return z.NEVER;
 });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeState, userKey, type UnlockEvent } from "../../src/core/mod.ts";
 import type { Engine } from "../../src/engine.ts";
 import type { EventInput } from "../../src/events/mod.ts";
-import { backfill, HistoryStore, rebuildUser, shadowRun, userAsOf, withVersion, type ShadowRow } from "../../src/history/mod.ts";
+import { backfill, backfillKey, HistoryStore, rebuildUser, shadowRun, userAsOf, withVersion, type ShadowRow } from "../../src/history/mod.ts";
 import { Buckets, Streams } from "../../src/nats/mod.ts";
 import { RuleRegistry } from "../../src/registry/mod.ts";
 import { loadRules, progressOf, RuleSchema, type RuleBook, type RuleVersion } from "../../src/rules/mod.ts";
@@ -228,9 +228,12 @@ describe("history: shadow runs, backfill, as-of and rebuild over the stored log"
       const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
       return { child, exited, out: () => out, err: () => err };
     };
-    for (const atLeast of [3, 8]) {
+    // The second kill waits for a checkpoint past the first three too (written every second): the last run resumes after it.
+    const version = (await registry.versions()).find((v) => v.rule.id === "two-lessons")!;
+    const checkpointed = async () => (await store.checkpoint(backfillKey("globex", version, "globex")))?.value.done ?? 0;
+    for (const [atLeast, done] of [[3, 0], [8, 3]] as const) {
       const p = run();
-      await eventually(async () => ((await recordsOf()) >= atLeast ? true : undefined), 60_000, `${atLeast} records`);
+      await eventually(async () => ((await recordsOf()) >= atLeast && (await checkpointed()) >= done ? true : undefined), 60_000, `${atLeast} records, checkpoint at ${done}`);
       p.child.kill("SIGKILL");
       await p.exited;
     }
