@@ -15,8 +15,8 @@ const USAGE = `usage: achd backfill <rule-id[@version]> [--tenant T] [--from TIM
   record the unlocks the stored events imply under a stored rule version and that are not recorded
   yet: backdated to the events that earned them, marked backfill: true (no notifications unless a
   webhook asks for backfills), each exactly once; unlocks are never revoked. Prints a report (markdown)
-  rule-id[@version]  the version to apply (default: the latest enabled one) of --tenant's rule when
-                     the tenant has its own, else of the shared rule
+  rule-id[@version]  the version to apply (default: the latest; refused if it retires the rule) of
+                     --tenant's rule when the tenant has its own, else of the shared rule
   --tenant T         only T's events (and T's version of the rule, when it has one)
   --from TIME        only events stored from this RFC 3339 time on (e.g. 2026-04-01T00:00:00Z)
   --rate N           unlocks recorded per second, at most, 1 … 100000 (default 200)

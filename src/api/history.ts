@@ -149,7 +149,7 @@ export function historyRoutes(app: FastifyInstance, ctx: ApiContext, runs: Histo
         body: {
           type: "object",
           properties: {
-            version: { type: "integer", minimum: 1, description: "a stored version of the rule (the tenant's, else the shared one); default: the latest enabled one" },
+            version: { type: "integer", minimum: 1, description: "a stored version of the rule (the tenant's, else the shared one); default: the latest one (refused when it retires the rule)" },
             from: { type: "string", format: "date-time", description: "read the events stored from this time on (RFC 3339); default: all of them" },
             rate: { type: "number", minimum: BACKFILL_RATE.min, maximum: BACKFILL_RATE.max, default: BACKFILL_RATE.default, description: "unlocks recorded per second, at most" },
           },
@@ -157,7 +157,7 @@ export function historyRoutes(app: FastifyInstance, ctx: ApiContext, runs: Histo
         response: {
           202: { description: '{ report_id, status: "running", report: "/v1/history/reports/<id>" }', type: "object" },
           400: { description: "the field that is wrong (invalid_rule: the version does not fit with the rest of the rules)", ...ErrorJson },
-          404: { description: "no such stored version of the rule (or no enabled one)", ...ErrorJson },
+          404: { description: "no such stored version of the rule (or the latest retires the rule)", ...ErrorJson },
           409: { description: "concurrent_run: a backfill of the same rule, version, tenant and start is going on", ...ErrorJson },
           ...busy,
         },

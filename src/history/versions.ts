@@ -9,8 +9,8 @@ const scopeName = (scope: string) => (scope === "*" ? "the shared rules" : `tena
 
 /**
  * The stored version of rule `id` a run applies: `version` in the first of
- * `scopes` that holds it, or (no version) the latest enabled version in the
- * first of `scopes` that has the rule. A string says why there is none, and
+ * `scopes` that holds it, or (no version) the latest version in the first
+ * of `scopes` that has the rule, refused when it retires the rule. A string says why there is none, and
  * what is stored instead.
  */
 export function storedVersion(book: RuleBook, scopes: readonly string[], id: string, version?: number): { scope: string; version: RuleVersion } | string {
@@ -22,8 +22,9 @@ export function storedVersion(book: RuleBook, scopes: readonly string[], id: str
       const found = mine.find((v) => v.version === version);
       if (found) return { scope, version: found };
     } else if (mine.length) {
-      const latest = mine.filter((v) => v.rule.enabled).pop();
-      return latest ? { scope, version: latest } : `${id} is retired in ${scopeName(scope)}: no version of it is enabled (stored: ${mine.map((v) => v.version).join(", ")}); name one as ${id}@version`;
+      // The latest version, unless it retires the rule: an older enabled one would bring a retired achievement back.
+      const latest = mine.at(-1)!;
+      return latest.rule.enabled ? { scope, version: latest } : `${id} is retired in ${scopeName(scope)} (version ${latest.version} disables it; stored: ${mine.map((v) => v.version).join(", ")}); name a version as ${id}@version`;
     }
   }
   const where = scopes.map(scopeName).join(" or ");
