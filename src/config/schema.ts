@@ -133,6 +133,14 @@ export const ConfigSchema = z
         cacheUsers: z.number().int().min(0).default(100_000),
         /** Memory the state cache may use, in MB (states are cached as their stored bytes). */
         cacheMB: z.number().int().min(1).max(65_536).default(64),
+        /**
+         * Write-behind: how long a user's changed state may wait in memory before it is written, so that the
+         * steps of that time cost one write (0: written in each step). A state with new unlocks is written at once;
+         * nothing is acknowledged before the states its events changed are written.
+         */
+        writeBehind: Duration.default(1_000),
+        /** Most users whose changed state waits, per partition; beyond, the oldest are written at the end of the step. */
+        writeBehindUsers: z.number().int().min(0).max(1_000_000).default(2_000),
         /** Event ids kept in a user's state before they move, as one chunk, to the seen-ids archive (0: no event-id record). */
         recentIds: z.number().int().min(0).max(1000).default(64),
         /** Longest pause between retries of a transient failure. */

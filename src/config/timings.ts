@@ -46,6 +46,8 @@ export type Timings = {
   restartBackoff: number;
   /** `worker.ackWait`: a delivered, unacknowledged message comes again after this. */
   ackWait: number;
+  /** `worker.writeBehind`: a changed user state waits at most this long for its write (and its events for their ack). */
+  writeBehind: number;
   /** `nats.connectTimeout`: start-up gives up reaching NATS after this. */
   connectTimeout: number;
   /** Pause between connection attempts at start ({@link CONNECT_RETRY_MS}). */
@@ -83,6 +85,7 @@ export function deriveTimings(config: Config): Timings {
     retryMax: config.worker.maxBackoff,
     restartBackoff: RESTART_BACKOFF_MS,
     ackWait: config.worker.ackWait,
+    writeBehind: config.worker.writeBehind,
     connectTimeout: config.nats.connectTimeout,
     connectRetry: CONNECT_RETRY_MS,
     startupWait: STARTUP_WAIT_MS,
@@ -101,6 +104,8 @@ export function deriveTimings(config: Config): Timings {
  * - the coordinator plans before the fence would close (`tick < fence`);
  * - a request is answered or given up before its message is delivered again
  *   (`requestTimeout < worker.ackWait`);
+ * - a deferred state is written well before its events are delivered
+ *   again (`2 × worker.writeBehind < worker.ackWait`);
  * - a retry pause ends before its message is delivered again
  *   (`worker.maxBackoff < worker.ackWait`): a redelivery in between is a
  *   delivery gap, and the partition rewinds.
@@ -117,6 +122,9 @@ export function timingIssues(t: Timings): TimingIssue[] {
   }
   if (t.requestTimeout >= t.ackWait) {
     out.push({ fields: ["worker.ackWait"], message: `must be longer than the request timeout (${ms(t.requestTimeout)}): a message must not be delivered again while a request for it waits` });
+  }
+  if (t.writeBehind * 2 >= t.ackWait) {
+    out.push({ fields: ["worker.writeBehind", "worker.ackWait"], message: `worker.writeBehind (${ms(t.writeBehind)}) must be under half of worker.ackWait (${ms(t.ackWait)}): a message waits for its state's write before it is acknowledged` });
   }
   if (t.retryMax >= t.ackWait) {
     out.push({ fields: ["worker.maxBackoff", "worker.ackWait"], message: `worker.maxBackoff (${ms(t.retryMax)}) must be shorter than worker.ackWait (${ms(t.ackWait)}): a message must not be delivered again while its retry pauses` });

@@ -3,12 +3,13 @@ import { compileConfig, type Timings } from "../config/mod.ts";
 import { background, sleep } from "../util/lifecycle.ts";
 import type { Logger } from "../util/log.ts";
 import { ReorderBuffer } from "./reorder.ts";
-import { StoppedError, type RetryHooks } from "./retry.ts";
+import { RewindError, StoppedError, type RetryHooks } from "./retry.ts";
 import { AckTracker } from "./worker/acks.ts";
 import { PartitionConsumer } from "./worker/consumer.ts";
 import type { WorkerDeps, WriteGate } from "./worker/deps.ts";
 import { BatchStep } from "./worker/step.ts";
 import { UserCommit } from "./worker/user.ts";
+import { WriteBehind } from "./worker/write-behind.ts";
 
 export type { WorkerDeps } from "./worker/deps.ts";
 
@@ -43,6 +44,9 @@ export class PartitionWorker {
   readonly #consumer: PartitionConsumer;
   readonly #acks: AckTracker;
   readonly #step: BatchStep;
+  readonly #users: UserCommit;
+  /** States changed and not yet written; nothing at or after their oldest event is acknowledged. */
+  readonly #wb: WriteBehind;
   /** When the last write or ack was let through the fence (0 before the first). */
   #lastWriteAt = 0;
   readonly #timings: Timings;
@@ -63,11 +67,13 @@ export class PartitionWorker {
     this.#consumer = new PartitionConsumer({ ...deps, timings: this.#timings }, this.#log, partition, () => this.#running);
     this.#acks = new AckTracker(gate);
     const messagesOf = (seqs: ReadonlySet<number>, msgs: readonly JsMsg[]) => this.#acks.messagesOf(seqs, msgs);
+    this.#wb = new WriteBehind(deps.config.worker.writeBehind, deps.config.worker.writeBehindUsers);
+    this.#users = new UserCommit({ ...deps, gate, messagesOf, wb: this.#wb });
     this.#step = new BatchStep({
       ...deps,
       log: this.#log,
       buffer: this.#buffer,
-      users: new UserCommit({ ...deps, gate, messagesOf }),
+      users: this.#users,
       gate,
       hooks: (msgs) => this.#hooks(msgs),
       messagesOf,
@@ -89,6 +95,11 @@ export class PartitionWorker {
     return this.#buffer.size;
   }
 
+  /** Users whose changed state waits in the write-behind buffer now. */
+  get deferred(): number {
+    return this.#wb.size;
+  }
+
   /** False once stopped (or once it stopped itself because its lease was not renewed in time). */
   get running(): boolean {
     return this.#running;
@@ -101,6 +112,8 @@ export class PartitionWorker {
       this.#signal = this.#signalOf(this.#abort);
     }
     this.#running = true;
+    // What a previous run of this worker left unwritten is stale now: its events come again from the ack floor.
+    this.#wb.clear();
     await this.#consumer.open();
     // Stopped while it opened (its lease was lost): let nothing run.
     if (!this.#running) return this.#consumer.close();
@@ -161,12 +174,14 @@ export class PartitionWorker {
       }
       if (consumer.length === 0) {
         if (!this.#running) break;
-        // Idle: wait for messages, or until a held event is due; now and then, ask whether the consumer is stuck.
-        const due = this.#buffer.nextDue(Date.now());
+        // Idle: wait for messages, or until a held event or a deferred write is due; now and then, ask whether the consumer is stuck.
+        const now = Date.now();
+        const due = earliest(this.#buffer.nextDue(now), this.#wb.nextDue(now));
         if (due !== 0) {
           const check = this.#timings.stallCheck;
           await consumer.idle(due === undefined ? check : Math.min(due + 1, check));
-          if (consumer.length === 0 && this.#buffer.nextDue(Date.now()) !== 0) {
+          const later = Date.now();
+          if (consumer.length === 0 && this.#buffer.nextDue(later) !== 0 && this.#wb.nextDue(later) !== 0) {
             if (this.#running) await consumer.stalled(check);
             continue;
           }
@@ -176,16 +191,26 @@ export class PartitionWorker {
       if (batch.length && this.#log.isLevelEnabled("debug")) this.#log.debug({ first: batch[0]!.seq, last: batch[batch.length - 1]!.seq, n: batch.length, d0: batch[0]!.info.deliverySequence }, "batch");
       try {
         await this.#step.process(batch);
+        await this.#users.flush(this.#hooks(batch));
       } catch (err) {
         if (err instanceof StoppedError) break;
+        if (err instanceof RewindError) {
+          this.#log.info({ reason: err.message }, "a deferred state could not be written; starting over from the ack floor");
+          await this.#rewind();
+          continue;
+        }
         throw err;
       }
       this.#acks.processed(batch);
-      this.#acks.ackFloor(this.#buffer.minSeq());
+      this.#acks.ackFloor(earliest(this.#buffer.minSeq(), this.#wb.minSeq()));
     }
   }
 
-  /** Back to the ack floor: held and unacknowledged events come again from there. */
+  /**
+   * Back to the ack floor: held and unacknowledged events come again from
+   * there. Deferred states stay: they are this worker's, and their events
+   * come again as redeliveries, which they already hold.
+   */
   async #rewind(): Promise<void> {
     this.#buffer.clear();
     this.#acks.clear();
@@ -224,4 +249,9 @@ export class PartitionWorker {
       },
     };
   }
+}
+
+/** The smaller of two optional numbers (undefined: neither). */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }

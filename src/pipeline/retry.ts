@@ -12,6 +12,17 @@ export class StoppedError extends Error {
 }
 
 /**
+ * Work that cannot be redone where it failed: a state deferred by the
+ * write-behind buffer was overwritten by someone else (compare-and-set
+ * failed) or cannot be written, and the events it holds are in earlier
+ * steps. The partition starts over from its ack floor, which is before
+ * them.
+ */
+export class RewindError extends Error {
+  override name = "RewindError";
+}
+
+/**
  * Work that failed `attempts` times with errors not on the transient
  * allow-list (a state too large for KV, any other refusal by the server, a
  * corrupt value, a bug): retrying will not help, so the events go to the
@@ -46,7 +57,8 @@ export type RetryHooks = {
  * transient error (see {@link isTransient}) is retried with capped
  * exponential backoff for as long as it lasts; any other error is retried
  * `maxAttempts` times, then thrown as {@link PoisonError}. Throws
- * {@link StoppedError} when the worker stops.
+ * {@link StoppedError} when the worker stops; {@link RewindError} passes
+ * through at once.
  */
 export async function retrying<T>(fn: () => Promise<T>, hooks: RetryHooks): Promise<T> {
   const history: string[] = [];
@@ -55,7 +67,7 @@ export async function retrying<T>(fn: () => Promise<T>, hooks: RetryHooks): Prom
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof StoppedError) throw err;
+      if (err instanceof StoppedError || err instanceof RewindError) throw err;
       if (err instanceof ConflictError) {
         hooks.onConflict();
         if (attempt < 5) continue;

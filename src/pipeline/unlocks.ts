@@ -4,6 +4,7 @@ import { unlockedSubject } from "../events/mod.ts";
 import { unlockEvent, unlockRecordKey } from "../core/mod.ts";
 import type { Unlock } from "../rules/mod.ts";
 import type { Stats } from "../metrics/mod.ts";
+import { crashPoint } from "../util/failpoint.ts";
 
 const enc = new TextEncoder();
 
@@ -32,6 +33,7 @@ export class UnlockSink {
   async deliver(u: Unlock, now: Date = new Date()): Promise<boolean> {
     const body = enc.encode(JSON.stringify(unlockEvent(u, now)));
     const ack = await this.js.publish(unlockedSubject(u.tenant_id, u.user_id), body, { msgID: u.unlock_id });
+    crashPoint("unlock-published");
     await this.records.create(unlockRecordKey(u), body).catch((err: unknown) => {
       if (!isCasFailure(err)) throw err;
     });

@@ -81,6 +81,25 @@ export class StateStore {
     return this.read(key);
   }
 
+  /**
+   * The cached state of `key` without waiting, or undefined when it is not
+   * cached, or cached with an outbox (delivered or not: {@link load} sorts
+   * that out), or cannot be decoded ({@link load} reports that).
+   */
+  peek(key: string): Versioned | undefined {
+    const hit = this.#cache?.get(key);
+    if (!hit || hit.delivered) return undefined;
+    let state: UserState;
+    try {
+      state = hit.bytes ? decodeState(hit.bytes) : emptyUserState();
+    } catch {
+      return undefined;
+    }
+    if (state.outbox.length > 0) return undefined;
+    this.hits++;
+    return { state, revision: hit.revision };
+  }
+
   /** Reads `key` from the bucket, bypassing (and refreshing) the cache. */
   async read(key: string): Promise<Versioned> {
     const e = await this.#kv.get(key);

@@ -286,8 +286,12 @@ describe("end to end on one server", () => {
     await eventually(() => (engine.stats.fingerprinted - before === 2 ? true : undefined));
     const { Kvm } = await import("@nats-io/kv");
     const kv = await new Kvm(nats.nc).open("ach_state");
-    const st = JSON.parse(new TextDecoder().decode((await kv.get(`globex.${user}`))!.value)) as { eval: { rules: Record<string, { n: number }> } };
-    expect(st.eval.rules.shopper?.n).toBe(1);
+    // The state is written within worker.writeBehind of its events.
+    const shopper = async () => {
+      const e = await kv.get(`globex.${user}`);
+      return e?.value.length ? (JSON.parse(new TextDecoder().decode(e.value)) as { eval: { rules: Record<string, { n: number }> } }).eval.rules.shopper?.n : undefined;
+    };
+    expect(await eventually(shopper, 5000, "the stored state")).toBe(1);
     // A fourth report over HTTP is told at once that it will not count.
     const fourth = ev("globex", user, "purchase.placed", base, { source: "support-tool", occurred_at: new Date(Date.UTC(2026, 3, 13, 10, 1, 30)).toISOString() });
     const res = await api<{ results: { status: string; reason?: string; message?: string }[] }>("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(fourth) });

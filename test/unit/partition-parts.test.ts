@@ -103,7 +103,9 @@ describe("BatchStep", () => {
           running = false;
           throw new StoppedError("fence closed");
         },
+        eagerInMemory: () => false,
         commit: async () => undefined,
+        commitInMemory: () => false,
       },
       gate: { check: () => undefined },
       hooks: () => ({ isRunning: () => running, maxBackoff: 10, maxAttempts: 3, onConflict: () => undefined, onRetry: () => undefined }),

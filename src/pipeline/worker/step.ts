@@ -14,7 +14,7 @@ import type { UserCommit, UserWork } from "./user.ts";
 export type BatchStepDeps = Pick<WorkerDeps, "dlq" | "stats" | "config" | "io"> & {
   log: Logger;
   buffer: Pick<ReorderBuffer, "add" | "due" | "drop">;
-  users: Pick<UserCommit, "eager" | "commit">;
+  users: Pick<UserCommit, "eager" | "eagerInMemory" | "commit" | "commitInMemory">;
   gate: Pick<WriteGate, "check">;
   hooks: HooksFor;
   /** The messages (of `batch` or still unacknowledged) with the given stream sequences, once each. */
@@ -97,7 +97,9 @@ export class BatchStep {
       });
     // Stage 1: load and apply eagerly; collect what sequences need.
     const io = this.d.io ?? ((fn: () => Promise<void>) => fn());
-    rethrow(await Promise.allSettled([...users.values()].map((u) => guard(u, () => io(() => this.d.users.eager(u))))));
+    // Users whose state is in memory are applied at once; the others are read first (concurrently, bounded by io).
+    const toRead = [...users.values()].filter((u) => !this.d.users.eagerInMemory(u));
+    rethrow(await Promise.allSettled(toRead.map((u) => guard(u, () => io(() => this.d.users.eager(u))))));
     const now = Date.now();
     for (const u of users.values()) {
       if (poisoned.has(u.key)) continue;
@@ -111,7 +113,8 @@ export class BatchStep {
       const ev = items[0]!.ev.event;
       work(ev.tenant_id, ev.user_id).ordered.push(...items);
     }
-    const todo = [...users.values()].filter((u) => !poisoned.has(u.key));
+    // Users with nothing to write now are done at once; the others commit concurrently.
+    const todo = [...users.values()].filter((u) => !poisoned.has(u.key) && !this.d.users.commitInMemory(u));
     rethrow(await Promise.allSettled(todo.map((u) => guard(u, () => io(() => this.d.users.commit(u))))));
     for (const [key, err] of poisoned) await this.#deadUser(users.get(key)!, err, batch, hooks, send);
   }

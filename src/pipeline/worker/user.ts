@@ -1,9 +1,13 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { RejectCodes } from "../../events/mod.ts";
-import type { Versioned } from "../../state/mod.ts";
+import { LRUCache } from "lru-cache";
+import { ConflictError, type Versioned } from "../../state/mod.ts";
 import { applyEvents, chunksToLoad, type Applied, type SeqEvent } from "../../core/mod.ts";
 import type { Unlock } from "../../rules/mod.ts";
+import { PoisonError, RewindError, retrying, StoppedError, type RetryHooks } from "../retry.ts";
+import { crashPoint } from "../../util/failpoint.ts";
 import { deadLetterOf, type WorkerDeps, type WriteGate } from "./deps.ts";
+import type { WriteBehind } from "./write-behind.ts";
 
 /** A new event with the time its message was stored in the stream (epoch ms), which its unlocks' latency starts from. */
 export type StampedEvent = SeqEvent & { storedAt: number };
@@ -21,18 +25,27 @@ export type UserWork = {
   msgs: JsMsg[];
   ordered: SeqEvent[];
   base?: Versioned;
+  /** True when `base` is a state the write-behind buffer held (computed from events of earlier steps). */
+  deferred?: boolean;
   after?: Applied;
 };
 
 /** What {@link UserCommit} needs: the stores and sinks (the unlock sink counts its writes), the fence, and where to find a message by sequence. */
-export type UserCommitDeps = Pick<WorkerDeps, "store" | "seen" | "rules" | "unlocks" | "dlq" | "stats" | "config"> & {
+export type UserCommitDeps = Pick<WorkerDeps, "store" | "seen" | "rules" | "unlocks" | "dlq" | "stats" | "config" | "io"> & {
   gate: Pick<WriteGate, "check">;
+  /** The partition's write-behind buffer (absent: every changed state is written in its step). */
+  wb?: WriteBehind;
   /** The messages (of `msgs` or still unacknowledged) with the given stream sequences. */
   messagesOf(seqs: ReadonlySet<number>, msgs: readonly JsMsg[]): JsMsg[];
 };
 
-/** One user's load, apply, save and unlock, in two halves around the reorder window. */
+/** Users whose deferred state could not be written: theirs is written in its step again, where a failure dead-letters the step's events. */
+const WRITE_THROUGH_USERS = 1000;
+
+/** One user's load, apply, save and unlock, in two halves around the reorder window; and the deferred writes. */
 export class UserCommit {
+  readonly #writeThrough = new LRUCache<string, true>({ max: WRITE_THROUGH_USERS });
+
   constructor(private readonly d: UserCommitDeps) {}
 
   /**
@@ -41,8 +54,9 @@ export class UserCommit {
    * after the read; nothing is written yet but the leftover unlocks.
    */
   async eager(u: UserWork): Promise<void> {
-    const { store, stats, config, unlocks, gate } = this.d;
-    let { state, revision } = await store.load(u.key);
+    const { store, stats, unlocks, gate } = this.d;
+    const deferred = this.d.wb?.get(u.key);
+    let { state, revision } = deferred ?? (await store.load(u.key));
     if (state.outbox.length > 0) {
       const now = new Date();
       gate.check();
@@ -54,11 +68,60 @@ export class UserCommit {
     // Events the recent id lists do not know but whose time falls in an archived chunk: read those chunks.
     const need = chunksToLoad(state, u.eager);
     const archived = need.length ? await this.d.seen.load(u.key, need) : new Set<string>();
+    this.#applyEager(u, { state, revision }, deferred !== undefined, archived);
+  }
+
+  /**
+   * Stage 1 without waiting, for a user whose state is in memory (deferred
+   * or cached, with an empty outbox) and whose events need no archived id
+   * chunk: the same result as {@link eager}, with none of its promises.
+   * False (and nothing done) otherwise.
+   */
+  eagerInMemory(u: UserWork): boolean {
+    const deferred = this.d.wb?.get(u.key);
+    const held = deferred ?? this.d.store.peek(u.key);
+    if (!held || held.state.outbox.length > 0 || chunksToLoad(held.state, u.eager).length > 0) return false;
+    this.#applyEager(u, held, deferred !== undefined, new Set());
+    return true;
+  }
+
+  #applyEager(u: UserWork, base: Versioned, deferred: boolean, archived: ReadonlySet<string>): void {
+    const { stats, config } = this.d;
     const t0 = performance.now();
-    const r = applyEvents(state, u.eager, this.d.rules().forTenant(u.tenant), config.worker.recentIds, "eager", config.dedup.fingerprints, archived);
+    u.after = applyEvents(base.state, u.eager, this.d.rules().forTenant(u.tenant), config.worker.recentIds, "eager", config.dedup.fingerprints, archived);
     stats.observe.evaluation((performance.now() - t0) / 1000, u.eager.length);
-    u.base = { state, revision };
-    u.after = r;
+    u.base = base;
+    u.deferred = deferred;
+  }
+
+  /**
+   * Stage 2 without waiting, when it writes nothing now: no evaluation
+   * failed, no id list is full, no unlock is new, and the changed state
+   * can wait in the write-behind buffer. The same result as
+   * {@link commit}; false (and nothing done) otherwise.
+   */
+  commitInMemory(u: UserWork): boolean {
+    const { wb, config } = this.d;
+    const r1 = u.after;
+    if (!r1 || !u.base || !wb?.enabled || this.#writeThrough.has(u.key) || r1.failed.length > 0 || r1.chunks.length > 0) return false;
+    const t0 = performance.now();
+    const r2 = u.ordered.length ? applyEvents(r1.state, u.ordered, this.d.rules().forTenant(u.tenant), config.worker.recentIds, "ordered") : undefined;
+    if (r2 && (r2.failed.length > 0 || r2.chunks.length > 0)) return false;
+    const state = r2?.state ?? r1.state;
+    if (state.outbox.length > 0) return false;
+    if (r2) this.d.stats.observe.evaluation((performance.now() - t0) / 1000, u.ordered.length);
+    if (r1.dirty || r2?.dirty) wb.defer(u.key, state, u.base.revision, firstSeqOf(u), Date.now());
+    this.#tally(u, r1, r2);
+    return true;
+  }
+
+  /** Adds a user's step to the tenant's counts. */
+  #tally(u: UserWork, r1: Applied, r2: Applied | undefined): void {
+    const t = this.d.stats.tenant(u.tenant);
+    t.applied += r1.applied + (r2?.applied ?? 0);
+    t.duplicates += r1.duplicates + (r2?.duplicates ?? 0);
+    t.fingerprinted += r1.fingerprinted;
+    t.unchanged += r1.unchanged + (r2?.unchanged ?? 0);
   }
 
   /**
@@ -96,14 +159,25 @@ export class UserCommit {
     // Archive full id lists before the state that refers to them.
     gate.check();
     await Promise.all([...r1.chunks, ...r2.chunks].map((c) => this.d.seen.write(u.key, c)));
-    if (r1.dirty || r2.dirty) {
+    const wb = this.d.wb;
+    if ((r1.dirty || r2.dirty) && wb?.enabled && state.outbox.length === 0 && !this.#writeThrough.has(u.key)) {
+      // No unlock waits for this state: it is written later, once for all the steps that change it meanwhile.
+      wb.defer(u.key, state, revision, firstSeqOf(u), Date.now());
+    } else if (r1.dirty || r2.dirty) {
       try {
         gate.check();
         ({ state, revision } = await store.save(u.key, state, revision));
         stats.stateWrites++;
+        wb?.drop(u.key);
+        crashPoint("state-written");
       } catch (err) {
-        // Recompute from what is stored now; the retry loop calls us again.
         u.base = undefined;
+        // A deferred state holds events of earlier steps that this one cannot apply again: start over from the ack floor.
+        if (u.deferred && err instanceof ConflictError) {
+          wb?.drop(u.key);
+          throw new RewindError(`state of ${u.key} changed under its deferred write`, { cause: err });
+        }
+        // Recompute from what is stored now; the retry loop calls us again.
         throw err;
       }
     }
@@ -114,11 +188,54 @@ export class UserCommit {
       this.#counted(u, state.outbox, fresh);
       store.outboxDelivered(u.key, revision);
     }
-    const t = stats.tenant(u.tenant);
-    t.applied += r1.applied + r2.applied;
-    t.duplicates += r1.duplicates + r2.duplicates;
-    t.fingerprinted += r1.fingerprinted;
-    t.unchanged += r1.unchanged + r2.unchanged;
+    this.#tally(u, r1, r2);
+  }
+
+  /**
+   * Writes the deferred states that are due (all of them when `all`).
+   *
+   * In: the write-behind buffer. Out: each due state written with
+   * compare-and-set on the revision it was computed from, and dropped from
+   * the buffer.
+   * Guarantee: a state that cannot be written (someone else wrote the user
+   * meanwhile, or the server refuses it) is dropped and
+   * {@link RewindError} is thrown once every write has settled: its events
+   * come again from the ack floor and are applied to what is stored. A user
+   * refused by the server is written in its steps from then on, so a state
+   * that can never be written dead-letters its events instead of looping.
+   */
+  async flush(hooks: RetryHooks, all = false): Promise<void> {
+    const { wb, store, gate, stats } = this.d;
+    if (!wb?.size) return;
+    const due = wb.due(Date.now(), all);
+    if (due.length === 0) return;
+    const io = this.d.io ?? ((fn: () => Promise<void>) => fn());
+    const write = async (d: (typeof due)[number]) => {
+      gate.check();
+      try {
+        await store.save(d.key, d.state, d.revision);
+      } catch (err) {
+        if (err instanceof ConflictError) throw new RewindError(`state of ${d.key} changed under its deferred write`, { cause: err });
+        throw err;
+      }
+      stats.stateWrites++;
+      wb.drop(d.key);
+      crashPoint("deferred-written");
+    };
+    const results = await Promise.allSettled(due.map((d) => io(() => retrying(() => write(d), hooks))));
+    let rewind: RewindError | undefined;
+    for (const [i, r] of results.entries()) {
+      if (r.status === "fulfilled") continue;
+      const err: unknown = r.reason;
+      if (err instanceof StoppedError) throw err;
+      if (!(err instanceof RewindError || err instanceof PoisonError)) throw err;
+      const key = due[i]!.key;
+      if (err instanceof RewindError) stats.conflicts++;
+      else this.#writeThrough.set(key, true);
+      wb.drop(key);
+      rewind ??= err instanceof RewindError ? err : new RewindError(`the deferred state of ${key} cannot be written: ${err.message}`, { cause: err });
+    }
+    if (rewind) throw rewind;
   }
 
   /** Counts the unlocks published for the first time, with the time from their last trigger's arrival in the stream. */
@@ -134,4 +251,12 @@ export class UserCommit {
       if (at !== undefined) stats.observe.unlockLatency(Math.max(0, now - at) / 1000);
     });
   }
+}
+
+/** Stream sequence of the user's oldest event in this step. */
+function firstSeqOf(u: UserWork): number {
+  let min = Number.POSITIVE_INFINITY;
+  for (const i of u.eager) if (i.seq < min) min = i.seq;
+  for (const i of u.ordered) if (i.seq < min) min = i.seq;
+  return min;
 }
