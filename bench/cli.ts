@@ -1,5 +1,5 @@
 /**
- * `achd bench [--smoke] [--only SECTIONS] …` — the benchmark
+ * `achd bench [--smoke | --quick] [--only SECTIONS] …` — the benchmark
  * (docs/benchmarks.md). Loaded only by `cmd/bench.ts`, for this command,
  * from a source checkout: the benchmark is not part of the library, the
  * build or the container image.
@@ -7,12 +7,14 @@
 import type { BenchEntry } from "../cmd/bench.ts";
 import { parseCommand, PROGRESS_OPTIONS, UsageError, type ExitCode } from "../cmd/cli.ts";
 import { NO_PROGRESS, startProgress, type Progress } from "../cmd/progress.ts";
-import { DEFAULT_OPTIONS, runBench, SECTIONS, SMOKE_OPTIONS, type Section } from "./mod.ts";
+import { DEFAULT_OPTIONS, QUICK_OPTIONS, runBench, SECTIONS, SMOKE_OPTIONS, type Section } from "./mod.ts";
 import type { Phase } from "./stack.ts";
 
-const USAGE = `usage: achd bench [--smoke] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--sync default|always] [--out DIR] [--no-progress]
+const USAGE = `usage: achd bench [--smoke | --quick] [--only SECTIONS] [--events N] [--users N] [--memory-users N] [--memory-heap MB|0] [--seconds S] [--sync default|always] [--out DIR] [--no-progress]
   the benchmark (docs/benchmarks.md)
   --smoke            the small variant (seconds, for tests)
+  --quick            the headline sections on smaller streams (ceiling, engine, counts, latency
+                     at 1,000 events/s for 10 s): a few minutes
   --only SECTIONS    comma-separated, of: ${SECTIONS.join(", ")}
   --events N         events in the workload (≥ 1)
   --users N          users in the workload (≥ 1)
@@ -33,6 +35,7 @@ export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<
       usage: USAGE,
       options: {
         smoke: { type: "boolean" },
+        quick: { type: "boolean" },
         only: { type: "string" },
         events: { type: "integer", min: 1 },
         users: { type: "integer", min: 1 },
@@ -48,7 +51,8 @@ export const benchCmd: BenchEntry["benchCmd"] = async (args: string[]): Promise<
   );
   if (!a) return 0;
   const { values } = a;
-  const base = values.smoke ? SMOKE_OPTIONS : DEFAULT_OPTIONS;
+  if (values.smoke && values.quick) throw new UsageError("achd bench: --smoke and --quick are two variants; give one");
+  const base = values.smoke ? SMOKE_OPTIONS : values.quick ? QUICK_OPTIONS : DEFAULT_OPTIONS;
   const only = values.only?.split(",").map((s) => s.trim()) ?? [...base.sections];
   const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
   if (unknown.length) throw new UsageError(`achd bench: --only: unknown section ${unknown.join(", ")} (sections: ${SECTIONS.join(", ")})`);

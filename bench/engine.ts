@@ -10,13 +10,23 @@ import { BENCH_RULES, preload, publishEvent, rssOf, until, type OnProgress, type
 /** The compiled CLI, as production runs it (the container image runs `dist/`). */
 const COMPILED = fileURLToPath(new URL("../dist/cmd/achd.js", import.meta.url));
 
+let build: Promise<string> | undefined;
+
 /**
  * Compiles the sources to `dist/` (about 5 s), so that the measured worker
  * is what production runs, not the sources through tsx's transpiler (which
  * costs tens of MB of its own). The benchmark itself always runs from the
- * sources of a checkout.
+ * sources of a checkout. Once per bench process: the sections that start
+ * workers share the build. Resolves to the compiled CLI's path.
  */
-async function compiled(): Promise<string> {
+export function compiled(): Promise<string> {
+  build ??= compile();
+  // A failed build is not kept: the next section tries again.
+  build.catch(() => (build = undefined));
+  return build;
+}
+
+async function compile(): Promise<string> {
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   const root = fileURLToPath(new URL("..", import.meta.url));
   const code = await new Promise<number | null>((resolve) => spawn(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, stdio: "inherit" }).once("exit", resolve));

@@ -15,10 +15,13 @@ import { instrumentationCost, type InstrumentationCost } from "./metrics-cost.ts
 import { measureWebhooks, type WebhooksResult } from "./webhooks.ts";
 import { measureLatency, measureMemory, measureThroughput, startBenchEngine, type LatencyResult, type MemoryResult, type ThroughputResult } from "./engine.ts";
 import { measureEvaluator, type EvaluatorResult } from "./evaluator.ts";
+import { countWorkload, COUNT_RULES, DEFAULT_COUNT_WORKLOAD, type CountWorkload } from "./counts.ts";
+import { measurePaired, REALISTIC_RULES, type PairedResult } from "./paired.ts";
+import { measureScaling, type ScalingResult } from "./scaling.ts";
 import { BENCH_RULES, preload, startStack, type Phase } from "./stack.ts";
 import { DEFAULT_WORKLOAD, workload, type Workload } from "./workload.ts";
 
-export const SECTIONS = ["evaluator", "ceiling", "engine", "replay", "history", "latency", "metrics", "sse", "webhooks", "memory"] as const;
+export const SECTIONS = ["evaluator", "ceiling", "engine", "realistic", "counts", "scaling", "replay", "history", "latency", "metrics", "sse", "webhooks", "memory"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type BenchOptions = {
@@ -33,6 +36,14 @@ export type BenchOptions = {
   loads: number[];
   /** Seconds per offered load. */
   loadSeconds: number;
+  /** Whether the latency section adds the knee (80% of the engine section's throughput) to `loads`. */
+  knee: boolean;
+  /**
+   * The count stream (bench/counts.ts) of the counts and scaling sections,
+   * and how many times the counts section runs it, each on a fresh stack
+   * (the scaling section runs it once per process count).
+   */
+  counts: CountWorkload & { repeats: number };
   /** The sse section: open streams, unlocks sent to each, unlocks per second. */
   sse: { clients: number; unlocks: number; rate: number };
   /** The webhooks section: unlocks delivered to one webhook, unlocks per second. */
@@ -54,6 +65,8 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   memoryCacheMB: 32,
   loads: [1000, 5000],
   loadSeconds: 30,
+  knee: true,
+  counts: { ...DEFAULT_COUNT_WORKLOAD, repeats: 3 },
   sse: { clients: 1000, unlocks: 200, rate: 100 },
   webhooks: { unlocks: 20_000, rate: 1000 },
   partitions: 8,
@@ -69,6 +82,8 @@ export const SMOKE_OPTIONS: BenchOptions = {
   memoryCacheMB: 32,
   loads: [200],
   loadSeconds: 1,
+  knee: true,
+  counts: { ...DEFAULT_COUNT_WORKLOAD, events: 2000, users: 400, repeats: 1 },
   sse: { clients: 20, unlocks: 20, rate: 50 },
   webhooks: { unlocks: 200, rate: 200 },
   partitions: 2,
@@ -76,6 +91,21 @@ export const SMOKE_OPTIONS: BenchOptions = {
   replayThreads: 2,
   sections: SECTIONS,
   out: "bench-results",
+};
+
+/**
+ * The headline figures in a few minutes (`achd bench --quick`): the
+ * ceiling, the engine and the count stream once each on smaller streams,
+ * and latency at 1,000 events/s for 10 s.
+ */
+export const QUICK_OPTIONS: BenchOptions = {
+  ...DEFAULT_OPTIONS,
+  workload: { ...DEFAULT_WORKLOAD, events: 100_000, users: 20_000 },
+  loads: [1000],
+  loadSeconds: 10,
+  knee: false,
+  counts: { ...DEFAULT_COUNT_WORKLOAD, events: 100_000, users: 10_000, repeats: 1 },
+  sections: ["ceiling", "engine", "counts", "latency"],
 };
 
 export type BenchResults = {
@@ -89,6 +119,12 @@ export type BenchResults = {
   publish?: { count: number; perSecond: number };
   ceiling?: CeilingResult[];
   engine?: ThroughputResult & { ratioToCeiling?: number; ratioToBatchedCeiling?: number };
+  /** The engine section's stream with the realistic rule set (about one unlock per hundred events), on a stack of its own. */
+  realistic?: PairedResult;
+  /** The count stream, bare consumer and engine, once per repeat on a fresh stack; the means over the repeats. */
+  counts?: { workload: CountWorkload; runs: PairedResult[]; mean: { bare: number; engine: number; ratio: number } };
+  /** The count stream through one and two worker processes. */
+  scaling?: ScalingResult;
   replay?: { count: number; seconds: number; perSecond: number; unlocks: number; threads: number; ratioToEngine?: number; sameUnlocksAsEngine?: boolean };
   latency?: LatencyResult[];
   history?: HistoryResult;
@@ -193,7 +229,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
         const engine = await startBenchEngine(stack);
         try {
           const loads = [...opts.loads];
-          if (res.engine) loads.push(Math.round(res.engine.perSecond * 0.8));
+          if (res.engine && opts.knee) loads.push(Math.round(res.engine.perSecond * 0.8));
           res.latency = [];
           const background = workload({ ...w, seed: w.seed + 1, events: Number.MAX_SAFE_INTEGER / 2 });
           for (const [i, rate] of loads.entries()) {
@@ -208,6 +244,32 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
     } finally {
       await stack.close();
     }
+  }
+
+  const stackOpts = { partitions: opts.partitions, sync: opts.sync };
+  if (on("realistic")) {
+    say(`realistic: the same stream with ${REALISTIC_RULES} (about one unlock per hundred events), on a fresh stack: bare one-ack consumer, then the engine …`);
+    await attempt("realistic", async () => {
+      res.realistic = await measurePaired(REALISTIC_RULES, workload(w), w.events, stackOpts, "realistic", phase);
+      res.machine.natsServer ??= res.realistic.server;
+    });
+  }
+
+  const c = opts.counts;
+  if (on("counts")) {
+    say(`counts: ${c.events} events from ${c.users} users, uniform, ${COUNT_RULES}; bare one-ack consumer, then the engine, ${c.repeats} time${c.repeats === 1 ? "" : "s"} on fresh stacks …`);
+    await attempt("counts", async () => {
+      const runs: PairedResult[] = [];
+      for (let i = 0; i < c.repeats; i++) runs.push(await measurePaired(COUNT_RULES, countWorkload(c), c.events, stackOpts, `counts ${i + 1}/${c.repeats}`, phase));
+      const mean = (f: (r: PairedResult) => number) => runs.reduce((a, r) => a + f(r), 0) / runs.length;
+      res.counts = { workload: { events: c.events, users: c.users, seed: c.seed }, runs, mean: { bare: mean((r) => r.bare), engine: mean((r) => r.engine.perSecond), ratio: mean((r) => r.ratio) } };
+      res.machine.natsServer ??= runs[0]?.server;
+    });
+  }
+
+  if (on("scaling")) {
+    say(`scaling: ${c.events} events from ${c.users} users (the count stream) through 1, then 2 achd worker processes, fresh stacks …`);
+    await attempt("scaling", async () => void (res.scaling = await measureScaling({ events: c.events, users: c.users, seed: c.seed }, [1, 2], stackOpts, phase)));
   }
 
   if (on("metrics")) {
@@ -304,6 +366,36 @@ export function summary(r: BenchResults): string {
       }
     }
     if (r.replay) lines.push(`| replay, in memory, ${r.replay.threads} thread${r.replay.threads === 1 ? "" : "s"} (${n(r.replay.unlocks)} unlocks${r.replay.sameUnlocksAsEngine === undefined ? "" : r.replay.sameUnlocksAsEngine ? ", the same ones the engine recorded" : ", NOT the ones the engine recorded"}) | ${n(r.replay.perSecond)} | ${n(r.replay.ratioToEngine, 2)}× engine | ≥ 3× |`);
+    lines.push("");
+  }
+  if (r.realistic || r.counts) {
+    lines.push("| Engine by stream and rule set (each on a stack of its own, bare consumer and engine in the same run) | publish, events/s | bare one-ack, events/s | engine, events/s | engine / bare | unlocks per event | writes per event |", "|---|---:|---:|---:|---:|---:|---:|");
+    const row = (what: string, x: { publish?: number; bare?: number; engine: ThroughputResult; ratio?: number }) =>
+      lines.push(`| ${what} | ${n(x.publish)} | ${n(x.bare)} | ${n(x.engine.perSecond)} | ${n(x.ratio, 2)}× | ${n(x.engine.unlocks / x.engine.count, 4)} | ${n(x.engine.writesPerEvent, 2)} |`);
+    const each = r.ceiling?.find((c) => c.mode === "ack-each");
+    if (r.engine) row(`bench stream, ${r.rules} bench rules (the engine section)`, { publish: r.publish?.perSecond, bare: each?.perSecond, engine: r.engine, ratio: r.engine.ratioToCeiling });
+    const paired = (what: string, p: PairedResult) => row(what, { publish: p.publishPerSecond, bare: p.bare, engine: p.engine, ratio: p.ratio });
+    if (r.realistic) paired(`bench stream, realistic rules (${r.realistic.rules}; ${n(r.realistic.engine.unlocks)} unlocks)`, r.realistic);
+    if (r.counts) {
+      const c = r.counts;
+      for (const [i, run] of c.runs.entries()) paired(`count stream (${n(c.workload.events)} events, ${n(c.workload.users)} users, uniform; ${COUNT_RULES}), run ${i + 1} (${n(run.engine.unlocks)} unlocks)`, run);
+      if (c.runs.length > 1) lines.push(`| count stream, mean of ${c.runs.length} runs | | ${n(c.mean.bare)} | ${n(c.mean.engine)} | ${n(c.mean.ratio, 2)}× | | |`);
+    }
+    lines.push("");
+  }
+  if (r.scaling) {
+    const x = r.scaling;
+    lines.push(
+      `| Scaling: count stream (${n(x.workload.events)} events, ${n(x.workload.users)} users) through \`achd worker\` processes (compiled; lease TTL ${n(x.leaseTtlMs / 1000)} s, about when two settle on the planned split) | events/s, start → drained | events/s once the partitions are held as planned (backlog then, at s) | worker CPU s | nats-server CPU s | bench CPU s | CPU busy, cores (of ${r.machine.cpus}) | unlocks |`,
+      "|---|---:|---:|---|---:|---:|---:|---:|",
+    );
+    for (const run of x.runs) {
+      const busy = (run.workers.reduce((a, w) => a + w.cpuSeconds, 0) + run.serverCpuSeconds + run.benchCpuSeconds) / run.seconds;
+      const split = run.split ? `${n(run.split.perSecond)} (${n(run.split.backlog)}, ${n(run.split.afterSeconds, 1)})` : "– (drained first)";
+      const warned = run.workers.reduce((a, w) => a + w.warnings, 0);
+      lines.push(`| ${run.processes} process${run.processes === 1 ? "" : "es"}${warned ? ` (${n(warned)} warnings logged)` : ""} | ${n(run.perSecond)} | ${split} | ${run.workers.map((w) => n(w.cpuSeconds, 1)).join(" + ")} | ${n(run.serverCpuSeconds, 1)} | ${n(run.benchCpuSeconds, 1)} | ${n(busy, 2)} | ${n(run.unlocks)} |`);
+    }
+    if (x.speedUp !== undefined) lines.push(`| speed-up, 2 processes over 1 | ${n(x.speedUp, 2)}× | ${x.splitSpeedUp === undefined ? "–" : `${n(x.splitSpeedUp, 2)}×`} | | | | | |`);
     lines.push("");
   }
   if (r.latency) {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -102,6 +102,32 @@ export async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
   const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
   return kb ? Number(kb) * 1024 : 0;
+}
+
+let ticks: number | undefined;
+
+/**
+ * CPU time a process has used so far, user plus system, in seconds (Linux
+ * /proc; 0 elsewhere or once it is gone). For children, whose usage
+ * `process.cpuUsage` does not report.
+ */
+export async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  // The command name (field 2) may hold spaces: count from the last ")". utime and stime are fields 14 and 15.
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const used = Number(rest[11]) + Number(rest[12]);
+  if (!Number.isFinite(used)) return 0;
+  ticks ??= clockTicks();
+  return used / ticks;
+}
+
+/** Clock ticks per second, the unit of /proc's CPU times (100 on nearly every Linux). */
+function clockTicks(): number {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
 }
 
 /** The `achd` entry point the benchmarks start as a child process. */

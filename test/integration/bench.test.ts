@@ -13,7 +13,7 @@ describe("achd bench --smoke", () => {
   const out = mkdtempSync(join(tmpdir(), "achd-bench-test-"));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it("runs every section and writes results that agree with each other", { timeout: 120_000 }, async () => {
+  it("runs every section and writes results that agree with each other", { timeout: 240_000 }, async () => {
     const lines: string[] = [];
     const res = await runBench({ ...SMOKE_OPTIONS, out }, (l) => lines.push(l));
     const events = SMOKE_OPTIONS.workload.events;
@@ -40,6 +40,16 @@ describe("achd bench --smoke", () => {
     const all = res.evaluator!.find((e) => e.set.startsWith("all "));
     expect(all?.unlocks).toBe(res.replay?.unlocks);
     expect(res.evaluator!.map((e) => e.set.split(" ")[0])).toEqual(["count", "threshold", "streak", "sequence", "composite", "all"]);
+
+    // The rare-unlock rule set and the count stream ran through the engine, each event once; one and two worker processes unlocked the same.
+    expect(res.realistic?.engine.count).toBe(events);
+    expect(res.realistic!.engine.unlocks).toBeGreaterThan(0);
+    expect(res.realistic!.engine.unlocks).toBeLessThan(res.engine!.unlocks);
+    expect(res.counts?.runs).toHaveLength(1);
+    expect(res.counts!.runs[0]!.engine.count).toBe(SMOKE_OPTIONS.counts.events);
+        expect(res.scaling?.runs.map((r) => r.processes)).toEqual([1, 2]);
+    expect(res.scaling!.runs[1]!.unlocks).toBe(res.scaling!.runs[0]!.unlocks);
+    expect(res.scaling!.runs[0]!.unlocks).toBe(res.counts!.runs[0]!.engine.unlocks);
 
     // Every probe came back: the direct ones quickly, the sequence ones after the reorder window.
     for (const l of res.latency!) {
