@@ -47,13 +47,18 @@ export function emptyUserState(): UserState {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-/** The map with its keys in order; `fromEntries` defines each key as data, so no key can reach the prototype. */
+/**
+ * The map with its keys in order: itself when they are in order already
+ * (most states: a map keeps the order it was encoded in), else a copy
+ * whose `fromEntries` defines each key as data, so no key can reach the
+ * prototype.
+ */
 function sorted<T>(o: Record<string, T>): Record<string, T> {
-  return Object.fromEntries(
-    Object.keys(o)
-      .sort()
-      .map((k) => [k, o[k]!]),
-  );
+  const keys = Object.keys(o);
+  let inOrder = true;
+  for (let i = 1; i < keys.length && inOrder; i++) inOrder = keys[i - 1]! < keys[i]!;
+  if (inOrder) return o;
+  return Object.fromEntries(keys.sort().map((k) => [k, o[k]!]));
 }
 
 /**

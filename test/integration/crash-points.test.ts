@@ -42,15 +42,21 @@ describe("kill -9 between a worker's writes", () => {
     for (const [r, [point, n]] of rounds.entries()) {
       await publishAll(nats.js, events.slice(r * chunk, (r + 1) * chunk));
       const child = startChild(nats.url, "worker", { ACH_CRASH_AT: `${point}:${n}` });
-      await child.waitFor(`killing the process at ${point}`, 60_000);
-      await child.kill();
+      try {
+        await child.waitFor(`killing the process at ${point}`, 60_000);
+      } finally {
+        await child.kill();
+      }
       expect(child.process.signalCode, `round ${r}: the worker died at ${point}`).toBe("SIGKILL");
       console.log(`round ${r}: killed at ${point}:${n}`);
     }
     const last = startChild(nats.url);
-    await last.waitFor('"msg":"ready: ');
-    await eventually(() => drained(nats.jsm, PARTITIONS), 60_000, "all partitions drained");
-    await last.kill("SIGTERM");
+    try {
+      await last.waitFor('"msg":"ready: ');
+      await eventually(() => drained(nats.jsm, PARTITIONS), 60_000, "all partitions drained");
+    } finally {
+      await last.kill("SIGTERM");
+    }
 
     const want = oracle(events, loadRules(fixture("rules")));
     const kv = await new Kvm(nats.nc).open(Buckets.State);
