@@ -44,7 +44,7 @@ export type ThroughputResult = {
   duplicates: number;
   unchanged: number;
   conflicts: number;
-  /** JetStream writes the engine made per event: user states, plus an unlock event and a record per unlock. */
+  /** JetStream writes the engine made per event: user states, plus one create-only publish per unlock. */
   writesPerEvent: number;
 };
 
@@ -56,7 +56,7 @@ export async function startBenchEngine(stack: Stack): Promise<Engine> {
 /**
  * Starts the engine on a stream already holding `expected` events and
  * times it until every partition has everything acknowledged: validated,
- * deduplicated, evaluated, state stored, unlocks published and recorded.
+ * deduplicated, evaluated, state stored, unlocks published (create-only).
  */
 export async function measureThroughput(stack: Stack, expected: number, onProgress?: OnProgress): Promise<ThroughputResult> {
   const engine = await startBenchEngine(stack);

@@ -3,6 +3,7 @@
  * (events/s), and the live engine's publish → unlock latency at 1,000
  * events/s alone and while a backfill runs beside it.
  */
+import { UnlockRecords } from "../src/pipeline/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import type { Engine } from "../src/engine.ts";
 import { backfill, HistoryStore, shadowRun } from "../src/history/mod.ts";
@@ -35,7 +36,7 @@ export async function measureHistory(stack: Stack, background: Iterator<EventInp
   const base = { ...evalOptionsOf(c), book, threads };
   const kvm = new Kvm(stack.nc);
   const store = new HistoryStore(await kvm.open(Buckets.History));
-  const deps = { js: stack.js, jsm: stack.jsm, records: await kvm.open(Buckets.Unlocks), state: await kvm.open(Buckets.State), store };
+  const deps = { js: stack.js, jsm: stack.jsm, records: new UnlockRecords(stack.js, stack.jsm), state: await kvm.open(Buckets.State), store };
 
   // A candidate that makes `lessons` easier: every tier at a fifth of its target.
   const lessons = book.all().find((x) => x.version.rule.id === "lessons")!.version.rule as { tiers: { name: string; target: number }[] };

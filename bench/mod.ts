@@ -200,7 +200,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
         }
       }
       if (on("engine")) await attempt("engine", async () => {
-        say("engine: every event validated, deduplicated, evaluated, stored, unlocks published and recorded, acked …");
+        say("engine: every event validated, deduplicated, evaluated, stored, unlocks published create-only, acked …");
         const t = await measureThroughput(stack, loaded.count, phase?.("engine", "events"));
         const each = res.ceiling?.find((c) => c.mode === "ack-each");
         const batched = res.ceiling?.find((c) => c.mode === "ack-batched");
@@ -215,7 +215,7 @@ export async function runBench(opts: BenchOptions, say: Say = (l) => console.log
         if (res.engine) {
           replay.ratioToEngine = replay.perSecond / res.engine.perSecond;
           // The workers and replay must agree on what the stream unlocks (guarantee 3).
-          const diff = await reconcile(stack.nc, r.unlocks);
+          const diff = await reconcile(stack.js, stack.jsm, r.unlocks);
           replay.sameUnlocksAsEngine = diff.notRecorded.length === 0 && diff.recordedOnly.length === 0;
         }
         res.replay = replay;

@@ -5,6 +5,7 @@
  * exactly once across crashes and reruns (a checkpoint in `ach_history`).
  */
 import { Buckets } from "../src/nats/mod.ts";
+import { UnlockRecords } from "../src/pipeline/mod.ts";
 import { BACKFILL_RATE, backfill, backfillMarkdown, ConcurrentRunError, storedVersion, type BackfillReport } from "../src/history/mod.ts";
 import { evalOptionsOf } from "../src/replay/mod.ts";
 import { parseCommand, PROGRESS_OPTIONS, type ExitCode } from "./cli.ts";
@@ -66,7 +67,7 @@ export async function backfillCmd(args: string[]): Promise<ExitCode> {
       return 1;
     }
     // With the state bucket: each backfilled unlock is marked in its user's state too, so the workers never unlock it again.
-    const deps = { js: h.js, jsm: h.jsm, records: await h.bucket(Buckets.Unlocks), state: await h.bucket(Buckets.State), store: await h.store() };
+    const deps = { js: h.js, jsm: h.jsm, records: new UnlockRecords(h.js, h.jsm), state: await h.bucket(Buckets.State), store: await h.store() };
     let progress: Progress = progressUnless(quiet, { label: "backfill", unit: "events" });
     let recording = false;
     const cancel = cancelOnInterrupt(NAME, "the checkpoint is kept: run the same command again to resume");

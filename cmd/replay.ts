@@ -32,7 +32,8 @@ export async function replayCmd(args: string[]): Promise<ExitCode> {
   const progress = progressUnless(quiet, { label: "replay", unit: "events" });
   try {
     const t0 = performance.now();
-    const r = await replayStream(jetstream(nc), await jetstreamManager(nc), {
+    const [js, jsm] = [jetstream(nc), await jetstreamManager(nc)];
+    const r = await replayStream(js, jsm, {
       ...evalOptionsOf(config),
       book,
       fromSeq: from,
@@ -41,7 +42,7 @@ export async function replayCmd(args: string[]): Promise<ExitCode> {
     });
     progress.stop();
     const seconds = (performance.now() - t0) / 1000;
-    const diff = await reconcile(nc, r.unlocks);
+    const diff = await reconcile(js, jsm, r.unlocks);
     console.log(JSON.stringify({ from_seq: r.fromSeq, to_seq: r.toSeq, events: r.events, rejected: r.rejected, duplicates: r.duplicates, users: r.users, threads: r.threads, unlocks: r.unlocks.length, recorded: diff.recorded, seconds: Number(seconds.toFixed(3)), events_per_second: Math.round(r.events / seconds) }));
     for (const u of diff.notRecorded) console.log(JSON.stringify({ would_unlock: unlockLine(u) }));
     for (const k of diff.recordedOnly) console.log(JSON.stringify({ recorded_only: k }));

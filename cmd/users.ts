@@ -4,6 +4,7 @@
  * behind), or what they had at an event time.
  */
 import { Buckets } from "../src/nats/mod.ts";
+import { UnlockRecords } from "../src/pipeline/mod.ts";
 import { HistoryIncompleteError, rebuildUser, userAsOf, type RebuildReport } from "../src/history/mod.ts";
 import { dispatchGroup, parseCommand, type ExitCode } from "./cli.ts";
 import { evalOptionsOf } from "../src/replay/mod.ts";
@@ -48,7 +49,7 @@ async function rebuild(args: string[]): Promise<ExitCode> {
   const user = idArg(name, "<user>", a.positionals[1]!);
   const file = exportFileArg(name, a.values["from-file"]);
   return withHistory<ExitCode>("achd-users-rebuild", async (h) => {
-    const deps = { js: h.js, jsm: h.jsm, state: await h.bucket(Buckets.State), seen: await h.bucket(Buckets.Seen), unlocks: await h.bucket(Buckets.Unlocks), store: await h.store() };
+    const deps = { js: h.js, jsm: h.jsm, state: await h.bucket(Buckets.State), seen: await h.bucket(Buckets.Seen), records: new UnlockRecords(h.js, h.jsm), store: await h.store() };
     const book = await h.book();
     let r: RebuildReport;
     try {

@@ -185,7 +185,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       store: new StateStore(await FastKv.open(buckets.state, requests), config.worker.cacheUsers, config.worker.cacheMB * 2 ** 20),
       seen: new SeenArchive(await FastKv.open(buckets.seen, requests)),
       rules: () => rules,
-      unlocks: new UnlockSink(requests, await FastKv.open(buckets.unlocks, requests), stats),
+      unlocks: new UnlockSink(requests, stats),
       dlq,
       stats,
       log,
@@ -259,7 +259,7 @@ async function start(config: Config, log: Logger, getState: () => EngineState, s
       await dashboard.start();
       await fanout.start();
       api = await buildApi(
-        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, history: new HistoryStore(buckets.history), buckets: { state: buckets.state, seen: buckets.seen, unlocks: buckets.unlocks }, tenants: new TenantRegistry(buckets.tenants), webhooks, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
+        { nc, js, jsm, state: new StateStore(buckets.state, 0), rules: () => rules, registry, dlq, stats, config, log: log.child({ component: "api" }), keys, history: new HistoryStore(buckets.history), buckets: { state: buckets.state, seen: buckets.seen }, tenants: new TenantRegistry(buckets.tenants), webhooks, leases: new LeaseTable(buckets.leases, "api"), members: new Membership(buckets.workers, "api"), engineState: getState, ...(metrics ? { metrics } : {}), dashboard, unlocks: fanout, streamTokens: new StreamTokens(buckets.keys) },
         log,
       );
       await api.listen({ host: config.http.host, port: config.http.port });

@@ -44,7 +44,7 @@ export type ApiContext = {
    * ids (`ach_seen`); a backfill creates unlock records (`ach_unlocks`) and
    * marks them in users' state.
    */
-  buckets: { state: KV; seen: KV; unlocks: KV };
+  buckets: { state: KV; seen: KV };
   /** API keys; undefined in `auth.mode: none` (every request is let through). */
   keys: ApiKeys | undefined;
   /** This process's Prometheus metrics (`/metrics`); the HTTP requests are counted there too. */

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
+import { UnlockRecords } from "../pipeline/mod.ts";
 import { Scopes } from "../auth/mod.ts";
 import { ID_TOKEN } from "../events/mod.ts";
 import {
@@ -197,7 +198,7 @@ export function historyRoutes(app: FastifyInstance, ctx: ApiContext, runs: Histo
       try {
         rid = await new Promise<string>((resolve, reject) => {
           const going = backfill(
-            { js: ctx.js, jsm: ctx.jsm, records: ctx.buckets.unlocks, state: ctx.buckets.state, store },
+            { js: ctx.js, jsm: ctx.jsm, records: new UnlockRecords(ctx.js, ctx.jsm), state: ctx.buckets.state, store },
             { ...evalOptionsOf(ctx.config), book, scope: found.scope, version: found.version, tenant, fromTime, unlocksPerSecond: rate, threads: 1, signal: run.ac.signal, onStart: (started) => (run.started(started), resolve(started)) },
           );
           going.catch(reject);
@@ -245,7 +246,7 @@ export function historyRoutes(app: FastifyInstance, ctx: ApiContext, runs: Histo
       if (unknownField(reply, b, ["force"])) return reply;
       if (b.force !== undefined && typeof b.force !== "boolean") return bad(reply, `force must be true or false, not ${JSON.stringify(b.force)}`);
       try {
-        return await rebuildUser({ js: ctx.js, jsm: ctx.jsm, state: ctx.buckets.state, seen: ctx.buckets.seen, unlocks: ctx.buckets.unlocks, store }, tenant, user, { ...evalOptionsOf(ctx.config), book: ctx.rules(), force: b.force === true });
+        return await rebuildUser({ js: ctx.js, jsm: ctx.jsm, state: ctx.buckets.state, seen: ctx.buckets.seen, records: new UnlockRecords(ctx.js, ctx.jsm), store }, tenant, user, { ...evalOptionsOf(ctx.config), book: ctx.rules(), force: b.force === true });
       } catch (err) {
         if (err instanceof HistoryIncompleteError) return reply.code(409).send({ error: "history_incomplete", message: err.message, ...err.details });
         throw err;

@@ -25,15 +25,31 @@ export function eventMsgId(tenant: string, user: string, eventId: string): strin
   return `${tenant}:${user}:${eventId}`;
 }
 
-/** `ach.unlocked.<tenant>.<user>` — where unlock events are published. */
-export function unlockedSubject(tenant: string, user: string): string {
-  return `${UNLOCKED_PREFIX}.${tenant}.${user}`;
+/**
+ * `ach.unlocked.<tenant>.<user>.<achievement>.<tier|_>.<occurrence>` — the
+ * subject of one unlock. It names the unlock, so the unlocks stream holds
+ * at most one message per subject: published with
+ * `Nats-Expected-Last-Subject-Sequence: 0`, the stream itself is the
+ * create-only record of the unlock. Achievement ids and tier names are
+ * subject-safe tokens (and never `_`); the occurrence is a number.
+ */
+export function unlockSubject(u: { tenant_id: string; user_id: string; achievement_id: string; tier: string | null; occurrence: number }): string {
+  return `${UNLOCKED_PREFIX}.${u.tenant_id}.${u.user_id}.${u.achievement_id}.${u.tier ?? "_"}.${u.occurrence}`;
 }
 
-/** The tenant and user of an `ach.unlocked.<tenant>.<user>` subject; undefined for any other subject. */
+/** The subject filter of every unlock of a tenant (`*`: any) and user (`*`: any): `ach.unlocked.<tenant>.<user>.>`. */
+export function unlockedFilter(tenant = "*", user = "*"): string {
+  return `${UNLOCKED_PREFIX}.${tenant}.${user}.>`;
+}
+
+/**
+ * The tenant and user of an unlock's subject (also the
+ * `ach.unlocked.<tenant>.<user>` of unlocks published before subjects named
+ * the unlock); undefined for any other subject.
+ */
 export function parseUnlockedSubject(subject: string): { tenant: string; user: string } | undefined {
   const parts = subject.split(".");
-  return parts.length === 4 && `${parts[0]}.${parts[1]}` === UNLOCKED_PREFIX ? { tenant: parts[2]!, user: parts[3]! } : undefined;
+  return (parts.length === 4 || parts.length === 7) && `${parts[0]}.${parts[1]}` === UNLOCKED_PREFIX ? { tenant: parts[2]!, user: parts[3]! } : undefined;
 }
 
 /** `ach.dlq.<tenant>.<user>`; unknown or unsafe parts become `_`. */

@@ -8,10 +8,10 @@
 import { createHash } from "node:crypto";
 import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstream";
 import { decodeState, emptyUserState, encodeState, unlockRecordKey, userKey, withUnlock, type UserState } from "../core/mod.ts";
-import { unlockedSubject } from "../events/mod.ts";
-import { isCasFailure, readOrdered, Streams, type KvStore } from "../nats/mod.ts";
+import { isCasFailure, Streams, type KvStore } from "../nats/mod.ts";
 import { Pace, replayStream, type ReplayOptions } from "../replay/mod.ts";
-import { UnlockSink } from "../pipeline/unlocks.ts";
+import { UnlockSink, unlockPublisher } from "../pipeline/unlocks.ts";
+import type { UnlockRecords } from "../pipeline/unlock-records.ts";
 import type { RuleBook, RuleVersion, Unlock } from "../rules/mod.ts";
 import { reportId, saveFailed, type Checkpoint, type HistoryStore, type ReportBase } from "./reports.ts";
 import { appliesTo } from "./versions.ts";
@@ -21,8 +21,8 @@ import { streamHorizon } from "./source.ts";
 export type BackfillDeps = {
   js: JetStreamClient & { publish(subject: string, data: Uint8Array, opts: { msgID: string }): Promise<PubAck> };
   jsm: JetStreamManager;
-  /** Unlock records (bucket `ach_unlocks`): create-only, listed for `would_lose`. */
-  records: KvStore & { keys(filter?: string): Promise<AsyncIterable<string>> };
+  /** The unlock records (the unlocks stream, one message per unlock subject), listed for `would_lose`. */
+  records: Pick<UnlockRecords, "keys">;
   store: HistoryStore;
   /** User state (bucket `ach_state`): each backfilled unlock is marked unlocked there too. */
   state: KvStore;
@@ -73,7 +73,6 @@ export const BACKFILL_RATE = { default: 200, min: 1, max: 100_000 } as const;
 const CHECKPOINT_EVERY = 100;
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
 /** The checkpoint key of a backfill: the same rule, version, scope, tenant and start resume each other. */
 export function backfillKey(scope: string, version: RuleVersion, tenant?: string, fromTime?: number): string {
@@ -83,27 +82,13 @@ export function backfillKey(scope: string, version: RuleVersion, tenant?: string
     .slice(0, 24);
 }
 
-/** Unlock ids already on the unlocks stream for one user (a resumed run's check of the unlocks a crash may have left published but unrecorded). */
-async function publishedIds(js: JetStreamClient, tenant: string, user: string): Promise<Set<string>> {
-  const ids = new Set<string>();
-  await readOrdered(js, Streams.Unlocks, { filter_subjects: unlockedSubject(tenant, user) }, 100_000, (m) => {
-    try {
-      ids.add((JSON.parse(dec.decode(m.data)) as { unlock_id: string }).unlock_id);
-    } catch {
-      // not an unlock: nothing to find in it
-    }
-  });
-  return ids;
-}
-
 /**
  * Runs (or resumes) a backfill. The evaluation is deterministic over a fixed
  * stream range (the checkpoint keeps its end), so a resumed run computes the
  * same unlocks in the same order and continues after the last checkpoint;
- * every unlock is checked against its create-only record before it is
- * published, so nothing is recorded twice, whichever run does it. Order per
- * unlock, as the workers do: publish (`Nats-Msg-Id` = unlock id), then the
- * record — a record proves the publish.
+ * every unlock is published create-only on its own subject, as the workers
+ * publish theirs, so nothing is recorded twice, whichever run (or worker)
+ * does it.
  */
 export async function backfill(d: BackfillDeps, o: BackfillOptions): Promise<BackfillReport> {
   const book = withVersion(o.book, o.scope, o.version);
@@ -168,14 +153,8 @@ async function run(d: BackfillDeps, o: BackfillOptions, book: RuleBook, key: str
     return finish(d, report, "cancelled", t0);
   }
 
-  // Unlocks a crash may have left published without a record: checked against the stream, not published again.
-  const inflight = resume ? implied.slice(cp.done, cp.done + CHECKPOINT_EVERY) : [];
-  const published = new Map<string, Set<string>>();
-  for (const u of inflight) {
-    const k = `${u.tenant_id}.${u.user_id}`;
-    if (!published.has(k)) published.set(k, await publishedIds(d.js, u.tenant_id, u.user_id));
-  }
-  const sink = new UnlockSink(d.js, d.records);
+  // Publishing is create-only on the unlock's own subject: an unlock a worker, or a run before a crash, stored already is refused, not stored twice.
+  const sink = new UnlockSink(unlockPublisher(d.js));
   const pace = new Pace(o.unlocksPerSecond);
   let lastSave = performance.now();
   for (let i = cp.done; i < implied.length; i++) {
@@ -189,9 +168,8 @@ async function run(d: BackfillDeps, o: BackfillOptions, book: RuleBook, key: str
     }
     await pace.take();
     const u = implied[i]!;
-    const rec = await d.records.get(unlockRecordKey(u));
-    // Recorded before, or (false) by a live worker meanwhile: its publish and ours carried the same message id.
-    const mine = !(rec && rec.operation === "PUT") && (await sink.deliverBackfilled(u, published.get(`${u.tenant_id}.${u.user_id}`)?.has(u.unlock_id) === true));
+    // False: stored before, by a live worker or by this backfill before a crash.
+    const mine = await sink.deliverBackfilled(u);
     if (mine) {
       cp.recorded++;
       tier(u).recorded++;
@@ -214,7 +192,7 @@ async function run(d: BackfillDeps, o: BackfillOptions, book: RuleBook, key: str
   if (o.fromTime === undefined) {
     const impliedKeys = new Set(implied.map(unlockRecordKey));
     let lost = 0;
-    for await (const k of await d.records.keys(o.scope === "*" ? (o.tenant ? `${o.tenant}.>` : ">") : `${o.scope}.>`)) {
+    for (const k of await d.records.keys(o.scope === "*" ? (o.tenant ? `${o.tenant}.*.${id}.>` : `*.*.${id}.>`) : `${o.scope}.*.${id}.>`)) {
       const [tenant, , achievement] = k.split(".");
       if (achievement !== id || (o.tenant && tenant !== o.tenant) || !applies(tenant!) || impliedKeys.has(k)) continue;
       lost++;

@@ -8,7 +8,8 @@ import type { KV } from "@nats-io/kv";
 import { decodeState, emptyUserState, encodeState, unlockedKey, userKey, withUnlock, type FingerprintSpec, type SeenChunk, type UnlockEvent, type UserState } from "../core/mod.ts";
 import { decodeMessage, type EventLimits } from "../events/mod.ts";
 import { isCasFailure } from "../nats/mod.ts";
-import { UnlockSink } from "../pipeline/unlocks.ts";
+import { UnlockSink, unlockPublisher } from "../pipeline/unlocks.ts";
+import type { UnlockRecords } from "../pipeline/unlock-records.ts";
 import { progressOf, type EvalState, type Progress, type RuleBook, type RuleSet, type Unlock } from "../rules/mod.ts";
 import { InMemoryEvaluator } from "../sim/mod.ts";
 import { SeenArchive } from "../state/mod.ts";
@@ -148,7 +149,8 @@ export type RebuildDeps = {
   jsm: JetStreamManager;
   state: KV;
   seen: KV;
-  unlocks: KV;
+  /** The unlock records (the unlocks stream). */
+  records: Pick<UnlockRecords, "entries">;
   store: HistoryStore;
 };
 
@@ -171,7 +173,6 @@ export type RebuildReport = ReportBase & {
   delivered: string[];
 };
 
-const dec = new TextDecoder();
 
 /** Rebuilds attempted when a worker writes the user's state meanwhile. */
 const ATTEMPTS = 5;
@@ -187,7 +188,7 @@ const ATTEMPTS = 5;
 export async function rebuildUser(d: RebuildDeps, tenant: string, user: string, o: UserEvalOptions & { force?: boolean }): Promise<RebuildReport> {
   const key = userKey(tenant, user);
   const horizon = await streamHorizon(d.jsm);
-  const records = await recordedUnlocks(d.unlocks, tenant, user);
+  const records = await d.records.entries(`${tenant}.${user}.>`);
   if (!horizon.complete && !o.force && !o.file) {
     const e = await d.state.get(key);
     let atRisk: string[] = [];
@@ -243,8 +244,8 @@ export async function rebuildUser(d: RebuildDeps, tenant: string, user: string, 
       if (isCasFailure(err) && attempt < ATTEMPTS) continue;
       throw err;
     }
-    // As a worker would after its write: publish, then record, each unlock the state holds in its outbox.
-    const sink = new UnlockSink(d.js, d.unlocks);
+    // As a worker would after its write: publish (create-only) each unlock the state holds in its outbox.
+    const sink = new UnlockSink(unlockPublisher(d.js));
     for (const u of undelivered) await sink.deliver(u);
     const before = old?.eval;
     const created = new Date();
@@ -267,18 +268,6 @@ export async function rebuildUser(d: RebuildDeps, tenant: string, user: string, 
     await d.store.save(report);
     return report;
   }
-}
-
-/** The user's unlock records (bucket `ach_unlocks`), by key. */
-async function recordedUnlocks(kv: KV, tenant: string, user: string): Promise<Map<string, UnlockEvent>> {
-  const out = new Map<string, UnlockEvent>();
-  const keys: string[] = [];
-  for await (const k of await kv.keys(`${tenant}.${user}.>`)) keys.push(k);
-  for (const k of keys) {
-    const e = await kv.get(k);
-    if (e && e.operation === "PUT") out.set(k, JSON.parse(dec.decode(e.value)) as UnlockEvent);
-  }
-  return out;
 }
 
 /** The first chunk number above every archived chunk the user has (0 when none). */

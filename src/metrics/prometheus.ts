@@ -100,7 +100,7 @@ export class EngineMetrics {
         },
       });
     plain("achd_state_writes_total", "User states written (one compare-and-set each).", () => stats.stateWrites);
-    plain("achd_unlock_writes_total", "Acknowledged writes for unlocks (each unlock is published, then recorded).", () => stats.unlockWrites);
+    plain("achd_unlock_writes_total", "Acknowledged writes for unlocks (each unlock is one create-only publish).", () => stats.unlockWrites);
     plain("achd_state_conflicts_total", "Compare-and-set conflicts on user state (the user is recomputed from a fresh read).", () => stats.conflicts);
     plain("achd_retries_total", "Transient failures retried in-process.", () => stats.retries);
     plain("achd_partition_rewinds_total", "Partition rewinds after a delivery gap or a restart with messages in flight.", () => stats.rewinds);

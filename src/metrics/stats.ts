@@ -93,7 +93,7 @@ export class Stats {
   readonly unlocksBy = new KeyedCounts();
   /** User states written (one compare-and-set each). */
   stateWrites = 0;
-  /** Unlock writes: each unlock is published, then recorded (two acknowledged writes). */
+  /** Unlock writes: one create-only publish per unlock stored. */
   unlockWrites = 0;
   /** Transient failures retried in-process. */
   retries = 0;

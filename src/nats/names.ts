@@ -2,6 +2,7 @@
 export const Streams = {
   Events: "ACH_EVENTS",
   Dlq: "ACH_DLQ",
+  /** Unlock events, one per unlock subject (`ach.unlocked.<tenant>.<user>.<achievement>.<tier|_>.<occurrence>`): also the record of every unlock. */
   Unlocks: "ACH_UNLOCKS",
   /** Webhook deliveries given up on (`ach.webhooks.dlq.<tenant>.<webhook id>`), redeliverable by hand. */
   WebhookDlq: "ACH_WEBHOOK_DLQ",
@@ -12,8 +13,6 @@ export const Streams = {
 export const Buckets = {
   /** Per-user rule state, written with compare-and-set. */
   State: "ach_state",
-  /** One record per unlock, create-only. */
-  Unlocks: "ach_unlocks",
   /** Rule versions, one create-only key per version: `<scope>.<rule id>.<version>`. */
   Rules: "ach_rules",
   /** Archived event ids per user: `<tenant>.<user>.<phase>.<n>`. */

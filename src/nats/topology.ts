@@ -28,7 +28,7 @@ export class TopologyError extends Error {
 }
 
 /** Handles on the buckets the engine uses. */
-export type BucketHandles = { state: KV; unlocks: KV; rules: KV; seen: KV; leases: KV; workers: KV; tenants: KV; keys: KV; webhooks: KV; history: KV };
+export type BucketHandles = { state: KV; rules: KV; seen: KV; leases: KV; workers: KV; tenants: KV; keys: KV; webhooks: KV; history: KV };
 
 const PARTITIONS_RE = /partitions=(\d+)/;
 
@@ -193,7 +193,6 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   const kvm = new Kvm(nc);
   const bucket = (name: string, ttl?: number) => openBucket(kvm, config, name, ttl);
   const state = await bucket(Buckets.State);
-  const unlocks = await bucket(Buckets.Unlocks);
   const rules = await bucket(Buckets.Rules);
   const seen = await bucket(Buckets.Seen);
   // Entries expire after the lease TTL unless renewed: a dead worker's leases and heartbeat go away on their own.
@@ -208,7 +207,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   for (let k = 0; k < config.partitions; k++) {
     if (!current.has(k)) await jsm.consumers.add(Streams.Events, partitionConsumerConfig(config, k));
   }
-  return { state, unlocks, rules, seen, leases, workers, tenants, keys, webhooks, history };
+  return { state, rules, seen, leases, workers, tenants, keys, webhooks, history };
 }
 
 /**

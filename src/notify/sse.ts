@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { unlockOf } from "../core/mod.ts";
-import { parseUnlockedSubject, UNLOCKED_PREFIX } from "../events/mod.ts";
+import { parseUnlockedSubject, unlockedFilter } from "../events/mod.ts";
 import { readOrdered, Streams } from "../nats/mod.ts";
 import type { Logger } from "../util/log.ts";
 import type { StreamedUnlock, UnlockFanout } from "./fanout.ts";
@@ -21,7 +21,7 @@ export type SseOptions = {
 
 /** What the stream must hold for `f` (the subject filter of a catch-up read). */
 function subjectOf(f: UnlockFilter): string {
-  return `${UNLOCKED_PREFIX}.${f.tenant ?? "*"}.${f.user ?? "*"}`;
+  return unlockedFilter(f.tenant, f.user);
 }
 
 function matches(f: UnlockFilter, u: Pick<StreamedUnlock, "tenant" | "user" | "body">): boolean {

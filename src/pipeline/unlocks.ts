@@ -1,68 +1,70 @@
-import type { PubAck } from "@nats-io/jetstream";
-import { isCasFailure, type KvStore } from "../nats/mod.ts";
-import { unlockedSubject } from "../events/mod.ts";
-import { unlockEvent, unlockRecordKey } from "../core/mod.ts";
+import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import { isCasFailure } from "../nats/mod.ts";
+import { unlockSubject } from "../events/mod.ts";
+import { unlockEvent } from "../core/mod.ts";
 import type { Unlock } from "../rules/mod.ts";
 import type { Stats } from "../metrics/mod.ts";
 import { crashPoint } from "../util/failpoint.ts";
 
 const enc = new TextEncoder();
 
+/** Publishes to a stream with a message id and a compare-and-set on the subject's last sequence (the hot path's JsRequests is one). */
+export type UnlockPublisher = { publish(subject: string, data: Uint8Array, opts: { msgID: string; lastSubjectSeq: number }): Promise<PubAck> };
+
+/** nats.js's JetStream client as an {@link UnlockPublisher} (the history commands'). */
+export function unlockPublisher(js: JetStreamClient): UnlockPublisher {
+  return { publish: (subject, data, o) => js.publish(subject, data, { msgID: o.msgID, expect: { lastSubjectSequence: o.lastSubjectSeq } }) };
+}
+
 /**
- * Publishes and records unlocks.
+ * Publishes unlocks, one write each.
  *
- * Order matters: the event is published first (with `Nats-Msg-Id =
- * unlock_id`, so a republish inside the unlocks stream's duplicate window is
- * dropped), then the create-only record is written. A record therefore
- * proves that its event was published, which is what {@link recover} relies
- * on: after a crash, an outbox entry with a record is done, one without is
- * published again.
+ * Each unlock is published on the subject that names it
+ * (`ach.unlocked.<tenant>.<user>.<achievement>.<tier|_>.<occurrence>`,
+ * {@link unlockSubject}) with `Nats-Expected-Last-Subject-Sequence: 0`: the
+ * stream stores it only if that subject holds nothing yet, so the unlocks
+ * stream is itself the create-only record of every unlock, forever, not
+ * only inside a duplicate window. `Nats-Msg-Id = unlock_id` is set too:
+ * inside the window a repeat is answered as a duplicate instead of refused.
+ * Either way the unlock is not stored twice, and the call says it was not
+ * new.
  *
- * With `stats`, each delivery adds its two acknowledged writes to
- * `stats.unlockWrites` (the worker's sink); without (the history commands'
- * sinks, {@link deliverBackfilled} always), nothing is counted.
+ * With `stats`, each unlock stored adds one to `stats.unlockWrites` (the
+ * worker's sink); the history commands' sinks count nothing.
  */
 export class UnlockSink {
   constructor(
-    private readonly js: { publish(subject: string, data: Uint8Array, opts: { msgID: string }): Promise<PubAck> },
-    private readonly records: KvStore,
+    private readonly js: UnlockPublisher,
     private readonly stats?: Pick<Stats, "unlockWrites">,
   ) {}
 
-  /** Publishes and records one unlock; true when the event was new to the stream. */
-  async deliver(u: Unlock, now: Date = new Date()): Promise<boolean> {
-    const body = enc.encode(JSON.stringify(unlockEvent(u, now)));
-    const ack = await this.js.publish(unlockedSubject(u.tenant_id, u.user_id), body, { msgID: u.unlock_id });
-    crashPoint("unlock-published");
-    await this.records.create(unlockRecordKey(u), body).catch((err: unknown) => {
-      if (!isCasFailure(err)) throw err;
-    });
-    if (this.stats) this.stats.unlockWrites += 2;
-    return !ack.duplicate;
-  }
-
-  /**
-   * Publishes (unless `published`: the stream has it already) and records a
-   * backfilled unlock, marked `backfill: true`, in the same order as
-   * {@link deliver}; true when this call created the record (false: a
-   * worker recorded it meanwhile, under the same message id).
-   */
-  async deliverBackfilled(u: Unlock, published: boolean, now: Date = new Date()): Promise<boolean> {
-    const body = enc.encode(JSON.stringify(unlockEvent(u, now, true)));
-    if (!published) await this.js.publish(unlockedSubject(u.tenant_id, u.user_id), body, { msgID: u.unlock_id });
+  /** Publishes `body` for `u` create-only; true when the stream stored it now. */
+  async #publish(u: Unlock, body: Uint8Array): Promise<boolean> {
     try {
-      await this.records.create(unlockRecordKey(u), body);
-      return true;
+      const ack = await this.js.publish(unlockSubject(u), body, { msgID: u.unlock_id, lastSubjectSeq: 0 });
+      return !ack.duplicate;
     } catch (err) {
-      if (!isCasFailure(err)) throw err;
-      return false;
+      // The subject holds the unlock already (published before a crash, or by a backfill).
+      if (isCasFailure(err)) return false;
+      throw err;
     }
   }
 
-  /** Delivers an outbox entry found in stored state unless its record shows it was delivered (then nothing is written or counted). */
+  /** Publishes one unlock; true when it was new to the stream. */
+  async deliver(u: Unlock, now: Date = new Date()): Promise<boolean> {
+    const fresh = await this.#publish(u, enc.encode(JSON.stringify(unlockEvent(u, now))));
+    crashPoint("unlock-published");
+    if (fresh && this.stats) this.stats.unlockWrites++;
+    return fresh;
+  }
+
+  /** Publishes a backfilled unlock, marked `backfill: true`; true when this call stored it (false: it was there, from a worker or an earlier run). */
+  async deliverBackfilled(u: Unlock, now: Date = new Date()): Promise<boolean> {
+    return this.#publish(u, enc.encode(JSON.stringify(unlockEvent(u, now, true))));
+  }
+
+  /** Delivers an outbox entry found in stored state: published unless the stream has it (then nothing is stored or counted). */
   async recover(u: Unlock, now: Date = new Date()): Promise<boolean> {
-    const e = await this.records.get(unlockRecordKey(u));
-    if (e && e.operation === "PUT") return false;
     return this.deliver(u, now);
   }
 }

@@ -1,17 +1,16 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Config } from "../config/mod.ts";
-import { Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { PARTITIONED_PREFIX, type EventLimits } from "../events/mod.ts";
-import { Buckets, Streams } from "../nats/mod.ts";
+import { Streams } from "../nats/mod.ts";
 import { fileThenStream, streamEvents, type StreamRange } from "../history/source.ts";
 import { unlockRecordKey, type FingerprintSpec } from "../core/mod.ts";
 import type { RuleBook, Unlock } from "../rules/mod.ts";
 import { Shard, type ShardChunk, type ShardInit, type ShardResult } from "./shard.ts";
+import { UnlockRecords } from "../pipeline/unlock-records.ts";
 
 /** What re-evaluating the stored stream gave. */
 export type Replay = {
@@ -303,7 +302,7 @@ export class Pace {
 
 /** How a replay's unlocks compare with the unlock records the workers wrote. */
 export type Reconciliation = {
-  /** Records in `ach_unlocks`. */
+  /** Unlock records (unlocks in the unlocks stream, one per unlock subject). */
   recorded: number;
   /** Unlocks the replay gives that have no record (what a backfill would add). */
   notRecorded: Unlock[];
@@ -311,11 +310,9 @@ export type Reconciliation = {
   recordedOnly: string[];
 };
 
-/** Compares `unlocks` (from {@link replayStream}) with the unlock records in the bucket. */
-export async function reconcile(nc: NatsConnection, unlocks: readonly Unlock[]): Promise<Reconciliation> {
-  const kv = await new Kvm(nc).open(Buckets.Unlocks);
-  const recorded = new Set<string>();
-  for await (const k of await kv.keys()) recorded.add(k);
+/** Compares `unlocks` (from {@link replayStream}) with the unlocks recorded in the unlocks stream. */
+export async function reconcile(js: JetStreamClient, jsm: JetStreamManager, unlocks: readonly Unlock[]): Promise<Reconciliation> {
+  const recorded = new Set(await new UnlockRecords(js, jsm).keys());
   const replayed = new Map(unlocks.map((u) => [unlockRecordKey(u), u]));
   return {
     recorded: recorded.size,

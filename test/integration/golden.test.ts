@@ -84,7 +84,7 @@ describe("golden fixtures", () => {
       expect(one).toMatchObject({ events, threads: 1 });
       expect(pool).toMatchObject({ events, threads: 3, users: one.users, rejected: one.rejected, duplicates: one.duplicates });
       expect(pool.unlocks).toEqual(one.unlocks);
-      const diff = await reconcile(nats.nc, pool.unlocks);
+      const diff = await reconcile(nats.js, nats.jsm, pool.unlocks);
       expect(diff.notRecorded.map((u) => u.unlock_id)).toEqual([]);
       expect(diff.recordedOnly).toEqual([]);
       expect(diff.recorded).toBe(fixtures.reduce((n, f) => n + f.expected.length, 0));

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
+import { UnlockRecords } from "../../src/pipeline/mod.ts";
 import { Kvm, type KV } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeState, userKey, type UnlockEvent } from "../../src/core/mod.ts";
@@ -44,7 +45,7 @@ describe("history: shadow runs, backfill, as-of and rebuild over the stored log"
   let nats: TestNats;
   let engine: Engine;
   let book: RuleBook;
-  let kv: { state: KV; seen: KV; unlocks: KV; history: KV };
+  let kv: { state: KV; seen: KV; history: KV };
   let store: HistoryStore;
   // 30 users of two tenants, about half the events lessons: counts from 0 to ~20 lessons a user.
   const events = generate(16, 700, 30, ["acme", "globex"]);
@@ -63,7 +64,7 @@ describe("history: shadow runs, backfill, as-of and rebuild over the stored log"
     await publishInOrder(nats, events);
     await eventually(() => drained(nats.jsm, 4), 30_000, "the stream drained");
     const kvm = new Kvm(nats.nc);
-    kv = { state: await kvm.open(Buckets.State), seen: await kvm.open(Buckets.Seen), unlocks: await kvm.open(Buckets.Unlocks), history: await kvm.open(Buckets.History) };
+    kv = { state: await kvm.open(Buckets.State), seen: await kvm.open(Buckets.Seen), history: await kvm.open(Buckets.History) };
     store = new HistoryStore(kv.history);
     book = await new RuleRegistry(await kvm.open(Buckets.Rules)).book();
   }, 90_000);
@@ -153,7 +154,7 @@ describe("history: shadow runs, backfill, as-of and rebuild over the stored log"
     await eventually(async () => ((await nats.jsm.streams.info(Streams.Dlq)).state.messages > dlqBefore ? true : undefined), 30_000, "the fifth lesson dead-lettered");
     await eventually(() => drained(nats.jsm, 4), 30_000, "drained");
 
-    const report = await rebuildUser({ js: nats.js, jsm: nats.jsm, state: kv.state, seen: kv.seen, unlocks: kv.unlocks, store }, "globex", user, opts());
+    const report = await rebuildUser({ js: nats.js, jsm: nats.jsm, state: kv.state, seen: kv.seen, records: new UnlockRecords(nats.js, nats.jsm), store }, "globex", user, opts());
     expect(report.previous).toMatch(/^corrupt: /);
     const all = [...first, fifth];
     const clean = simulate(all, book, engine.config.worker.recentIds, [], { storedAt: Date.now() }).states.get(key)!;
@@ -185,7 +186,7 @@ describe("history: shadow runs, backfill, as-of and rebuild over the stored log"
     const version = (await registry.versions()).find((v) => v.rule.id === "three-lessons")!;
     const lessons = lessonsBy(events, "globex");
     const want = [...lessons].filter(([, l]) => l.length >= 3).map(([user, l]) => ({ user, at: l[2]!.occurred_at }));
-    const deps = { js: nats.js, jsm: nats.jsm, records: kv.unlocks, store, state: kv.state };
+    const deps = { js: nats.js, jsm: nats.jsm, records: new UnlockRecords(nats.js, nats.jsm), store, state: kv.state };
 
     const r1 = await backfill(deps, { ...opts(), book: withRule, scope: "globex", version, tenant: "globex", unlocksPerSecond: 2000 });
     expect(r1.status).toBe("done");
@@ -214,8 +215,8 @@ describe("history: shadow runs, backfill, as-of and rebuild over the stored log"
     expect(put.status).toBe(201);
     const registry = new RuleRegistry(await new Kvm(nats.nc).open(Buckets.Rules));
     const withRule = await registry.book();
-    // Counted from the bucket's stream (no consumer per poll).
-    const recordsOf = async () => Object.keys((await nats.jsm.streams.info(`KV_${Buckets.Unlocks}`, { subjects_filter: `$KV.${Buckets.Unlocks}.globex.*.two-lessons.>` })).state.subjects ?? {}).length;
+    // Counted from the unlocks stream's subjects (no consumer per poll): one subject per unlock.
+    const recordsOf = async () => Object.keys((await nats.jsm.streams.info(Streams.Unlocks, { subjects_filter: "ach.unlocked.globex.*.two-lessons.>" })).state.subjects ?? {}).length;
     const run = () => {
       const child = spawn(process.execPath, [BIN, "backfill", "two-lessons", "--tenant", "globex", "--rate", "8", "--no-progress", "--json"], {
         env: { ...process.env, NATS_URL: nats.url, ACH_CONFIG: fixture("achd.test.yaml"), ACH_RULES: fixture("rules"), LOG_LEVEL: "warn" },

@@ -82,7 +82,7 @@ describe("hostile event contents through the real pipeline", () => {
 
   it("replay and simulate give the workers' unlocks", async () => {
     const replay = await replayStream(nats.js, nats.jsm, { book: loadRules(rulesDir), maxBytes: 65_536, partitions: 4, threads: 1 });
-    const diff = await reconcile(nats.nc, replay.unlocks);
+    const diff = await reconcile(nats.js, nats.jsm, replay.unlocks);
     expect([diff.notRecorded, diff.recordedOnly, replay.rejected]).toEqual([[], [], 3]);
     const sim = simulate(
       bodies.map((b) => JSON.parse(b) as unknown),

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { UnlockRecords } from "../../src/pipeline/mod.ts";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -128,7 +129,7 @@ describe("NATS credentials per role on the embedded server (auth.mode keys)", ()
     const jsm = await jetstream(engine.nc).jetstreamManager();
     const dead = await eventually(async () => ((await jsm.streams.info(Streams.Dlq)).state.messages === 1 ? jsm.streams.getMessage(Streams.Dlq, { seq: 1 }) : undefined), 15_000, "the dead letter");
     expect(dead?.header?.get(DlqHeaders.Reason)).toBe("wrong_partition");
-    expect(await (await new Kvm(engine.nc).open(Buckets.Unlocks)).get("A.direct-user.first-lesson._.1")).toBeNull();
+    expect(await new UnlockRecords(jetstream(engine.nc), jsm).get("A.direct-user.first-lesson._.1")).toBeNull();
   });
 
   it.runIf(SERVER_2_10)(`stores nothing A publishes straight to a partition subject: the stream takes only ach.events and maps it itself (${SERVER_NAME})`, async () => {
@@ -197,7 +198,7 @@ describe("NATS credentials per role on the embedded server (auth.mode keys)", ()
     expect(failed).toEqual([]);
     expect(acked.length).toBeGreaterThanOrEqual(100);
     // Every acknowledged event was applied: its user got first-lesson, recorded and delivered to A.
-    const records = await new Kvm(engine.nc).open(Buckets.Unlocks);
+    const records = new UnlockRecords(jetstream(engine.nc), await jetstream(engine.nc).jetstreamManager());
     await eventually(async () => {
       for (const u of acked) if (!(await records.get(`A.${u}.first-lesson._.1`))) return undefined;
       return true;

@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { compileConfig, type Config } from "../../src/config/mod.ts";
 import { ensureTopology, partitionConsumer, partitionConsumerConfig } from "../../src/nats/mod.ts";
-import { DeadLetters, PartitionWorker, UnlockSink, type WorkerDeps } from "../../src/pipeline/mod.ts";
+import { DeadLetters, PartitionWorker, UnlockSink, unlockPublisher, type WorkerDeps } from "../../src/pipeline/mod.ts";
 import { Stats } from "../../src/metrics/mod.ts";
 import { userKey } from "../../src/core/mod.ts";
 import { eventSubject } from "../../src/events/mod.ts";
@@ -42,7 +42,7 @@ describe("PartitionWorker lifecycle", () => {
       store: new StateStore(buckets.state, 0),
       seen: new SeenArchive(buckets.seen),
       rules: () => book,
-      unlocks: new UnlockSink(nats.js, buckets.unlocks),
+      unlocks: new UnlockSink(unlockPublisher(nats.js)),
       dlq: new DeadLetters(nats.js),
       stats: new Stats(),
       log: createLogger(config.log.level),

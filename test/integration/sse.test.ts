@@ -98,10 +98,10 @@ describe("unlocks as server-sent events", () => {
   it("keeps backfilled unlocks quiet unless the stream asks for them", async () => {
     const quiet = await openStream(streamUrl("globex", "?user=bf-1"), { authorization: `Bearer ${keys.globex}` });
     const loud = await openStream(streamUrl("globex", "?user=bf-1&backfill=include"), { authorization: `Bearer ${keys.globex}` });
-    // As the history issue's backfill will publish them: marked, on the user's unlock subject.
+    // As a backfill publishes them: marked, each on its own unlock subject.
     const body = (id: string, backfill: boolean) => JSON.stringify({ unlock_id: id, tenant_id: "globex", user_id: "bf-1", achievement_id: "first-lesson", ...(backfill ? { backfill: true } : {}) });
-    await nats.js.publish("ach.unlocked.globex.bf-1", body("ul_backfilled", true), { msgID: "ul_backfilled" });
-    await nats.js.publish("ach.unlocked.globex.bf-1", body("ul_live", false), { msgID: "ul_live" });
+    await nats.js.publish("ach.unlocked.globex.bf-1.first-lesson._.1", body("ul_backfilled", true), { msgID: "ul_backfilled" });
+    await nats.js.publish("ach.unlocked.globex.bf-1.first-lesson._.2", body("ul_live", false), { msgID: "ul_live" });
     await eventually(() => (loud.events.length >= 2 && quiet.events.length >= 1 ? true : undefined), 20_000, "both streams");
     await new Promise((r) => setTimeout(r, 300));
     quiet.close();

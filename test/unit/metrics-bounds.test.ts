@@ -1,4 +1,6 @@
 /** The metrics' bounds and helpers: achievements kept apart per tenant, the shared answer cache, a swallowed failure reported, unlock writes counted by the sink. */
+import { JetStreamApiError } from "@nats-io/jetstream";
+import { JsApiCodes } from "../../src/nats/errors.ts";
 import { describe, expect, it } from "vitest";
 import { EngineMetrics, Stats } from "../../src/metrics/mod.ts";
 import { UnlockSink } from "../../src/pipeline/unlocks.ts";
@@ -48,26 +50,31 @@ describe("answerWithin", () => {
 
 describe("UnlockSink", () => {
   const unlock = { unlock_id: "u1", tenant_id: "t", user_id: "u", achievement_id: "a", tier: null, rule_id: "r", rule_version: 1, occurrence: 1, unlocked_at: "2026-04-13T10:00:00Z", trigger_event_ids: ["e1"] };
-  const fakes = (recorded: boolean) => ({
-    js: { publish: async () => ({ stream: "s", seq: 1, duplicate: false, domain: "" }) },
-    records: { create: async () => 1, get: async () => (recorded ? { operation: "PUT" } : null) },
-  });
+  // A stream that stores the first publish on a subject and refuses the next ones (the create-only check), as JetStream does.
+  const stream = () => {
+    const stored = new Set<string>();
+    return {
+      publish: async (subject: string) => {
+        if (stored.has(subject)) throw new JetStreamApiError({ code: 400, err_code: JsApiCodes.StreamWrongLastSequence, description: "wrong last sequence: 1" });
+        stored.add(subject);
+        return { stream: "s", seq: stored.size, duplicate: false };
+      },
+    };
+  };
 
-  it("counts two writes per delivery with stats, none for a recovered entry already recorded, and none without stats", async () => {
+  it("counts one write per unlock stored, none for one the stream refuses as stored already, and none without stats", async () => {
     const stats = new Stats();
-    const f = fakes(false);
-    const sink = new UnlockSink(f.js as never, f.records as never, stats);
-    await sink.deliver(unlock as never);
-    await sink.recover(unlock as never);
-    expect(stats.unlockWrites).toBe(4);
-    const done = fakes(true);
-    await new UnlockSink(done.js as never, done.records as never, stats).recover(unlock as never);
-    expect(stats.unlockWrites).toBe(4);
+    const js = stream();
+    const sink = new UnlockSink(js, stats);
+    expect(await sink.deliver(unlock as never)).toBe(true);
+    expect(await sink.recover(unlock as never)).toBe(false);
+    expect(await sink.deliver(unlock as never)).toBe(false);
+    expect(stats.unlockWrites).toBe(1);
     // A history sink (no stats), backfills included, counts nothing.
-    const quiet = new UnlockSink(f.js as never, f.records as never);
-    await quiet.deliver(unlock as never);
-    await quiet.deliverBackfilled(unlock as never, false);
-    expect(stats.unlockWrites).toBe(4);
+    const quiet = new UnlockSink(stream());
+    expect(await quiet.deliverBackfilled(unlock as never)).toBe(true);
+    expect(await quiet.deliverBackfilled(unlock as never)).toBe(false);
+    expect(stats.unlockWrites).toBe(1);
   });
 });
 
