@@ -41,8 +41,8 @@ export type ApiContext = {
   /**
    * The buckets as stored, for the history routes: a rebuild replaces a
    * user's state (`ach_state`) with compare-and-set and archives its seen
-   * ids (`ach_seen`); a backfill creates unlock records (`ach_unlocks`) and
-   * marks them in users' state.
+   * ids (`ach_seen`); a backfill marks the unlocks it publishes in users'
+   * state.
    */
   buckets: { state: KV; seen: KV };
   /** API keys; undefined in `auth.mode: none` (every request is let through). */

@@ -15,7 +15,7 @@ export function seenChunkKey(userKey: string, phase: "e" | "o", n: number): stri
   return `${userKey}.${phase}.${n}`;
 }
 
-/** KV key of an unlock record (bucket `ach_unlocks`): `<tenant>.<user>.<achievement>.<tier|_>.<occurrence>`. */
+/** Key of an unlock record: `<tenant>.<user>.<achievement>.<tier|_>.<occurrence>`, its subject in `ACH_UNLOCKS` after `ach.unlocked.`. */
 export function unlockRecordKey(u: Unlock): string {
   return `${u.tenant_id}.${u.user_id}.${u.achievement_id}.${u.tier ?? "_"}.${u.occurrence}`;
 }

@@ -20,7 +20,8 @@ import { achievementKey, emptyEvalState, type EvalState, type Unlock, type Unloc
  * - `eval`: the evaluator's state (progress and unlocks).
  * - `outbox`: unlocks committed with this state. Delivered right after the
  *   write; an entry may stay here after delivery until the user's next
- *   write, and its unlock record tells whether it was delivered.
+ *   write, and delivering it again is refused by the unlocks stream (one
+ *   message per unlock subject).
  */
 export type UserState = {
   v: 1;
