@@ -10,6 +10,7 @@ import {
   candidateVersion,
   ConcurrentRunError,
   HistoryIncompleteError,
+  messageOf,
   REPORTS_LISTED,
   rebuildUser,
   shadowMarkdown,
@@ -33,7 +34,6 @@ type Body = Record<string, unknown>;
 
 const isObject = (v: unknown): v is Body => typeof v === "object" && v !== null && !Array.isArray(v);
 const isPositiveInt = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 1;
-const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 const tags = ["history"];
 const ruleParams = { type: "object", properties: { tenant: { type: "string" }, id: { type: "string", description: "the rule id (a-z 0-9 _ -)" } } };

@@ -148,8 +148,14 @@ async function run(d: BackfillDeps, o: BackfillOptions, book: RuleBook, key: str
     return t;
   };
   for (const u of implied) tier(u).implied++;
-  if (r.cancelled) {
+  // What is done so far, into the report (the checkpoint counts it).
+  const tally = () => {
+    report.recorded = cp.recorded;
+    report.already_recorded = cp.already_recorded;
     report.by_tier = [...tiers.values()];
+  };
+  if (r.cancelled) {
+    tally();
     return finish(d, report, "cancelled", t0);
   }
 
@@ -160,9 +166,7 @@ async function run(d: BackfillDeps, o: BackfillOptions, book: RuleBook, key: str
   for (let i = cp.done; i < implied.length; i++) {
     if (o.signal?.aborted) {
       // What was done so far, in the report and the checkpoint: a rerun resumes here.
-      report.recorded = cp.recorded;
-      report.already_recorded = cp.already_recorded;
-      report.by_tier = [...tiers.values()];
+      tally();
       await d.store.saveCheckpoint(key, cp, revision);
       return finish(d, report, "cancelled", t0);
     }
@@ -186,15 +190,14 @@ async function run(d: BackfillDeps, o: BackfillOptions, book: RuleBook, key: str
       lastSave = performance.now();
     }
   }
-  report.recorded = cp.recorded;
-  report.already_recorded = cp.already_recorded;
-  report.by_tier = [...tiers.values()];
+  tally();
   if (o.fromTime === undefined) {
     const impliedKeys = new Set(implied.map(unlockRecordKey));
     let lost = 0;
-    for (const k of await d.records.keys(o.scope === "*" ? (o.tenant ? `${o.tenant}.*.${id}.>` : `*.*.${id}.>`) : `${o.scope}.*.${id}.>`)) {
-      const [tenant, , achievement] = k.split(".");
-      if (achievement !== id || (o.tenant && tenant !== o.tenant) || !applies(tenant!) || impliedKeys.has(k)) continue;
+    // Recorded unlocks of this achievement in the backfill's tenants (the filter names both) that it does not imply.
+    for (const k of await d.records.keys(`${o.scope === "*" ? (o.tenant ?? "*") : o.scope}.*.${id}.>`)) {
+      const tenant = k.slice(0, k.indexOf("."));
+      if (!applies(tenant) || impliedKeys.has(k)) continue;
       lost++;
       if (report.samples.would_lose.length < SAMPLES) report.samples.would_lose.push(k);
     }

@@ -82,7 +82,8 @@ export class HistoryStore {
   }
 }
 
-const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+/** An error's message, or the thrown value as text. */
+export const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /**
  * Saves `report` as failed with `err`'s message, then throws `err`; when the

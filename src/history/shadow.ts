@@ -70,7 +70,7 @@ const when = (u: Unlock) => ({ unlocked_at: u.unlocked_at, rule_version: u.rule_
  * tenant, user, achievement, tier and occurrence): rows for every
  * achievement and tier either gives, sorted by achievement and tier. Pure.
  */
-function diffUnlocks(now: readonly Unlock[], candidate: readonly Unlock[], samples = SAMPLES): ShadowRow[] {
+function diffUnlocks(now: readonly Unlock[], candidate: readonly Unlock[], samples: number): ShadowRow[] {
   const rows = new Map<string, ShadowRow & { users: { gain: Set<string>; lose: Set<string>; move: Set<string> } }>();
   const row = (u: Unlock) => {
     const k = `${u.achievement_id}\u0000${u.tier ?? ""}`;

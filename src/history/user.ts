@@ -14,7 +14,7 @@ import { progressOf, type EvalState, type Progress, type RuleBook, type RuleSet,
 import { InMemoryEvaluator } from "../sim/mod.ts";
 import { SeenArchive } from "../state/mod.ts";
 import { periodLabel } from "../util/time.ts";
-import { reportId, type HistoryStore, type ReportBase } from "./reports.ts";
+import { messageOf, reportId, type HistoryStore, type ReportBase } from "./reports.ts";
 import { fileThenStream, streamEvents, streamHorizon, type Horizon } from "./source.ts";
 
 /** How a user's events are decoded and evaluated: as the workers do. */
@@ -213,7 +213,7 @@ export async function rebuildUser(d: RebuildDeps, tenant: string, user: string, 
         old = decodeState(e.value);
         previous = `revision ${e.revision}`;
       } catch (err) {
-        previous = `corrupt: ${err instanceof Error ? err.message : String(err)}`;
+        previous = `corrupt: ${messageOf(err)}`;
       }
     }
     const run = await evaluateUser(d.js, d.jsm, tenant, user, o);

@@ -95,11 +95,6 @@ export class PartitionWorker {
     return this.#buffer.size;
   }
 
-  /** Users whose changed state waits in the write-behind buffer now. */
-  get deferred(): number {
-    return this.#wb.size;
-  }
-
   /** False once stopped (or once it stopped itself because its lease was not renewed in time). */
   get running(): boolean {
     return this.#running;

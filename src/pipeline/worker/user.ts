@@ -2,7 +2,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import { RejectCodes } from "../../events/mod.ts";
 import { LRUCache } from "lru-cache";
 import { ConflictError, type Versioned } from "../../state/mod.ts";
-import { applyEvents, chunksToLoad, type Applied, type SeqEvent } from "../../core/mod.ts";
+import { applyEvents, chunksToLoad, type Applied, type SeqEvent, type UserState } from "../../core/mod.ts";
 import type { Unlock } from "../../rules/mod.ts";
 import { PoisonError, RewindError, retrying, StoppedError, type RetryHooks } from "../retry.ts";
 import { crashPoint } from "../../util/failpoint.ts";
@@ -103,16 +103,21 @@ export class UserCommit {
   commitInMemory(u: UserWork): boolean {
     const { wb, config } = this.d;
     const r1 = u.after;
-    if (!r1 || !u.base || !wb?.enabled || this.#writeThrough.has(u.key) || r1.failed.length > 0 || r1.chunks.length > 0) return false;
+    if (!r1 || !u.base || !wb || r1.failed.length > 0 || r1.chunks.length > 0) return false;
     const t0 = performance.now();
     const r2 = u.ordered.length ? applyEvents(r1.state, u.ordered, this.d.rules().forTenant(u.tenant), config.worker.recentIds, "ordered") : undefined;
     if (r2 && (r2.failed.length > 0 || r2.chunks.length > 0)) return false;
     const state = r2?.state ?? r1.state;
-    if (state.outbox.length > 0) return false;
+    if (!this.#mayDefer(u.key, state)) return false;
     if (r2) this.d.stats.observe.evaluation((performance.now() - t0) / 1000, u.ordered.length);
     if (r1.dirty || r2?.dirty) wb.defer(u.key, state, u.base.revision, firstSeqOf(u), Date.now());
     this.#tally(u, r1, r2);
     return true;
+  }
+
+  /** Whether the user's changed `state` may wait in the write-behind buffer: buffering is on, no unlock waits for the state, and the user is not one whose deferred state failed. */
+  #mayDefer(key: string, state: UserState): boolean {
+    return this.d.wb?.enabled === true && state.outbox.length === 0 && !this.#writeThrough.has(key);
   }
 
   /** Adds a user's step to the tenant's counts. */
@@ -160,7 +165,7 @@ export class UserCommit {
     gate.check();
     await Promise.all([...r1.chunks, ...r2.chunks].map((c) => this.d.seen.write(u.key, c)));
     const wb = this.d.wb;
-    if ((r1.dirty || r2.dirty) && wb?.enabled && state.outbox.length === 0 && !this.#writeThrough.has(u.key)) {
+    if ((r1.dirty || r2.dirty) && wb && this.#mayDefer(u.key, state)) {
       // No unlock waits for this state: it is written later, once for all the steps that change it meanwhile.
       wb.defer(u.key, state, revision, firstSeqOf(u), Date.now());
     } else if (r1.dirty || r2.dirty) {
@@ -192,7 +197,7 @@ export class UserCommit {
   }
 
   /**
-   * Writes the deferred states that are due (all of them when `all`).
+   * Writes the deferred states that are due.
    *
    * In: the write-behind buffer. Out: each due state written with
    * compare-and-set on the revision it was computed from, and dropped from
@@ -204,10 +209,10 @@ export class UserCommit {
    * refused by the server is written in its steps from then on, so a state
    * that can never be written dead-letters its events instead of looping.
    */
-  async flush(hooks: RetryHooks, all = false): Promise<void> {
+  async flush(hooks: RetryHooks): Promise<void> {
     const { wb, store, gate, stats } = this.d;
     if (!wb?.size) return;
-    const due = wb.due(Date.now(), all);
+    const due = wb.due(Date.now());
     if (due.length === 0) return;
     const io = this.d.io ?? ((fn: () => Promise<void>) => fn());
     const write = async (d: (typeof due)[number]) => {

@@ -92,15 +92,12 @@ export class WriteBehind {
     return undefined;
   }
 
-  /**
-   * The users to write now, oldest first, with their states: all when
-   * `all`; else those due by `now`, and the oldest beyond `maxUsers`.
-   */
-  due(now: number, all = false): { key: string; state: UserState; revision: number }[] {
+  /** The users to write now, oldest first, with their states: those due by `now`, and the oldest beyond `maxUsers`. */
+  due(now: number): { key: string; state: UserState; revision: number }[] {
     const out: { key: string; state: UserState; revision: number }[] = [];
     let over = this.#m.size - this.maxUsers;
     for (const [key, d] of this.#m) {
-      if (!all && over <= 0 && d.since + this.delay > now) break;
+      if (over <= 0 && d.since + this.delay > now) break;
       out.push({ key, state: d.state, revision: d.revision });
       over--;
     }
